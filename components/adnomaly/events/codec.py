@@ -1,0 +1,212 @@
+"""Decode and validate raw event bytes into `ValidEvent`s, or reject them with a reason.
+
+This is the per-event hot path of ingest and processor: built-in schemas decode with a typed msgspec
+decoder (~3 µs per clickstream event on a 2-core box); custom schemas (JSON Schema) take a slower,
+generic path. Every rejection carries a short machine-readable code and a human-readable detail, which
+become the dead-letter headers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import fastjsonschema
+import msgspec
+
+from adnomaly.events.schemas import BUILTIN_SCHEMAS
+
+DEFAULT_MAX_EVENT_BYTES = 64 * 1024
+DEFAULT_MAX_FUTURE_SKEW_S = 24 * 3600.0
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
+
+# Rejection codes: stable, used in DLQ headers, metrics labels and API answers.
+EMPTY = "empty"
+OVERSIZE = "oversize"
+INVALID_UTF8 = "invalid_utf8"
+MALFORMED_JSON = "malformed_json"
+SCHEMA_VIOLATION = "schema_violation"
+INVALID_TIME = "invalid_time"
+REASON_CODES = (EMPTY, OVERSIZE, INVALID_UTF8, MALFORMED_JSON, SCHEMA_VIOLATION, INVALID_TIME)
+
+
+class InvalidEvent(ValueError):
+    """Raised for an event that must go to the dead-letter topic."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+    @property
+    def reason(self) -> str:
+        return f"{self.code}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class ValidEvent:
+    event_id: str
+    event_time: datetime
+    payload: bytes  # canonical JSON of the event, `event_id` included
+
+
+class EventCodec(Protocol):
+    schema: str
+
+    def decode(self, raw: bytes) -> ValidEvent: ...
+
+
+def derive_event_id(schema: str, canonical: bytes) -> str:
+    """A stable id for an event that came without one: a UUID-shaped hash of schema and content."""
+    digest = hashlib.blake2b(canonical, digest_size=16, person=schema.encode()[:16]).digest()
+    return str(uuid.UUID(bytes=digest))
+
+
+def _check_size(raw: bytes, max_bytes: int) -> None:
+    if not raw:
+        raise InvalidEvent(EMPTY, "event is empty")
+    if len(raw) > max_bytes:
+        raise InvalidEvent(OVERSIZE, f"event is {len(raw)} bytes, the limit is {max_bytes}")
+
+
+def _check_time(field: str, value: datetime, max_future_skew_s: float) -> None:
+    ts = value.timestamp()
+    if ts < EARLIEST_EVENT_TIME:
+        raise InvalidEvent(INVALID_TIME, f"`{field}` {value.isoformat()} is before 2000-01-01")
+    if ts > time.time() + max_future_skew_s:
+        raise InvalidEvent(
+            INVALID_TIME, f"`{field}` {value.isoformat()} is more than {max_future_skew_s:.0f}s in the future"
+        )
+
+
+class StructCodec:
+    """Codec for a built-in schema."""
+
+    def __init__(
+        self,
+        schema: str,
+        *,
+        id_field: str | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_future_skew_s: float = DEFAULT_MAX_FUTURE_SKEW_S,
+    ) -> None:
+        builtin = BUILTIN_SCHEMAS[schema]
+        self.schema = schema
+        self.time_field = builtin.time_field
+        self.id_field = id_field
+        self.max_event_bytes = max_event_bytes
+        self.max_future_skew_s = max_future_skew_s
+        self._decoder = msgspec.json.Decoder(builtin.struct)
+        self._encoder = msgspec.json.Encoder()
+        self._has_own_uuid = schema == "signal"
+
+    def decode(self, raw: bytes) -> ValidEvent:
+        _check_size(raw, self.max_event_bytes)
+        try:
+            event: Any = self._decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            raise InvalidEvent(SCHEMA_VIOLATION, f"{exc} (schema {self.schema})") from None
+        except UnicodeDecodeError as exc:
+            raise InvalidEvent(INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}") from None
+        except msgspec.DecodeError as exc:
+            raise InvalidEvent(MALFORMED_JSON, str(exc)) from None
+        event_time: datetime = getattr(event, self.time_field)
+        _check_time(self.time_field, event_time, self.max_future_skew_s)
+        if self.id_field is not None:
+            event_id = str(getattr(event, self.id_field))
+        elif self._has_own_uuid:
+            event_id = str(event.event_id)
+        elif event.event_id is not None:
+            event_id = event.event_id
+        else:
+            event_id = derive_event_id(self.schema, self._encoder.encode(event))
+            event.event_id = event_id
+        return ValidEvent(event_id, event_time, self._encoder.encode(event))
+
+
+class JsonSchemaCodec:
+    """Codec for a custom schema given as JSON Schema (generic, slower path)."""
+
+    schema = "custom"
+
+    def __init__(
+        self,
+        json_schema: Mapping[str, Any],
+        *,
+        time_field: str,
+        id_field: str | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_future_skew_s: float = DEFAULT_MAX_FUTURE_SKEW_S,
+    ) -> None:
+        self._validate: Callable[[Any], Any] = fastjsonschema.compile(dict(json_schema))
+        self.time_field = time_field
+        self.id_field = id_field
+        self.max_event_bytes = max_event_bytes
+        self.max_future_skew_s = max_future_skew_s
+        self._time_decoder = msgspec.json.Decoder(datetime)
+
+    def decode(self, raw: bytes) -> ValidEvent:
+        _check_size(raw, self.max_event_bytes)
+        try:
+            event = msgspec.json.decode(raw)
+        except UnicodeDecodeError as exc:
+            raise InvalidEvent(INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}") from None
+        except msgspec.DecodeError as exc:
+            raise InvalidEvent(MALFORMED_JSON, str(exc)) from None
+        if not isinstance(event, dict):
+            raise InvalidEvent(SCHEMA_VIOLATION, f"expected a JSON object, got {type(event).__name__}")
+        try:
+            self._validate(event)
+        except fastjsonschema.JsonSchemaException as exc:
+            raise InvalidEvent(SCHEMA_VIOLATION, str(exc.message)) from None
+        event_time = self._event_time(event)
+        _check_time(self.time_field, event_time, self.max_future_skew_s)
+        if self.id_field is not None and event.get(self.id_field) not in (None, ""):
+            event_id = str(event[self.id_field])
+        elif isinstance(event.get("event_id"), str) and event["event_id"]:
+            event_id = event["event_id"]
+        else:
+            event_id = derive_event_id("custom", msgspec.json.encode(event, order="sorted"))
+            event["event_id"] = event_id
+        return ValidEvent(event_id, event_time, msgspec.json.encode(event))
+
+    def _event_time(self, event: dict[str, Any]) -> datetime:
+        value = event.get(self.time_field)
+        if not isinstance(value, str):
+            raise InvalidEvent(INVALID_TIME, f"`{self.time_field}` must be an RFC 3339 timestamp string")
+        try:
+            parsed = self._time_decoder.decode(msgspec.json.encode(value))
+        except msgspec.ValidationError:
+            raise InvalidEvent(INVALID_TIME, f"`{self.time_field}` is not an RFC 3339 timestamp") from None
+        if parsed.tzinfo is None:
+            raise InvalidEvent(INVALID_TIME, f"`{self.time_field}` has no time zone")
+        return parsed
+
+
+def codec_for(
+    *,
+    schema: str | None = None,
+    json_schema: Mapping[str, Any] | None = None,
+    time_field: str | None = None,
+    id_field: str | None = None,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    max_future_skew_s: float = DEFAULT_MAX_FUTURE_SKEW_S,
+) -> EventCodec:
+    """The codec for a pipeline's events: a built-in schema by name, or a custom JSON Schema."""
+    if json_schema is not None:
+        if time_field is None:
+            raise ValueError("a custom JSON Schema needs a time field")
+        return JsonSchemaCodec(
+            json_schema, time_field=time_field, id_field=id_field,
+            max_event_bytes=max_event_bytes, max_future_skew_s=max_future_skew_s,
+        )
+    if schema is None or schema not in BUILTIN_SCHEMAS:
+        raise ValueError(f"unknown schema {schema!r}; built-in schemas: {', '.join(BUILTIN_SCHEMAS)}")
+    return StructCodec(
+        schema, id_field=id_field, max_event_bytes=max_event_bytes, max_future_skew_s=max_future_skew_s
+    )

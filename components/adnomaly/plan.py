@@ -1,0 +1,169 @@
+"""spec → desired state. Pure: the same Pipeline and endpoints always give the same plan.
+
+Both backends start from here: the operator renders the plan into Kubernetes objects, `adnomaly up`
+turns it into local processes. Neither re-derives topic names, partition counts or component configs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from adnomaly.config import (
+    ComponentConfig,
+    EventsConfig,
+    GeneratorConfig,
+    IngestConfig,
+    KafkaConfig,
+    ProcessorConfig,
+    TopicNames,
+)
+from adnomaly.durations import duration_ms, parse_duration
+from adnomaly.spec import Pipeline, TopicSpec
+
+TOPIC_ROLES = ("raw", "dlq", "features", "anomalies")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the backend's services answer (cluster DNS names on Kubernetes, loopback ports locally)."""
+
+    kafka_bootstrap: str
+    ingest_host: str = "0.0.0.0"
+    ingest_port: int = 8080
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TopicPlan:
+    role: str
+    name: str
+    partitions: int
+    replicas: int
+    retention_ms: int
+
+    @property
+    def config(self) -> dict[str, str]:
+        return {
+            "retention.ms": str(self.retention_ms),
+            "min.insync.replicas": str(min(2, self.replicas) if self.replicas > 1 else 1),
+        }
+
+
+@dataclass(frozen=True)
+class ComponentPlan:
+    name: str
+    replicas: int
+    config: ComponentConfig
+    notes: tuple[str, ...] = ()
+
+    @property
+    def config_hash(self) -> str:
+        """Changes exactly when this component's rendered config changes (drives rollouts)."""
+        return hashlib.sha256(self.config.to_json().encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Plan:
+    pipeline: str
+    topics: dict[str, TopicPlan]
+    components: dict[str, ComponentPlan]
+    db_schema: str
+    conditions: tuple[tuple[str, str], ...] = ()  # (reason, message) worth a status condition
+
+
+def topic_name(pipeline: str, role: str) -> str:
+    return f"{pipeline}-{role}"
+
+
+def db_schema_name(pipeline: str) -> str:
+    return "p_" + pipeline.replace("-", "_")
+
+
+def _topic(pipeline: str, role: str, spec: TopicSpec, kafka_replicas: int) -> TopicPlan:
+    replicas = spec.replicas if spec.replicas is not None else min(3, kafka_replicas)
+    return TopicPlan(role, topic_name(pipeline, role), spec.partitions, replicas, duration_ms(spec.retention))
+
+
+def plan_topics(pipeline: Pipeline) -> dict[str, TopicPlan]:
+    spec = pipeline.spec
+    managed = spec.kafka.effective_managed
+    kafka_replicas = managed.replicas if managed is not None else 3
+    return {
+        role: _topic(pipeline.name, role, getattr(spec.kafka.topics, role), kafka_replicas) for role in TOPIC_ROLES
+    }
+
+
+def events_config(pipeline: Pipeline) -> EventsConfig:
+    events = pipeline.spec.events
+    return EventsConfig(
+        schema_name=events.resolved_schema,
+        json_schema=events.json_schema,
+        time_field=events.effective_time_field,
+        id_field=events.id_field,
+        dimensions=events.effective_dimensions,
+        max_event_bytes=events.max_event_bytes,
+        max_future_skew_s=parse_duration(events.max_future_skew),
+    )
+
+
+def plan(pipeline: Pipeline, endpoints: Endpoints) -> Plan:
+    spec = pipeline.spec
+    name = pipeline.name
+    topics = plan_topics(pipeline)
+    kafka = KafkaConfig(
+        bootstrap_servers=endpoints.kafka_bootstrap,
+        security_protocol=spec.kafka.external.security_protocol if spec.kafka.external else "PLAINTEXT",
+        topics=TopicNames(**{role: t.name for role, t in topics.items()}),
+    )
+    events = events_config(pipeline)
+
+    def config(component: str, **sections: object) -> ComponentConfig:
+        return ComponentConfig(
+            pipeline=name,
+            component=component,
+            kafka=kafka,
+            events=events,
+            metrics_port=endpoints.metrics_ports.get(component, 9000) if spec.observability.metrics else None,
+            **sections,  # type: ignore[arg-type]
+        )
+
+    components: dict[str, ComponentPlan] = {}
+    conditions: list[tuple[str, str]] = []
+    gen = spec.source.generator
+    if gen.enabled:
+        components["generator"] = ComponentPlan(
+            "generator", 1,
+            config("generator", generator=GeneratorConfig(
+                events_per_second=gen.events_per_second, seed=gen.seed,
+                invalid_rate=gen.invalid_rate, scenarios=list(gen.scenarios),
+            )),
+        )
+    ingest = spec.source.ingest
+    if ingest.enabled and ingest.replicas > 0:
+        components["ingest"] = ComponentPlan(
+            "ingest", ingest.replicas,
+            config("ingest", ingest=IngestConfig(
+                host=endpoints.ingest_host, port=endpoints.ingest_port, max_body_bytes=ingest.max_body_bytes,
+            )),
+        )
+    proc = spec.components.processor
+    raw_partitions = topics["raw"].partitions
+    proc_replicas = min(proc.replicas, raw_partitions)
+    notes: tuple[str, ...] = ()
+    if proc.replicas > raw_partitions:
+        message = (
+            f"processor replicas capped at {raw_partitions} (the raw topic's partition count); "
+            f"{proc.replicas} requested"
+        )
+        notes = (message,)
+        conditions.append(("ReplicasCapped", message))
+    components["processor"] = ComponentPlan(
+        "processor", proc_replicas,
+        config("processor", processor=ProcessorConfig(
+            group_id=f"{name}-processor", batch_size=proc.batch_size,
+            batch_timeout_s=parse_duration(proc.batch_timeout), db_schema=db_schema_name(name),
+        )),
+        notes,
+    )
+    return Plan(name, topics, components, db_schema_name(name), tuple(conditions))

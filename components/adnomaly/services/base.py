@@ -1,0 +1,255 @@
+"""Building blocks for running real services (Kafka, PostgreSQL, Redis, ...) as local processes.
+
+Every service runs as a child process on a free loopback port, with its data and log under a state
+directory, and is stopped (or killed, for fault tests) through `ManagedProcess`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CACHE_DIR = Path(os.environ.get("ADNOMALY_CACHE", Path.home() / ".cache" / "adnomaly"))
+
+
+class ServiceError(RuntimeError):
+    """A service could not be installed, started or reached."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on `host` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    """Poll `check` until it returns True; raise ServiceError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise ServiceError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def find_executable(name: str, extra_dirs: Sequence[Path] = ()) -> Path | None:
+    for directory in extra_dirs:
+        candidate = directory / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which(name)
+    return Path(found) if found else None
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def as_user(argv: Sequence[str], user: str | None) -> list[str]:
+    """`argv` wrapped to run as `user` (via setpriv) when we are root; unchanged otherwise."""
+    if user and running_as_root():
+        return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *argv]
+    return list(argv)
+
+
+def run_tool(
+    argv: Sequence[str],
+    what: str,
+    *,
+    user: str | None = None,
+    timeout: float = 300.0,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run a one-shot command to completion; return its output or raise ServiceError with that output."""
+    try:
+        done = subprocess.run(
+            as_user(argv, user),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env=None if env is None else dict(env),
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise ServiceError(f"{what}: {exc.filename} not found") from None
+    except subprocess.TimeoutExpired:
+        raise ServiceError(f"{what}: timed out after {timeout:.0f}s ({' '.join(argv)})") from None
+    output = done.stdout.decode(errors="replace")
+    if done.returncode != 0:
+        raise ServiceError(f"{what} failed with exit code {done.returncode}:\n{output[-4000:]}")
+    return output
+
+
+def generate_password(nbytes: int = 24) -> str:
+    """A random password that is safe in URLs, conninfo strings and config files (no quoting needed)."""
+    return secrets.token_urlsafe(nbytes)
+
+
+def write_private_file(path: Path, text: str, owner: str | None = None) -> None:
+    """Write `text` to `path` with mode 0600 from the start (never world-readable, not even briefly).
+
+    `owner` (a user name) chowns the file to that user when we are root, for services that must read it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    if owner and running_as_root():
+        entry = pwd.getpwnam(owner)
+        os.chown(tmp, entry.pw_uid, entry.pw_gid)
+    os.replace(tmp, path)
+
+
+def chown_to(path: Path, user: str, recursive: bool = False) -> None:
+    """chown `path` (and, if `recursive`, everything below it) to `user` and that user's group."""
+    entry = pwd.getpwnam(user)
+    paths = [path]
+    if recursive:
+        paths.extend(path.rglob("*"))
+    for item in paths:
+        os.chown(item, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+
+def user_can_traverse(user: str, path: Path) -> bool:
+    """Whether `user` can reach `path` (search permission on it and every parent), ACLs included."""
+    try:
+        subprocess.run(as_user(["test", "-x", str(path)], user), check=True, timeout=10)
+    except subprocess.CalledProcessError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock held while the block runs (serialises installers across processes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass
+class ManagedProcess:
+    """One child process with its own log file, started in its own process group."""
+
+    name: str
+    argv: Sequence[str]
+    log_path: Path
+    env: Mapping[str, str] | None = None
+    cwd: Path | None = None
+    user: str | None = None  # run as this user (only when we are root); None = current user
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        argv = as_user(self.argv, self.user)
+        env = dict(os.environ if self.env is None else self.env)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise ServiceError(
+                f"{self.name} exited with code {self.process.returncode}; last log lines:\n"
+                f"{tail(self.log_path)}"
+            )
+
+    def wait_ready(self, check: Callable[[], bool], timeout: float = 60.0) -> None:
+        def ready() -> bool:
+            self.check_alive()
+            return check()
+
+        try:
+            wait_until(ready, timeout, f"{self.name} to become ready")
+        except ServiceError as exc:
+            raise ServiceError(f"{exc}; last log lines:\n{tail(self.log_path)}") from None
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, sig)
+
+    def stop(
+        self, timeout: float = 30.0, sig: signal.Signals = signal.SIGTERM, leader_only: bool = False
+    ) -> None:
+        """Send `sig` to the process group, then SIGKILL it if it has not gone after `timeout` seconds.
+
+        `leader_only` sends `sig` to the leader alone, for services that shut their children down
+        themselves (PostgreSQL: SIGINT to a backend would merely cancel its query).
+        """
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            if leader_only:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.process.pid, sig)
+            else:
+                self._signal_group(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._signal_group(signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self._signal_group(signal.SIGKILL)  # stragglers in the group
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group at once (a crash, for fault tests)."""
+        if self.process is None:
+            return
+        self._signal_group(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=10)
+        self.process = None

@@ -1,0 +1,495 @@
+"""The `Pipeline` resource: the product's one public API.
+
+The same model validates `adnomaly up -f pipeline.yaml` locally and generates the Kubernetes CRD
+(`crds/`). Field names are camelCase on the wire (Kubernetes style) and snake_case in Python. Every
+field has a default where one makes sense, so a ten-line manifest is a complete pipeline. Unknown
+fields and bad values are rejected, and every error names the field it is about.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from adnomaly.durations import DURATION_PATTERN, QUANTITY_PATTERN, parse_duration
+from adnomaly.events.schemas import BUILTIN_SCHEMAS, struct_fields
+
+API_GROUP = "adnomaly.io"
+API_VERSION = "v1alpha1"
+KIND = "Pipeline"
+
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, examples=["30s", "5m", "7d"])]
+Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, examples=["20Gi"])]
+Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=63)]
+FieldName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", min_length=1, max_length=64)]
+SchemaName = Literal["clickstream", "signal", "probe", "download"]
+ScenarioName = Literal[
+    "clickFraudBurst", "brokenCampaign", "regionalOutage", "probeLatencySpike", "malformedStorm"
+]
+
+
+class SpecModel(BaseModel):
+    """Base of every spec object: camelCase aliases, unknown fields rejected, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True,
+        validate_default=True,
+    )
+
+
+class SecretRef(SpecModel):
+    """A Kubernetes Secret (or, locally, a file under the state directory) holding credentials."""
+
+    name: Name
+    key: str | None = Field(default=None, description="Key inside the Secret; each consumer has a default")
+
+
+class Storage(SpecModel):
+    size: Quantity = "10Gi"
+    storage_class_name: str | None = None
+
+
+class ManagedStore(SpecModel):
+    """A store Adnomaly runs itself (one StatefulSet on Kubernetes, a local process with `adnomaly up`)."""
+
+    storage: Storage = Storage()
+
+
+# --- events -----------------------------------------------------------------------------------------
+
+
+class EventsSpec(SpecModel):
+    schema_name: SchemaName | None = Field(
+        default=None, alias="schema", description="Built-in schema; default clickstream unless jsonSchema"
+    )
+    json_schema: dict[str, Any] | None = Field(default=None, description="A custom JSON Schema for events")
+    time_field: FieldName | None = Field(default=None, description="Event-time field; built-ins know theirs")
+    id_field: FieldName | None = Field(
+        default=None, description="Field holding the idempotency key; derived from content when absent"
+    )
+    dimensions: list[FieldName] | None = Field(default=None, description="Fields events are grouped by")
+    max_event_bytes: int = Field(default=64 * 1024, ge=256, le=1024 * 1024)
+    max_future_skew: Duration = Field(default="1d", description="Events further in the future are rejected")
+
+    @model_validator(mode="after")
+    def _one_schema(self) -> EventsSpec:
+        if self.schema_name is not None and self.json_schema is not None:
+            raise ValueError("set either `schema` or `jsonSchema`, not both")
+        if self.json_schema is None:
+            schema = self.schema_name or "clickstream"
+            builtin = BUILTIN_SCHEMAS[schema]
+            known = struct_fields(schema)
+            for label, value in (("timeField", self.time_field), ("idField", self.id_field)):
+                if value is not None and value not in known:
+                    raise ValueError(f"{label} `{value}` is not a field of schema {schema}")
+            for dim in self.dimensions or ():
+                if dim not in known:
+                    raise ValueError(f"dimension `{dim}` is not a field of schema {schema}")
+            if self.time_field not in (None, builtin.time_field):
+                raise ValueError(f"schema {schema} keeps its event time in `{builtin.time_field}`")
+        elif self.time_field is None:
+            raise ValueError("a custom jsonSchema needs `timeField`")
+        return self
+
+    @property
+    def resolved_schema(self) -> str:
+        if self.json_schema is not None:
+            return "custom"
+        return self.schema_name or "clickstream"
+
+    @property
+    def effective_time_field(self) -> str:
+        if self.time_field is not None:
+            return self.time_field
+        return BUILTIN_SCHEMAS[self.resolved_schema].time_field
+
+    @property
+    def effective_dimensions(self) -> list[str]:
+        if self.dimensions is not None:
+            return list(self.dimensions)
+        return list(BUILTIN_SCHEMAS[self.resolved_schema].dimensions) if self.json_schema is None else []
+
+
+# --- sources ------------------------------------------------------------------------------------------
+
+
+class GeneratorSpec(SpecModel):
+    enabled: bool = True
+    events_per_second: float = Field(default=100.0, gt=0, le=1_000_000)
+    seed: int = Field(default=42, ge=0)
+    invalid_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="Fraction of malformed events")
+    scenarios: list[ScenarioName] = Field(default_factory=list, description="Labelled anomaly scenarios")
+
+
+class IngestSpec(SpecModel):
+    enabled: bool = True
+    replicas: int = Field(default=1, ge=0, le=100)
+    auth_secret_ref: SecretRef | None = Field(
+        default=None, description="Secret with bearer tokens (key `tokens`, one per line); generated if absent"
+    )
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+
+
+class SourceSpec(SpecModel):
+    generator: GeneratorSpec = GeneratorSpec()
+    ingest: IngestSpec = IngestSpec()
+
+
+# --- kafka --------------------------------------------------------------------------------------------
+
+
+class ManagedKafka(SpecModel):
+    version: str = Field(default="4.1.0", pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
+    replicas: int = Field(default=1, ge=1, le=9)
+    storage: Storage = Storage(size="20Gi")
+
+
+class ExternalKafka(SpecModel):
+    bootstrap_servers: str = Field(min_length=1, pattern=r"^[^,\s]+(,[^,\s]+)*$")
+    credentials_secret_ref: SecretRef | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+
+
+class TopicSpec(SpecModel):
+    partitions: int = Field(ge=1, le=10_000)
+    retention: Duration
+    replicas: int | None = Field(default=None, ge=1, le=9, description="Default: min(3, Kafka replicas)")
+
+
+class TopicsSpec(SpecModel):
+    raw: TopicSpec = TopicSpec(partitions=6, retention="7d")
+    dlq: TopicSpec = TopicSpec(partitions=1, retention="30d")
+    features: TopicSpec = TopicSpec(partitions=3, retention="3d")
+    anomalies: TopicSpec = TopicSpec(partitions=3, retention="30d")
+
+
+class KafkaSpec(SpecModel):
+    managed: ManagedKafka | None = Field(default=None, description="Default when `external` is absent")
+    external: ExternalKafka | None = None
+    topics: TopicsSpec = TopicsSpec()
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> KafkaSpec:
+        if self.managed is not None and self.external is not None:
+            raise ValueError("set either `managed` or `external`, not both")
+        return self
+
+    @property
+    def effective_managed(self) -> ManagedKafka | None:
+        return None if self.external is not None else (self.managed or ManagedKafka())
+
+
+# --- stores -------------------------------------------------------------------------------------------
+
+
+class ExternalPostgres(SpecModel):
+    dsn_secret_ref: SecretRef = Field(description="Secret whose key `dsn` holds a libpq connection string")
+
+
+class PostgresSpec(SpecModel):
+    managed: ManagedStore | None = None
+    external: ExternalPostgres | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PostgresSpec:
+        if self.managed is not None and self.external is not None:
+            raise ValueError("set either `managed` or `external`, not both")
+        return self
+
+
+class StorageSpec(SpecModel):
+    postgres: PostgresSpec = PostgresSpec()
+
+
+class ExternalS3(SpecModel):
+    endpoint: str = Field(min_length=1)
+    region: str = "us-east-1"
+    credentials_secret_ref: SecretRef | None = None
+
+
+class S3Spec(SpecModel):
+    managed: ManagedStore | None = None
+    external: ExternalS3 | None = None
+    bucket: str = Field(default="adnomaly-data", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> S3Spec:
+        if self.managed is not None and self.external is not None:
+            raise ValueError("set either `managed` or `external`, not both")
+        return self
+
+
+class LakeSpec(SpecModel):
+    enabled: bool = True
+    s3: S3Spec | None = Field(default=None, description="Default (managed MinIO) when `uri` is absent")
+    uri: str | None = Field(default=None, pattern=r"^(file|s3)://.+$", description="e.g. file:///data/lake")
+    format: Literal["parquet"] = "parquet"
+    partitioning: Literal["hourly", "daily"] = "hourly"
+
+    @model_validator(mode="after")
+    def _one_target(self) -> LakeSpec:
+        if self.s3 is not None and self.uri is not None:
+            raise ValueError("set either `s3` or `uri`, not both")
+        return self
+
+
+class ExternalRedis(SpecModel):
+    url_secret_ref: SecretRef = Field(description="Secret whose key `url` holds a redis:// URL")
+
+
+class RedisSpec(SpecModel):
+    managed: ManagedStore | None = None
+    external: ExternalRedis | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RedisSpec:
+        if self.managed is not None and self.external is not None:
+            raise ValueError("set either `managed` or `external`, not both")
+        return self
+
+
+class FeatureStoreSpec(SpecModel):
+    redis: RedisSpec = RedisSpec()
+
+
+# --- features and detection (filled in by the features and detection work) ---------------------------
+
+
+class WindowSpec(SpecModel):
+    type: Literal["tumbling", "hopping"] = "tumbling"
+    size: Duration = "1m"
+    slide: Duration | None = Field(default=None, description="Hopping windows only")
+
+    @model_validator(mode="after")
+    def _slide(self) -> WindowSpec:
+        if self.type == "tumbling" and self.slide is not None:
+            raise ValueError("a tumbling window has no `slide`")
+        if self.type == "hopping":
+            if self.slide is None:
+                raise ValueError("a hopping window needs `slide`")
+            size, slide = parse_duration(self.size), parse_duration(self.slide)
+            if slide > size or size % slide:
+                raise ValueError("`size` must be a whole multiple of `slide`")
+        return self
+
+
+class MetricSpec(SpecModel):
+    name: FieldName
+    agg: Literal["count", "sum", "avg", "min", "max", "ratio", "p50", "p90", "p95", "p99"]
+    field: FieldName | None = None
+    numerator: FieldName | None = Field(default=None, description="For `ratio`: sum(numerator)/sum(denominator)")
+    denominator: FieldName | None = None
+
+    @model_validator(mode="after")
+    def _operands(self) -> MetricSpec:
+        if self.agg == "count":
+            if self.field or self.numerator or self.denominator:
+                raise ValueError("`count` takes no field")
+        elif self.agg == "ratio":
+            if not (self.numerator and self.denominator) or self.field:
+                raise ValueError("`ratio` takes `numerator` and `denominator`")
+        elif not self.field or self.numerator or self.denominator:
+            raise ValueError(f"`{self.agg}` takes `field`")
+        return self
+
+
+class FeatureSpec(SpecModel):
+    name: FieldName
+    dimensions: list[FieldName] = Field(min_length=1)
+    window: WindowSpec = WindowSpec()
+    allowed_lateness: Duration = "30s"
+    ttl: Duration = "3d"
+    metrics: list[MetricSpec] = Field(min_length=1)
+
+
+class ThresholdRule(SpecModel):
+    warning_above: float | None = None
+    critical_above: float | None = None
+    warning_below: float | None = None
+    critical_below: float | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> ThresholdRule:
+        if all(v is None for v in (self.warning_above, self.critical_above, self.warning_below, self.critical_below)):
+            raise ValueError("a threshold needs at least one bound")
+        return self
+
+
+class RobustZScore(SpecModel):
+    threshold: float = Field(default=4.0, gt=0)
+    min_count: int = Field(default=30, ge=1, description="Events a window needs before it is judged")
+    history: int = Field(default=60, ge=5, le=10_000, description="Past windows per key in the baseline")
+
+
+class Ewma(SpecModel):
+    alpha: float = Field(default=0.3, gt=0, le=1)
+    threshold: float = Field(default=4.0, gt=0, description="Control limit in standard deviations")
+    min_count: int = Field(default=30, ge=1)
+    warmup: int = Field(default=10, ge=1, description="Windows per key before alerting")
+
+
+class DetectorSpec(SpecModel):
+    name: Name
+    feature: FieldName
+    metric: FieldName
+    threshold: ThresholdRule | None = None
+    robust_z_score: RobustZScore | None = None
+    ewma: Ewma | None = None
+
+    @model_validator(mode="after")
+    def _one_method(self) -> DetectorSpec:
+        methods = [m for m in (self.threshold, self.robust_z_score, self.ewma) if m is not None]
+        if len(methods) != 1:
+            raise ValueError("a detector takes exactly one of `threshold`, `robustZScore`, `ewma`")
+        return self
+
+
+class DetectionSpec(SpecModel):
+    detectors: list[DetectorSpec] = Field(default_factory=list)
+
+
+# --- components and observability ---------------------------------------------------------------------
+
+
+class Resources(SpecModel):
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+
+
+class ComponentSpec(SpecModel):
+    replicas: int = Field(default=1, ge=0, le=1000)
+    resources: Resources | None = None
+
+
+class ProcessorSpec(ComponentSpec):
+    batch_size: int = Field(default=5000, ge=1, le=100_000)
+    batch_timeout: Duration = "200ms"
+
+
+class ComponentsSpec(SpecModel):
+    processor: ProcessorSpec = ProcessorSpec()
+    detector: ComponentSpec = ComponentSpec()
+    lake_sink: ComponentSpec = ComponentSpec()
+    feature_sink: ComponentSpec = ComponentSpec()
+
+
+class TracingSpec(SpecModel):
+    otlp_endpoint: str | None = Field(default=None, description="Tracing is off unless an endpoint is set")
+    sample_ratio: float = Field(default=0.1, ge=0, le=1)
+
+
+class ObservabilitySpec(SpecModel):
+    metrics: bool = True
+    tracing: TracingSpec = TracingSpec()
+
+
+# --- the pipeline -------------------------------------------------------------------------------------
+
+
+class PipelineSpec(SpecModel):
+    events: EventsSpec = EventsSpec()
+    source: SourceSpec = SourceSpec()
+    kafka: KafkaSpec = KafkaSpec()
+    storage: StorageSpec = StorageSpec()
+    lake: LakeSpec = LakeSpec()
+    feature_store: FeatureStoreSpec = FeatureStoreSpec()
+    features: list[FeatureSpec] = Field(default_factory=list)
+    detection: DetectionSpec = DetectionSpec()
+    components: ComponentsSpec = ComponentsSpec()
+    observability: ObservabilitySpec = ObservabilitySpec()
+    deletion_policy: Literal["Retain", "Delete"] = Field(
+        default="Retain", description="What happens to topics, volumes and buckets when the Pipeline goes"
+    )
+
+    @model_validator(mode="after")
+    def _references(self) -> PipelineSpec:
+        known_fields = (
+            set(struct_fields(self.events.resolved_schema)) if self.events.json_schema is None
+            else set((self.events.json_schema.get("properties") or {}).keys())
+        )
+        names = [f.name for f in self.features]
+        if len(set(names)) != len(names):
+            raise ValueError("feature names must be unique")
+        metrics_by_feature = {f.name: {m.name for m in f.metrics} for f in self.features}
+        for feature in self.features:
+            for dim in feature.dimensions:
+                if known_fields and dim not in known_fields:
+                    raise ValueError(f"feature `{feature.name}`: dimension `{dim}` is not an event field")
+            for metric in feature.metrics:
+                for operand in (metric.field, metric.numerator, metric.denominator):
+                    if operand is not None and known_fields and operand not in known_fields:
+                        raise ValueError(
+                            f"feature `{feature.name}` metric `{metric.name}`: `{operand}` is not an event field"
+                        )
+        detector_names = [d.name for d in self.detection.detectors]
+        if len(set(detector_names)) != len(detector_names):
+            raise ValueError("detector names must be unique")
+        for det in self.detection.detectors:
+            if det.feature not in metrics_by_feature:
+                raise ValueError(f"detector `{det.name}`: no feature named `{det.feature}`")
+            if det.metric not in metrics_by_feature[det.feature]:
+                raise ValueError(f"detector `{det.name}`: feature `{det.feature}` has no metric `{det.metric}`")
+        return self
+
+
+class ObjectMeta(SpecModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=40)]
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Pipeline(SpecModel):
+    api_version: Literal["adnomaly.io/v1alpha1"] = f"{API_GROUP}/{API_VERSION}"
+    kind: Literal["Pipeline"] = KIND
+    metadata: ObjectMeta
+    spec: PipelineSpec = PipelineSpec()
+    status: dict[str, Any] | None = Field(default=None, exclude=True)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+class SpecError(ValueError):
+    """A Pipeline document that is not valid; the message names every bad field."""
+
+
+def format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"] if not str(part).startswith("function-after"))
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc or '(document)'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_pipeline(document: Any) -> Pipeline:
+    if not isinstance(document, dict):
+        raise SpecError("a Pipeline document must be a YAML/JSON mapping")
+    try:
+        return Pipeline.model_validate(document)
+    except ValidationError as exc:
+        raise SpecError(format_errors(exc)) from None
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    """Read and validate one Pipeline from a YAML file."""
+    text = Path(path).read_text()
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    pipelines = [d for d in documents if isinstance(d, dict) and d.get("kind") == KIND]
+    if len(pipelines) != 1:
+        raise SpecError(f"{path}: expected exactly one `kind: Pipeline` document, found {len(pipelines)}")
+    try:
+        return parse_pipeline(pipelines[0])
+    except SpecError as exc:
+        raise SpecError(f"{path}:\n{exc}") from None
