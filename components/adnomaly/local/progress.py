@@ -1,0 +1,111 @@
+"""Numbers of a running local pipeline, read from where they are true: the generator's delivery
+stats, the ingest API's metrics, PostgreSQL rows, the dead-letter topic's offsets, the consumer lag."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+from confluent_kafka import Consumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from adnomaly.kafka_client import consumer_lag
+
+
+@dataclass(frozen=True)
+class Progress:
+    produced: int = 0
+    ingested: int = 0
+    stored: int = 0
+    dlq: int = 0
+    lag: int = 0
+    at: float = 0.0
+
+    def summary(self) -> dict[str, int]:
+        data = asdict(self)
+        data.pop("at")
+        return data
+
+
+def topic_end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
+    """Sum of the high watermarks of every partition of `topic` (messages ever written to it)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "adnomaly-progress", "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+        partitions = metadata.topics[topic].partitions
+        total = 0
+        for partition in partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            total += max(high, 0)
+        return total
+    finally:
+        consumer.close()
+
+
+def read_json_counter(path: Path, key: str) -> int:
+    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+        return int(json.loads(path.read_text()).get(key, 0))
+    return 0
+
+
+def scrape_counter(url: str, name: str, labels: dict[str, str]) -> int:
+    """Value of one Prometheus counter sample at `url` (0 when the endpoint is down)."""
+    try:
+        text = httpx.get(url, timeout=2.0).text
+    except httpx.HTTPError:
+        return 0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return int(sample.value)
+    return 0
+
+
+@dataclass
+class ProgressProbe:
+    bootstrap: str
+    raw_topic: str
+    dlq_topic: str
+    group_id: str
+    count_stored: Callable[[], int]
+    generator_stats: Path | None
+    ingest_metrics_url: str | None
+    baseline: Progress | None = None
+
+    def _absolute(self) -> Progress:
+        produced = read_json_counter(self.generator_stats, "produced") if self.generator_stats else 0
+        ingested = 0
+        if self.ingest_metrics_url:
+            ingested = scrape_counter(
+                self.ingest_metrics_url, "adnomaly_ingest_events_total", {"result": "accepted"}
+            )
+        lag = sum(consumer_lag(self.bootstrap, self.group_id, self.raw_topic).values())
+        return Progress(
+            produced=produced,
+            ingested=ingested,
+            stored=self.count_stored(),
+            dlq=topic_end_offsets(self.bootstrap, self.dlq_topic),
+            lag=lag,
+            at=time.monotonic(),
+        )
+
+    def start(self) -> None:
+        """Remember the stores' counts before this run: the state directory outlives runs."""
+        self.baseline = self._absolute()
+
+    def read(self) -> Progress:
+        now = self._absolute()
+        base = self.baseline or Progress()
+        return Progress(
+            produced=now.produced,
+            ingested=now.ingested,
+            stored=now.stored - base.stored,
+            dlq=now.dlq - base.dlq,
+            lag=now.lag,
+            at=now.at,
+        )

@@ -1,0 +1,72 @@
+"""spec → plan: pure, deterministic, and what both backends rely on."""
+
+from __future__ import annotations
+
+from adnomaly.plan import Endpoints, plan, topic_name
+from adnomaly.spec import parse_pipeline
+
+ENDPOINTS = Endpoints(kafka_bootstrap="kafka:9092")
+
+
+def pipeline(spec: dict | None = None, name: str = "shop"):
+    return parse_pipeline({"kind": "Pipeline", "metadata": {"name": name}, "spec": spec or {}})
+
+
+def test_topics_follow_the_spec() -> None:
+    p = plan(pipeline({"kafka": {"managed": {"replicas": 3}, "topics": {"raw": {"partitions": 12, "retention": "2d"}}}}),
+             ENDPOINTS)
+    raw = p.topics["raw"]
+    assert (raw.name, raw.partitions, raw.replicas, raw.retention_ms) == ("shop-raw", 12, 3, 2 * 86400 * 1000)
+    assert raw.config == {"retention.ms": str(2 * 86400 * 1000), "min.insync.replicas": "2"}
+    assert set(p.topics) == {"raw", "dlq", "features", "anomalies"}
+    assert p.topics["dlq"].replicas == 3
+
+
+def test_single_broker_topics_have_one_replica() -> None:
+    p = plan(pipeline(), ENDPOINTS)
+    assert {t.replicas for t in p.topics.values()} == {1}
+    assert p.topics["raw"].config["min.insync.replicas"] == "1"
+
+
+def test_plan_is_deterministic() -> None:
+    assert plan(pipeline(), ENDPOINTS) == plan(pipeline(), ENDPOINTS)
+
+
+def test_component_configs_carry_what_components_need() -> None:
+    p = plan(pipeline({"source": {"generator": {"seed": 9, "invalidRate": 0.1}}}), ENDPOINTS)
+    gen = p.components["generator"].config
+    assert gen.generator is not None and gen.generator.seed == 9 and gen.generator.invalid_rate == 0.1
+    assert gen.processor is None and gen.ingest is None
+    proc = p.components["processor"].config
+    assert proc.kafka.topics.raw == topic_name("shop", "raw") and proc.kafka.bootstrap_servers == "kafka:9092"
+    assert proc.processor is not None and proc.processor.group_id == "shop-processor"
+    assert proc.processor.db_schema == "p_shop"
+    assert proc.events.schema_name == "clickstream" and proc.events.time_field == "timestamp"
+
+
+def test_config_hash_changes_only_for_affected_components() -> None:
+    before = plan(pipeline(), ENDPOINTS).components
+    after = plan(pipeline({"components": {"processor": {"batchSize": 100}}}), ENDPOINTS).components
+    assert before["processor"].config_hash != after["processor"].config_hash
+    assert before["generator"].config_hash == after["generator"].config_hash
+    assert before["ingest"].config_hash == after["ingest"].config_hash
+
+
+def test_processor_replicas_capped_at_partitions() -> None:
+    p = plan(pipeline({"components": {"processor": {"replicas": 10}},
+                       "kafka": {"topics": {"raw": {"partitions": 4, "retention": "1d"}}}}), ENDPOINTS)
+    assert p.components["processor"].replicas == 4
+    assert p.conditions and p.conditions[0][0] == "ReplicasCapped" and "10 requested" in p.conditions[0][1]
+    assert not plan(pipeline(), ENDPOINTS).conditions
+
+
+def test_disabled_sources_have_no_components() -> None:
+    p = plan(pipeline({"source": {"generator": {"enabled": False}, "ingest": {"replicas": 0}}}), ENDPOINTS)
+    assert set(p.components) == {"processor"}
+
+
+def test_secrets_never_in_component_config() -> None:
+    p = plan(pipeline({"source": {"ingest": {"authSecretRef": {"name": "tokens"}}}}), ENDPOINTS)
+    for component in p.components.values():
+        text = component.config.to_json().lower()
+        assert "password" not in text and "token" not in text and "dsn" not in text

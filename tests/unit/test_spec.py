@@ -1,0 +1,128 @@
+"""The Pipeline model: defaults make small manifests complete; bad input is refused, naming the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adnomaly.spec import SpecError, load_pipeline, parse_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def doc(spec: dict | None = None, name: str = "demo") -> dict:
+    return {"apiVersion": "adnomaly.io/v1alpha1", "kind": "Pipeline", "metadata": {"name": name}, "spec": spec or {}}
+
+
+def error_of(document: dict) -> str:
+    with pytest.raises(SpecError) as info:
+        parse_pipeline(document)
+    return str(info.value)
+
+
+def test_minimal_manifest_is_complete() -> None:
+    pipeline = load_pipeline(REPO / "manifests" / "pipeline.yaml")
+    spec = pipeline.spec
+    assert len((REPO / "manifests" / "pipeline.yaml").read_text().strip().splitlines()) <= 12
+    assert spec.events.resolved_schema == "clickstream"
+    assert spec.events.effective_time_field == "timestamp"
+    assert spec.events.effective_dimensions == ["geo", "platform"]
+    assert spec.kafka.effective_managed is not None and spec.kafka.effective_managed.version == "4.1.0"
+    assert spec.kafka.topics.raw.partitions == 6
+    assert spec.deletion_policy == "Retain"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "manifests" / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_are_valid(path: Path) -> None:
+    assert load_pipeline(path).spec.detection.detectors
+
+
+def test_one_example_per_builtin_schema() -> None:
+    schemas = {load_pipeline(p).spec.events.resolved_schema for p in (REPO / "manifests" / "examples").glob("*.yaml")}
+    assert schemas == {"clickstream", "signal", "probe", "download"}
+
+
+def test_empty_spec_gets_defaults() -> None:
+    pipeline = parse_pipeline(doc())
+    assert pipeline.spec.source.generator.events_per_second == 100
+    assert pipeline.spec.components.processor.batch_size == 5000
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"bogus": 1}, "spec.bogus: Extra inputs are not permitted"),
+        ({"kafka": {"topics": {"raw": {"partitions": 0, "retention": "7d"}}}}, "spec.kafka.topics.raw.partitions"),
+        ({"kafka": {"topics": {"dlq": {"partitions": 1, "retention": "7 days"}}}}, "spec.kafka.topics.dlq.retention"),
+        ({"events": {"schema": "weblogs"}}, "spec.events.schema"),
+        ({"events": {"schema": "clickstream", "jsonSchema": {}}}, "set either `schema` or `jsonSchema`"),
+        ({"events": {"jsonSchema": {"type": "object"}}}, "needs `timeField`"),
+        ({"events": {"dimensions": ["country"]}}, "dimension `country` is not a field of schema clickstream"),
+        ({"source": {"generator": {"invalidRate": 1.5}}}, "spec.source.generator.invalidRate"),
+        ({"source": {"generator": {"scenarios": ["aliens"]}}}, "spec.source.generator.scenarios.0"),
+        ({"kafka": {"managed": {}, "external": {"bootstrapServers": "k:9092"}}}, "set either `managed` or `external`"),
+        ({"kafka": {"external": {"bootstrapServers": "a b"}}}, "spec.kafka.external.bootstrapServers"),
+        ({"deletionPolicy": "Keep"}, "spec.deletionPolicy"),
+        ({"components": {"processor": {"replicas": -1}}}, "spec.components.processor.replicas"),
+    ],
+)
+def test_bad_values_name_the_field(spec: dict, expected: str) -> None:
+    assert expected in error_of(doc(spec))
+
+
+def test_bad_metadata_name() -> None:
+    assert "metadata.name" in error_of(doc(name="Not_A_Name"))
+
+
+def test_feature_and_detector_references_are_checked() -> None:
+    feature = {"name": "f", "dimensions": ["geo"], "metrics": [{"name": "ctr", "agg": "avg", "field": "CTR"}]}
+    ok = {"features": [feature], "detection": {"detectors": [
+        {"name": "d", "feature": "f", "metric": "ctr", "threshold": {"warningAbove": 0.1}}]}}
+    assert parse_pipeline(doc(ok)).spec.detection.detectors[0].metric == "ctr"
+    assert "no feature named `g`" in error_of(doc({**ok, "detection": {"detectors": [
+        {"name": "d", "feature": "g", "metric": "ctr", "threshold": {"warningAbove": 0.1}}]}}))
+    assert "has no metric `x`" in error_of(doc({**ok, "detection": {"detectors": [
+        {"name": "d", "feature": "f", "metric": "x", "threshold": {"warningAbove": 0.1}}]}}))
+    assert "exactly one of" in error_of(doc({**ok, "detection": {"detectors": [{"name": "d", "feature": "f", "metric": "ctr"}]}}))
+    bad_dim = {**feature, "dimensions": ["country"]}
+    assert "dimension `country` is not an event field" in error_of(doc({"features": [bad_dim]}))
+
+
+@pytest.mark.parametrize(
+    ("window", "expected"),
+    [
+        ({"type": "hopping", "size": "5m"}, "needs `slide`"),
+        ({"type": "hopping", "size": "5m", "slide": "2m"}, "whole multiple"),
+        ({"type": "tumbling", "size": "1m", "slide": "1m"}, "has no `slide`"),
+    ],
+)
+def test_window_rules(window: dict, expected: str) -> None:
+    feature = {"name": "f", "dimensions": ["geo"], "window": window, "metrics": [{"name": "n", "agg": "count"}]}
+    assert expected in error_of(doc({"features": [feature]}))
+
+
+def test_metric_operands() -> None:
+    def feature(metric: dict) -> dict:
+        return doc({"features": [{"name": "f", "dimensions": ["geo"], "metrics": [metric]}]})
+
+    assert "`count` takes no field" in error_of(feature({"name": "n", "agg": "count", "field": "CTR"}))
+    assert "`avg` takes `field`" in error_of(feature({"name": "n", "agg": "avg"}))
+    assert "`ratio` takes" in error_of(feature({"name": "n", "agg": "ratio", "numerator": "conversion"}))
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("kind: Pipeline\n  metadata: [")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_pipeline(bad_yaml)
+    none = tmp_path / "none.yaml"
+    none.write_text("kind: ConfigMap\n")
+    with pytest.raises(SpecError, match="exactly one `kind: Pipeline`"):
+        load_pipeline(none)
+
+
+def test_round_trip_by_alias() -> None:
+    pipeline = load_pipeline(REPO / "manifests" / "examples" / "clickstream-ad-fraud.yaml")
+    again = parse_pipeline(pipeline.model_dump(by_alias=True, exclude_none=True))
+    assert again == pipeline
