@@ -1,0 +1,129 @@
+"""`adnomaly bench e2e`: latency from produce to row committed in PostgreSQL, at a fixed rate.
+
+Each event's own timestamp is its produce time; PostgreSQL records each row's commit time
+(`track_commit_timestamp`), so the latency of every event is read exactly, in the database, with no
+sampling and no clock other than this machine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psycopg
+from confluent_kafka import Producer
+
+from adnomaly.config import SecretEnv
+from adnomaly.events.schemas import Clickstream
+from adnomaly.kafka_client import TopicSettings, ensure_topics, producer_config
+from adnomaly.plan import Endpoints, plan
+from adnomaly.processor.store import count_stored
+from adnomaly.services.base import ManagedProcess, wait_until
+from adnomaly.services.kafka import KafkaBroker
+from adnomaly.services.postgres import PostgresServer
+from adnomaly.spec import parse_pipeline
+
+WARMUP_S = 2.0
+TICK_S = 0.01
+
+
+def _event(i: int, now: float) -> bytes:
+    return msgspec.json.encode(
+        Clickstream(
+            event_id=f"e2e-{i}", timestamp=datetime.fromtimestamp(now, UTC), user_id_hash=f"u{i % 5000:05d}",
+            ad_id=f"ad-{i % 300}", campaign_id=f"c-{i % 30}", geo="US", platform="web",
+            user_agent="Mozilla/5.0 (bench)", CPC=0.5, CTR=0.02, conversion=0, bounce_rate=0.4,
+        )
+    )
+
+
+def produce_at_rate(bootstrap: str, topic: str, rate: float, seconds: float) -> int:
+    """Produce `rate` events/s for `seconds`, each stamped with its own produce time."""
+    producer = Producer(producer_config(bootstrap))
+    total = int(rate * seconds)
+    sent = 0
+    start = time.perf_counter()
+    while sent < total:
+        due = min(total, int((time.perf_counter() - start) * rate) + 1)
+        while sent < due:
+            try:
+                producer.produce(topic, _event(sent, time.time()), key=str(sent % 64).encode())
+                sent += 1
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+        time.sleep(TICK_S)
+    if producer.flush(30) != 0:
+        raise RuntimeError("producer could not deliver every event")
+    return sent
+
+
+def latency_percentiles(dsn: str, db_schema: str, since_epoch: float) -> dict[str, float]:
+    query = f"""
+        SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY lat),
+               max(lat), count(*)
+        FROM (SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - event_time) * 1000 AS lat
+              FROM "{db_schema}".events WHERE event_time >= to_timestamp(%s)) AS t
+    """
+    with psycopg.connect(dsn) as conn:
+        (p50, p99), worst, count = conn.execute(query, (since_epoch,)).fetchone()  # type: ignore[misc]
+    return {"p50_ms": round(p50, 1), "p99_ms": round(p99, 1), "max_ms": round(worst, 1), "measured": count}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="adnomaly-bench-e2e-", dir=args.work_dir) as tmp:
+        root = Path(tmp)
+        root.chmod(0o755)
+        with KafkaBroker(root / "kafka") as kafka, PostgresServer(root / "postgres") as postgres:
+            with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+                conn.execute("ALTER SYSTEM SET track_commit_timestamp = on")
+            postgres.restart()
+            pipeline = parse_pipeline({"kind": "Pipeline", "metadata": {"name": "bench"}, "spec": {}})
+            the_plan = plan(pipeline, Endpoints(kafka_bootstrap=kafka.bootstrap_servers))
+            ensure_topics(kafka.bootstrap_servers, {
+                t.name: TopicSettings(partitions=t.partitions, replication_factor=1) for t in the_plan.topics.values()
+            })
+            component = the_plan.components["processor"]
+            assert component.config.processor is not None
+            config_path = root / "processor.json"
+            config_path.write_text(component.config.model_copy(update={"metrics_port": None}).to_json())
+            processor = ManagedProcess(
+                "processor", [sys.executable, "-m", "adnomaly.processor", "--config", str(config_path)],
+                root / "processor.log", env={**os.environ, SecretEnv.POSTGRES_DSN: postgres.dsn},
+            )
+            processor.start()
+            db_schema = component.config.processor.db_schema
+            try:
+                processor.wait_ready(lambda: _table_exists(postgres.dsn, db_schema), timeout=60)
+                started = time.time()
+                sent = produce_at_rate(kafka.bootstrap_servers, the_plan.topics["raw"].name, args.rate, args.seconds)
+                wait_until(lambda: count_stored(postgres.dsn, db_schema) >= sent, 120, "every event to be stored")
+                figures = latency_percentiles(postgres.dsn, db_schema, started + WARMUP_S)
+            finally:
+                processor.stop()
+    return {"rate": args.rate, "seconds": args.seconds, "events": sent,
+            "achieved_rate": round(sent / args.seconds, 1), **figures}
+
+
+def _table_exists(dsn: str, db_schema: str) -> bool:
+    try:
+        count_stored(dsn, db_schema)
+    except psycopg.Error:
+        return False
+    return True
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser("e2e", help="produce → row committed latency at a fixed rate")
+    parser.add_argument("--rate", type=float, default=5000.0, help="events per second (default 5000)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="how long to produce (default 30)")
+    parser.add_argument("--work-dir", default=None, help="where the temporary services live (default: system tmp)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
