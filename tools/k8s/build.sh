@@ -25,7 +25,16 @@ CACHE_ROOT="${ADNOMALY_CACHE:-$HOME/.cache/adnomaly}"
 OUT="$CACHE_ROOT/k8s/$K8S_VERSION"
 BIN="$OUT/bin"
 BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
-STAMP="k8s=$K8S_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION go=$(go env GOVERSION 2>/dev/null || echo unknown)"
+STAMP="k8s=$K8S_VERSION etcd=$ETCD_VERSION kwok=$KWOK_VERSION"
+# kwok needs Stage objects to act like a kubelet; these are the ones kwokctl uses by default
+# (node-initialize, node-heartbeat-with-lease, pod-ready/complete/delete), copied from the same module.
+KWOK_STAGES=(
+  kustomize/stage/node/fast/node-initialize.yaml
+  kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
+  kustomize/stage/pod/fast/pod-ready.yaml
+  kustomize/stage/pod/fast/pod-complete.yaml
+  kustomize/stage/pod/fast/pod-delete.yaml
+)
 STAGING_VERSION="v0.${K8S_VERSION#v1.}"
 
 FORCE=0
@@ -45,9 +54,22 @@ all_present() {
   for b in "${BINARIES[@]}"; do
     [[ -x "$BIN/$b" ]] || return 1
   done
+  [[ -f "$BIN/kwok-stages.yaml" ]] || return 1
   [[ -f "$BIN/.versions" && "$(cat "$BIN/.versions")" == "$STAMP" ]]
 }
 
+if [[ $FORCE -eq 0 ]] && all_present; then
+  echo "k8s control-plane binaries up to date ($STAMP): $BIN"
+  exit 0
+fi
+
+# One build at a time (make k8s and a test session may both ask); re-check once we hold the lock.
+mkdir -p "$OUT"
+exec 9>"$OUT/.build.lock"
+if ! flock -n 9; then
+  echo "waiting for another build.sh to finish ($OUT/.build.lock)"
+  flock 9
+fi
 if [[ $FORCE -eq 0 ]] && all_present; then
   echo "k8s control-plane binaries up to date ($STAMP): $BIN"
   exit 0
@@ -111,7 +133,6 @@ check_pin etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
 check_pin kwok sigs.k8s.io/kwok "$KWOK_VERSION"
 
 # --- build ------------------------------------------------------------------------------------
-mkdir -p "$OUT"
 TMP="$(mktemp -d "$OUT/bin.tmp.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 
@@ -135,11 +156,15 @@ log "building etcd ($ETCD_VERSION)"
 (cd "$HERE/etcd" && go build -ldflags="-s -w" -o "$TMP/etcd" go.etcd.io/etcd/server/v3)
 
 log "building kwok ($KWOK_VERSION)"
-(cd "$HERE/kwok" && go build -ldflags="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" \
-  -o "$TMP/kwok" sigs.k8s.io/kwok/cmd/kwok)
+(cd "$HERE/kwok" && go build -ldflags="-s -w" -o "$TMP/kwok" sigs.k8s.io/kwok/cmd/kwok)
+KWOK_DIR="$(cd "$HERE/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
+for stage in "${KWOK_STAGES[@]}"; do
+  echo "---"
+  cat "$KWOK_DIR/$stage"
+done > "$TMP/kwok-stages.yaml"
 
 mkdir -p "$BIN"
-for b in "${BINARIES[@]}"; do
+for b in "${BINARIES[@]}" kwok-stages.yaml; do
   mv -f "$TMP/$b" "$BIN/$b"
 done
 echo "$STAMP" > "$BIN/.versions"

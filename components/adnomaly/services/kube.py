@@ -1,0 +1,551 @@
+"""A real Kubernetes control plane for tests, without Docker.
+
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok run as local processes on free
+loopback ports, with certificates, kubeconfig, data and logs under one state directory. kwok plays the
+kubelet for fake Nodes, so Deployments -> ReplicaSets -> Pods reach Running and Ready without containers.
+
+The binaries are compiled from Go modules by `tools/k8s/build.sh` and cached under
+`~/.cache/adnomaly/k8s/<version>/bin/`; `ADNOMALY_K8S_BIN` points at another directory holding them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import datetime as dt
+import ipaddress
+import json
+import logging
+import os
+import ssl
+import subprocess
+import urllib.request
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from adnomaly.services.base import ManagedProcess, ServiceError, free_port, run_tool, wait_until, write_private_file
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+log = logging.getLogger(__name__)
+
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
+KWOK_STAGES = "kwok-stages.yaml"  # written next to the binaries by build.sh, from the same kwok module
+BUILD_SCRIPT = Path(__file__).resolve().parents[3] / "tools" / "k8s" / "build.sh"
+
+FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+SERVICE_CIDR = "10.96.0.0/16"
+POD_CIDR = "10.244.0.0/16"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+LOOPBACK = "127.0.0.1"
+
+
+class KubectlError(ServiceError):
+    """kubectl exited with a non-zero code; `stderr` holds what it said (e.g. the API server's rejection)."""
+
+    def __init__(self, args: Sequence[str], done: subprocess.CompletedProcess[str]) -> None:
+        super().__init__(f"kubectl {' '.join(args)} failed with exit code {done.returncode}: {done.stderr.strip()}")
+        self.returncode = done.returncode
+        self.stdout = done.stdout
+        self.stderr = done.stderr
+
+
+def _missing_binaries(bin_dir: Path) -> list[str]:
+    names = [*BINARIES, KWOK_STAGES]
+    return [name for name in names if not (bin_dir / name).is_file()]
+
+
+def ensure_binaries() -> Path:
+    """The directory holding the control-plane binaries, building them first if they are missing.
+
+    `ADNOMALY_K8S_BIN` overrides the location (no build is attempted then). Otherwise the repository's
+    `tools/k8s/build.sh` is asked where its cache is and run when something is missing; a cold build
+    compiles Kubernetes from source and takes tens of minutes on two cores.
+    """
+    override = os.environ.get("ADNOMALY_K8S_BIN")
+    if override:
+        bin_dir = Path(override)
+        if missing := _missing_binaries(bin_dir):
+            raise ServiceError(f"ADNOMALY_K8S_BIN={bin_dir} lacks {', '.join(missing)}")
+        return bin_dir
+    if not BUILD_SCRIPT.is_file():
+        raise ServiceError(f"{BUILD_SCRIPT} not found; set ADNOMALY_K8S_BIN to a directory with {', '.join(BINARIES)}")
+    bin_dir = Path(run_tool([str(BUILD_SCRIPT), "--print-bin"], "locating Kubernetes binaries", timeout=30).strip())
+    if _missing_binaries(bin_dir):
+        log.info("building Kubernetes control-plane binaries into %s (first build takes a long time)", bin_dir)
+        run_tool([str(BUILD_SCRIPT)], "tools/k8s/build.sh", timeout=3 * 3600)
+        if missing := _missing_binaries(bin_dir):
+            raise ServiceError(f"tools/k8s/build.sh ran but {bin_dir} still lacks {', '.join(missing)}")
+    return bin_dir
+
+
+# --- certificates ---------------------------------------------------------------------------------
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def _pem_cert(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _issue(
+    common_name: str,
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
+    organization: str | None = None,
+    usages: Sequence[x509.ObjectIdentifier] = (),
+    dns_names: Sequence[str] = (),
+    ips: Sequence[str] = (),
+) -> x509.Certificate:
+    """A certificate for `key`, self-signed as a CA when `issuer` is None, else signed by `issuer`."""
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization:
+        attributes.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    subject = x509.Name(attributes)
+    now = dt.datetime.now(dt.UTC)
+    is_ca = issuer is None
+    signer_cert, signer_key = issuer if issuer is not None else (None, key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(signer_cert.subject if signer_cert is not None else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650 if is_ca else 365))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=not is_ca,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=is_ca,
+                crl_sign=is_ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if signer_cert is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()), critical=False
+        )
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
+    if dns_names or ips:
+        names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
+        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(signer_key, hashes.SHA256())
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Paths of the cluster's key material (all PEM)."""
+
+    directory: Path
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.directory / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.directory / "ca.key"
+
+    @property
+    def apiserver_cert(self) -> Path:
+        return self.directory / "apiserver.crt"
+
+    @property
+    def apiserver_key(self) -> Path:
+        return self.directory / "apiserver.key"
+
+    @property
+    def admin_cert(self) -> Path:
+        return self.directory / "admin.crt"
+
+    @property
+    def admin_key(self) -> Path:
+        return self.directory / "admin.key"
+
+    @property
+    def sa_key(self) -> Path:
+        return self.directory / "sa.key"
+
+    @property
+    def sa_pub(self) -> Path:
+        return self.directory / "sa.pub"
+
+    def ensure(self) -> None:
+        """Generate everything once; a restarted control plane on the same state keeps its identity."""
+        if all(path.exists() for path in (self.ca_cert, self.apiserver_cert, self.admin_cert, self.sa_pub)):
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = _issue("adnomaly-test-ca", ca_key)
+        service_ip = str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))
+        server_key = ec.generate_private_key(ec.SECP256R1())
+        server = _issue(
+            "kube-apiserver",
+            server_key,
+            issuer=(ca, ca_key),
+            usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+            dns_names=[
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ],
+            ips=[LOOPBACK, service_ip],
+        )
+        admin_key = ec.generate_private_key(ec.SECP256R1())
+        admin = _issue(
+            "adnomaly-admin",
+            admin_key,
+            issuer=(ca, ca_key),
+            organization="system:masters",
+            usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        )
+        sa_key = ec.generate_private_key(ec.SECP256R1())
+        write_private_file(self.ca_key, _pem_key(ca_key))
+        write_private_file(self.apiserver_key, _pem_key(server_key))
+        write_private_file(self.admin_key, _pem_key(admin_key))
+        write_private_file(self.sa_key, _pem_key(sa_key))
+        self.sa_pub.write_text(
+            sa_key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+        self.apiserver_cert.write_text(_pem_cert(server))
+        self.admin_cert.write_text(_pem_cert(admin))
+        self.ca_cert.write_text(_pem_cert(ca))  # last: its presence with the others marks a complete set
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=2) as response:
+            return int(response.status) == 200
+    except OSError:  # connection refused, TLS not up yet, HTTP 5xx (HTTPError is an OSError)
+        return False
+
+
+def _insecure_context() -> ssl.SSLContext:
+    """For the components' /healthz, served with certificates they generate for themselves."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+# --- the control plane ----------------------------------------------------------------------------
+
+
+class KubeControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kwok, on loopback.
+
+    Usage: `with KubeControlPlane(state_dir) as kube: kube.kubectl("get", "nodes")`.
+
+    The API server authorizes with Node,RBAC; the generated kubeconfig (`kubeconfig`) authenticates
+    with a client certificate in `system:masters`. `nodes` fake Nodes (annotated
+    `kwok.x-k8s.io/node=fake`, untainted) are created and kept Ready by kwok, which also moves every Pod
+    bound to them to Running/Ready.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        bin_dir: Path | None = None,
+        nodes: int = 1,
+        start_timeout: float = 180.0,
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self._bin_dir = bin_dir
+        self.nodes = [f"kwok-node-{index}" for index in range(nodes)]
+        self.start_timeout = start_timeout
+        self.pki = Pki(self.state_dir / "pki")
+        self.etcd_port: int | None = None
+        self.api_port: int | None = None
+        self._processes: list[ManagedProcess] = []
+
+    # -- public API --
+
+    @property
+    def bin_dir(self) -> Path:
+        if self._bin_dir is None:
+            self._bin_dir = ensure_binaries()
+        return self._bin_dir
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def server(self) -> str:
+        if self.api_port is None:
+            raise ServiceError("the control plane is not started")
+        return f"https://{LOOPBACK}:{self.api_port}"
+
+    @property
+    def processes(self) -> dict[str, ManagedProcess]:
+        return {process.name: process for process in self._processes}
+
+    def start(self) -> None:
+        if self._processes:
+            return
+        bin_dir = self.bin_dir
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.pki.ensure()
+        atexit.register(self.stop)
+        try:
+            self._start_etcd(bin_dir)
+            self._start_apiserver(bin_dir)
+            self._write_kubeconfig()
+            self._start_controllers(bin_dir)
+            self._create_nodes()
+            self._wait_for_default_service_account()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("Kubernetes control plane up at %s (state in %s)", self.server, self.state_dir)
+
+    def stop(self) -> None:
+        """Stop every process, newest first; nothing is left running. Safe to call more than once."""
+        while self._processes:
+            self._processes.pop().stop(timeout=15)
+        atexit.unregister(self.stop)
+
+    def __enter__(self) -> KubeControlPlane:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this cluster; raise KubectlError on failure unless `check` is False."""
+        argv = [
+            str(self.bin_dir / "kubectl"),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--cache-dir={self.state_dir / 'kubectl-cache'}",  # never a stale discovery cache from ~/.kube
+            *args,
+        ]
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and done.returncode != 0:
+            raise KubectlError(args, done)
+        return done
+
+    def apply(self, manifest: str | dict[str, object], *extra: str) -> str:
+        """Server-side apply one manifest (YAML/JSON text or an object); returns kubectl's output."""
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+        return self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", *extra, stdin=text).stdout
+
+    def install_crds(self, paths: Iterable[Path | str], timeout: float = 60.0) -> list[str]:
+        """Apply CRD files (server-side: upstream CRDs are too big for client-side apply's annotation)
+        and wait until every CRD is Established. Returns the CRD object names."""
+        files = [f"--filename={path}" for path in paths]
+        if not files:
+            return []
+        output = self.kubectl("apply", "--server-side", "--force-conflicts", "-o", "name", *files).stdout
+        names = output.split()
+        self.kubectl("wait", "--for=condition=Established", f"--timeout={timeout:.0f}s", *names, timeout=timeout + 30)
+        return names
+
+    # -- processes --
+
+    def _spawn(self, name: str, argv: Sequence[str], ready_url: str, context: ssl.SSLContext | None) -> None:
+        process = ManagedProcess(name=name, argv=argv, log_path=self.state_dir / "logs" / f"{name}.log")
+        self._processes.append(process)
+        process.start()
+        process.wait_ready(lambda: _http_ok(ready_url, context), timeout=self.start_timeout)
+        log.debug("%s ready (pid %s)", name, process.pid)
+
+    def _start_etcd(self, bin_dir: Path) -> None:
+        data_dir = self.state_dir / "etcd"
+        data_dir.mkdir(mode=0o700, exist_ok=True)
+        self.etcd_port = client = free_port()
+        peer = free_port()
+        self._spawn(
+            "etcd",
+            [
+                str(bin_dir / "etcd"),
+                "--name=adnomaly",
+                f"--data-dir={data_dir}",
+                f"--listen-client-urls=http://{LOOPBACK}:{client}",
+                f"--advertise-client-urls=http://{LOOPBACK}:{client}",
+                f"--listen-peer-urls=http://{LOOPBACK}:{peer}",
+                f"--initial-advertise-peer-urls=http://{LOOPBACK}:{peer}",
+                f"--initial-cluster=adnomaly=http://{LOOPBACK}:{peer}",
+                "--unsafe-no-fsync",  # test data: durability is not worth the fsync latency
+                "--log-level=warn",
+            ],
+            f"http://{LOOPBACK}:{client}/health",
+            None,
+        )
+
+    def _start_apiserver(self, bin_dir: Path) -> None:
+        self.api_port = free_port()
+        pki = self.pki
+        context = ssl.create_default_context(cafile=str(pki.ca_cert))
+        context.load_cert_chain(pki.admin_cert, pki.admin_key)
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(bin_dir / "kube-apiserver"),
+                f"--etcd-servers=http://{LOOPBACK}:{self.etcd_port}",
+                f"--bind-address={LOOPBACK}",
+                f"--advertise-address={LOOPBACK}",
+                f"--secure-port={self.api_port}",
+                # the `kubernetes` Service endpoints cannot hold a loopback address: do not maintain them
+                "--endpoint-reconciler-type=none",
+                f"--tls-cert-file={pki.apiserver_cert}",
+                f"--tls-private-key-file={pki.apiserver_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                "--authorization-mode=Node,RBAC",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--cert-dir={self.state_dir / 'kube-apiserver'}",
+                "--allow-privileged=true",
+                "--profiling=false",
+            ],
+            f"{self.server}/readyz",
+            context,
+        )
+
+    def _write_kubeconfig(self) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "adnomaly",
+                    "cluster": {"server": self.server, "certificate-authority-data": _b64(self.pki.ca_cert)},
+                }
+            ],
+            "users": [
+                {
+                    "name": "adnomaly-admin",
+                    "user": {
+                        "client-certificate-data": _b64(self.pki.admin_cert),
+                        "client-key-data": _b64(self.pki.admin_key),
+                    },
+                }
+            ],
+            "contexts": [{"name": "adnomaly", "context": {"cluster": "adnomaly", "user": "adnomaly-admin"}}],
+            "current-context": "adnomaly",
+        }
+        write_private_file(self.kubeconfig, json.dumps(config, indent=2) + "\n")  # JSON is valid YAML
+
+    def _component_flags(self, name: str, port: int) -> list[str]:
+        # No --authentication/authorization-kubeconfig: only /healthz (always allowed) is needed here, and
+        # without an aggregation-layer CA on the API server they would just log errors.
+        return [
+            f"--kubeconfig={self.kubeconfig}",
+            f"--bind-address={LOOPBACK}",
+            f"--secure-port={port}",
+            f"--cert-dir={self.state_dir / name}",
+            "--leader-elect=false",
+        ]
+
+    def _start_controllers(self, bin_dir: Path) -> None:
+        pki = self.pki
+        insecure = _insecure_context()
+        port = free_port()
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(bin_dir / "kube-controller-manager"),
+                *self._component_flags("kube-controller-manager", port),
+                "--controllers=*",
+                f"--service-account-private-key-file={pki.sa_key}",
+                f"--root-ca-file={pki.ca_cert}",
+                f"--cluster-signing-cert-file={pki.ca_cert}",
+                f"--cluster-signing-key-file={pki.ca_key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--use-service-account-credentials=false",
+            ],
+            f"https://{LOOPBACK}:{port}/healthz",
+            insecure,
+        )
+        port = free_port()
+        self._spawn(
+            "kube-scheduler",
+            [str(bin_dir / "kube-scheduler"), *self._component_flags("kube-scheduler", port)],
+            f"https://{LOOPBACK}:{port}/healthz",
+            insecure,
+        )
+        port = free_port()
+        self._spawn(
+            "kwok",
+            [
+                str(bin_dir / "kwok"),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--config={bin_dir / KWOK_STAGES}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
+                f"--cidr={POD_CIDR}",
+                f"--server-address={LOOPBACK}:{port}",
+            ],
+            f"http://{LOOPBACK}:{port}/healthz",
+            None,
+        )
+
+    def _create_nodes(self) -> None:
+        for name in self.nodes:
+            self.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {
+                        "name": name,
+                        "annotations": {FAKE_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                        "labels": {
+                            "kubernetes.io/hostname": name,
+                            "kubernetes.io/os": "linux",
+                            "kubernetes.io/arch": "amd64",
+                            "type": "kwok",
+                        },
+                    },
+                }
+            )
+        if self.nodes:
+            wait = ["wait", "--for=condition=Ready", f"--timeout={self.start_timeout:.0f}s"]
+            self.kubectl(*wait, *(f"node/{name}" for name in self.nodes), timeout=self.start_timeout + 30)
+
+    def _wait_for_default_service_account(self) -> None:
+        """Pods cannot be admitted before their namespace's `default` ServiceAccount exists."""
+
+        def exists() -> bool:
+            for process in self._processes:
+                process.check_alive()
+            return self.kubectl("get", "serviceaccount", "default", "--namespace=default", check=False).returncode == 0
+
+        wait_until(exists, self.start_timeout, "the default ServiceAccount", interval=0.5)
