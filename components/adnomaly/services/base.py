@@ -7,6 +7,7 @@ directory, and is stopped (or killed, for fault tests) through `ManagedProcess`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import os
 import pwd
@@ -107,6 +108,19 @@ def run_tool(
     return output
 
 
+def apt_install(*packages: str) -> None:
+    """`apt-get install -y` as root (non-interactive); refreshes the package lists once if that fails."""
+    if not running_as_root():
+        raise ServiceError(f"installing {' '.join(packages)} needs root: sudo apt-get install -y {' '.join(packages)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
+    try:
+        run_tool(install, f"apt-get install {' '.join(packages)}", env=env, timeout=900)
+    except ServiceError:
+        run_tool(["apt-get", "update", "-q"], "apt-get update", env=env, timeout=600)
+        run_tool(install, f"apt-get install {' '.join(packages)}", env=env, timeout=900)
+
+
 def generate_password(nbytes: int = 24) -> str:
     """A random password that is safe in URLs, conninfo strings and config files (no quoting needed)."""
     return secrets.token_urlsafe(nbytes)
@@ -161,6 +175,16 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded once: the pre-exec hook must not dlopen after fork
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the thread that started us dies, so a crashed or
+    killed test run, benchmark or `adnomaly up` never leaves brokers and databases behind."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
 @dataclass
 class ManagedProcess:
     """One child process with its own log file, started in its own process group."""
@@ -171,6 +195,7 @@ class ManagedProcess:
     env: Mapping[str, str] | None = None
     cwd: Path | None = None
     user: str | None = None  # run as this user (only when we are root); None = current user
+    die_with_parent: bool = True  # start from a long-lived thread, or set False
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
@@ -188,6 +213,7 @@ class ManagedProcess:
                 env=env,
                 cwd=self.cwd,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
 
     @property

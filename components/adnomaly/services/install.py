@@ -1,0 +1,59 @@
+"""Install (or check) everything the local services need: `python -m adnomaly.services.install`.
+
+Idempotent and fast when everything is in place: Kafka's jars are cached under CACHE_DIR, PostgreSQL and
+Redis come from Debian packages (installed with apt only when missing, and only when running as root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from adnomaly.services.base import ServiceError, find_executable
+from adnomaly.services.kafka import KAFKA_VERSION, ensure_kafka, kafka_installed
+from adnomaly.services.postgres import ensure_postgres, find_postgres_bin
+from adnomaly.services.redis import ensure_redis
+
+
+def _step(name: str, present: Callable[[], bool], action: Callable[[], Path]) -> Path:
+    if present():
+        location = action()
+        print(f"{name}: already installed ({location})", flush=True)
+        return location
+    started = time.monotonic()
+    print(f"{name}: installing ...", flush=True)
+    location = action()
+    print(f"{name}: installed in {time.monotonic() - started:.1f}s ({location})", flush=True)
+    return location
+
+
+def ensure_all(*, kafka: bool = True, postgres: bool = True, redis: bool = True) -> dict[str, Path]:
+    """Ensure the selected services are installed; return where each one is; print what happened."""
+    done: dict[str, Path] = {}
+    if kafka:
+        done["kafka"] = _step(f"kafka {KAFKA_VERSION}", kafka_installed, ensure_kafka)
+    if postgres:
+        done["postgres"] = _step("postgresql", lambda: find_postgres_bin() is not None, ensure_postgres)
+    if redis:
+        done["redis"] = _step("redis-server", lambda: find_executable("redis-server") is not None, ensure_redis)
+    return done
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m adnomaly.services.install", description=__doc__)
+    for name in ("kafka", "postgres", "redis"):
+        parser.add_argument(f"--no-{name}", action="store_true", help=f"skip {name}")
+    args = parser.parse_args(argv)
+    try:
+        ensure_all(kafka=not args.no_kafka, postgres=not args.no_postgres, redis=not args.no_redis)
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
