@@ -85,7 +85,7 @@ class ComponentConfig(ConfigModel):
     component: str
     kafka: KafkaConfig
     events: EventsConfig
-    metrics_port: int | None = 9000
+    metrics_port: int | None = None  # None or 0: no metrics endpoint
     generator: GeneratorConfig | None = None
     ingest: IngestConfig | None = None
     processor: ProcessorConfig | None = None

@@ -52,7 +52,7 @@ class InvalidEvent(ValueError):
 class ValidEvent:
     event_id: str
     event_time: datetime
-    payload: bytes  # canonical JSON of the event, `event_id` included
+    payload: bytes  # the event's JSON; re-encoded with `event_id` added when the id was derived
 
 
 class EventCodec(Protocol):
@@ -103,7 +103,6 @@ class StructCodec:
         self.max_future_skew_s = max_future_skew_s
         self._decoder = msgspec.json.Decoder(builtin.struct)
         self._encoder = msgspec.json.Encoder()
-        self._has_own_uuid = schema == "signal"
 
     def decode(self, raw: bytes) -> ValidEvent:
         _check_size(raw, self.max_event_bytes)
@@ -117,15 +116,12 @@ class StructCodec:
             raise InvalidEvent(MALFORMED_JSON, str(exc)) from None
         event_time: datetime = getattr(event, self.time_field)
         _check_time(self.time_field, event_time, self.max_future_skew_s)
-        if self.id_field is not None:
-            event_id = str(getattr(event, self.id_field))
-        elif self._has_own_uuid:
-            event_id = str(event.event_id)
-        elif event.event_id is not None:
-            event_id = event.event_id
-        else:
-            event_id = derive_event_id(self.schema, self._encoder.encode(event))
-            event.event_id = event_id
+        given = getattr(event, self.id_field) if self.id_field is not None else event.event_id
+        if given is not None and given != "":
+            # The event names its own id: the validated bytes are stored as they came.
+            return ValidEvent(str(given), event_time, raw)
+        event_id = derive_event_id(self.schema, self._encoder.encode(event))
+        event.event_id = event_id
         return ValidEvent(event_id, event_time, self._encoder.encode(event))
 
 
