@@ -9,28 +9,20 @@ import sys
 from collections.abc import Sequence
 
 from adnomaly.bench import BENCHMARKS
+from adnomaly.local.cli import register as register_local
 
 
 def _bench_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bench = subparsers.add_parser("bench", help="run a benchmark and print its figures")
     bench_sub = bench.add_subparsers(dest="benchmark", required=True)
     for name in BENCHMARKS:
-        try:
-            module = importlib.import_module(f"adnomaly.bench.{name}")
-        except ModuleNotFoundError:
-            continue
-        module.register(bench_sub)
+        importlib.import_module(f"adnomaly.bench.{name}").register(bench_sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adnomaly", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    try:
-        from adnomaly.local.cli import register as register_local
-    except ModuleNotFoundError:
-        pass
-    else:
-        register_local(sub)
+    register_local(sub)
     _bench_parser(sub)
     return parser
 

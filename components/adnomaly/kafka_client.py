@@ -30,7 +30,7 @@ from confluent_kafka.admin import (
 )
 
 _PYTHON_KEYS = frozenset(
-    {"error_cb", "throttle_cb", "stats_cb", "oauth_cb", "on_delivery", "on_commit", "logger"}
+    {"error_cb", "throttle_cb", "stats_cb", "oauth_cb", "on_delivery", "on_commit", "logger", "log_level"}
 )
 
 PRODUCER_DEFAULTS: Mapping[str, Any] = MappingProxyType(

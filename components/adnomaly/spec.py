@@ -22,7 +22,7 @@ API_GROUP = "adnomaly.io"
 API_VERSION = "v1alpha1"
 KIND = "Pipeline"
 
-Duration = Annotated[str, Field(pattern=DURATION_PATTERN, examples=["30s", "5m", "7d"])]
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=12, examples=["30s", "5m", "7d"])]
 Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, examples=["20Gi"])]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=63)]
 FieldName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", min_length=1, max_length=64)]
@@ -30,6 +30,15 @@ SchemaName = Literal["clickstream", "signal", "probe", "download"]
 ScenarioName = Literal[
     "clickFraudBurst", "brokenCampaign", "regionalOutage", "probeLatencySpike", "malformedStorm"
 ]
+# Which event schemas each generator scenario applies to (None: every schema).
+SCENARIO_SCHEMAS: dict[str, frozenset[str] | None] = {
+    "clickFraudBurst": frozenset({"clickstream"}),
+    "brokenCampaign": frozenset({"clickstream"}),
+    "regionalOutage": frozenset({"download"}),
+    "probeLatencySpike": frozenset({"probe"}),
+    "malformedStorm": None,
+}
+GENERATOR_MIN_EVENT_BYTES = 1024  # the largest valid generated event is under 500 bytes
 
 
 class SpecModel(BaseModel):
@@ -71,7 +80,7 @@ class EventsSpec(SpecModel):
     id_field: FieldName | None = Field(
         default=None, description="Field holding the idempotency key; derived from content when absent"
     )
-    dimensions: list[FieldName] | None = Field(default=None, description="Fields events are grouped by")
+    dimensions: list[FieldName] | None = Field(default=None, max_length=16, description="Fields events are grouped by")
     max_event_bytes: int = Field(default=64 * 1024, ge=256, le=1024 * 1024)
     max_future_skew: Duration = Field(default="1d", description="Events further in the future are rejected")
 
@@ -299,11 +308,11 @@ class MetricSpec(SpecModel):
 
 class FeatureSpec(SpecModel):
     name: FieldName
-    dimensions: list[FieldName] = Field(min_length=1)
+    dimensions: list[FieldName] = Field(min_length=1, max_length=8)
     window: WindowSpec = WindowSpec()
     allowed_lateness: Duration = "30s"
     ttl: Duration = "3d"
-    metrics: list[MetricSpec] = Field(min_length=1)
+    metrics: list[MetricSpec] = Field(min_length=1, max_length=32)
 
 
 class ThresholdRule(SpecModel):
@@ -349,7 +358,7 @@ class DetectorSpec(SpecModel):
 
 
 class DetectionSpec(SpecModel):
-    detectors: list[DetectorSpec] = Field(default_factory=list)
+    detectors: list[DetectorSpec] = Field(default_factory=list, max_length=64)
 
 
 # --- components and observability ---------------------------------------------------------------------
@@ -397,13 +406,32 @@ class PipelineSpec(SpecModel):
     storage: StorageSpec = StorageSpec()
     lake: LakeSpec = LakeSpec()
     feature_store: FeatureStoreSpec = FeatureStoreSpec()
-    features: list[FeatureSpec] = Field(default_factory=list)
+    features: list[FeatureSpec] = Field(default_factory=list, max_length=16)
     detection: DetectionSpec = DetectionSpec()
     components: ComponentsSpec = ComponentsSpec()
     observability: ObservabilitySpec = ObservabilitySpec()
     deletion_policy: Literal["Retain", "Delete"] = Field(
         default="Retain", description="What happens to topics, volumes and buckets when the Pipeline goes"
     )
+
+    @model_validator(mode="after")
+    def _generator_fits_events(self) -> PipelineSpec:
+        generator = self.source.generator
+        if not generator.enabled:
+            return self
+        schema = self.events.resolved_schema
+        if schema == "custom":
+            raise ValueError("the generator makes built-in schemas only: disable it for a custom jsonSchema")
+        for scenario in generator.scenarios:
+            allowed = SCENARIO_SCHEMAS[scenario]
+            if allowed is not None and schema not in allowed:
+                raise ValueError(
+                    f"generator scenario `{scenario}` needs events of schema {', '.join(sorted(allowed))}, "
+                    f"not {schema}"
+                )
+        if self.events.max_event_bytes < GENERATOR_MIN_EVENT_BYTES:
+            raise ValueError(f"events.maxEventBytes must be at least {GENERATOR_MIN_EVENT_BYTES} with the generator on")
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> PipelineSpec:

@@ -7,10 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
-
 from adnomaly.events import InvalidEvent, codec_for
 from adnomaly.events.codec import (
-    EMPTY, INVALID_TIME, INVALID_UTF8, MALFORMED_JSON, OVERSIZE, SCHEMA_VIOLATION, derive_event_id,
+    EMPTY,
+    INVALID_TIME,
+    INVALID_UTF8,
+    MALFORMED_JSON,
+    OVERSIZE,
+    SCHEMA_VIOLATION,
+    derive_event_id,
 )
 
 NOW = datetime.now(UTC).replace(microsecond=0)

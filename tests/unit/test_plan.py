@@ -13,8 +13,8 @@ def pipeline(spec: dict | None = None, name: str = "shop"):
 
 
 def test_topics_follow_the_spec() -> None:
-    p = plan(pipeline({"kafka": {"managed": {"replicas": 3}, "topics": {"raw": {"partitions": 12, "retention": "2d"}}}}),
-             ENDPOINTS)
+    spec = {"kafka": {"managed": {"replicas": 3}, "topics": {"raw": {"partitions": 12, "retention": "2d"}}}}
+    p = plan(pipeline(spec), ENDPOINTS)
     raw = p.topics["raw"]
     assert (raw.name, raw.partitions, raw.replicas, raw.retention_ms) == ("shop-raw", 12, 3, 2 * 86400 * 1000)
     assert raw.config == {"retention.ms": str(2 * 86400 * 1000), "min.insync.replicas": "2"}

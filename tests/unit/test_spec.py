@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from adnomaly.spec import SpecError, load_pipeline, parse_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,7 +83,8 @@ def test_feature_and_detector_references_are_checked() -> None:
         {"name": "d", "feature": "g", "metric": "ctr", "threshold": {"warningAbove": 0.1}}]}}))
     assert "has no metric `x`" in error_of(doc({**ok, "detection": {"detectors": [
         {"name": "d", "feature": "f", "metric": "x", "threshold": {"warningAbove": 0.1}}]}}))
-    assert "exactly one of" in error_of(doc({**ok, "detection": {"detectors": [{"name": "d", "feature": "f", "metric": "ctr"}]}}))
+    no_method = {"name": "d", "feature": "f", "metric": "ctr"}
+    assert "exactly one of" in error_of(doc({**ok, "detection": {"detectors": [no_method]}}))
     bad_dim = {**feature, "dimensions": ["country"]}
     assert "dimension `country` is not an event field" in error_of(doc({"features": [bad_dim]}))
 
@@ -126,3 +126,35 @@ def test_round_trip_by_alias() -> None:
     pipeline = load_pipeline(REPO / "manifests" / "examples" / "clickstream-ad-fraud.yaml")
     again = parse_pipeline(pipeline.model_dump(by_alias=True, exclude_none=True))
     assert again == pipeline
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"source": {"generator": {"scenarios": ["regionalOutage"]}}}, "needs events of schema download"),
+        ({"events": {"schema": "probe"}, "source": {"generator": {"scenarios": ["clickFraudBurst"]}}},
+         "needs events of schema clickstream, not probe"),
+        ({"events": {"jsonSchema": {"type": "object"}, "timeField": "t"}}, "built-in schemas only"),
+        ({"events": {"maxEventBytes": 512}}, "at least 1024 with the generator on"),
+    ],
+)
+def test_generator_must_fit_the_events(spec: dict, expected: str) -> None:
+    assert expected in error_of(doc(spec))
+
+
+def test_malformed_storm_fits_every_schema_and_custom_schemas_work_without_generator() -> None:
+    for schema in ("clickstream", "signal", "probe", "download"):
+        parse_pipeline(doc({"events": {"schema": schema}, "source": {"generator": {"scenarios": ["malformedStorm"]}}}))
+    parse_pipeline(doc({"events": {"jsonSchema": {"type": "object"}, "timeField": "t", "maxEventBytes": 512},
+                        "source": {"generator": {"enabled": False}}}))
+
+
+def test_scenario_table_matches_the_generator() -> None:
+    from adnomaly.generator.sources import SOURCES
+    from adnomaly.spec import SCENARIO_SCHEMAS
+
+    for scenario, schemas in SCENARIO_SCHEMAS.items():
+        if schemas is None:
+            continue
+        for schema, source in SOURCES.items():
+            assert (scenario in source.scenarios) == (schema in schemas), (scenario, schema)
