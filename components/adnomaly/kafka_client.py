@@ -108,7 +108,8 @@ def consumer_config(bootstrap: str, group_id: str, **overrides: Any) -> dict[str
 
 
 def admin_client(bootstrap: str, **overrides: Any) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, **_normalize(overrides)})
+    # Warnings and errors only: short-lived admin clients otherwise log informational queue purges.
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 4, **_normalize(overrides)})
 
 
 @dataclass(frozen=True)

@@ -53,12 +53,12 @@ def read_json_counter(path: Path, key: str) -> int:
     return 0
 
 
-def scrape_counter(url: str, name: str, labels: dict[str, str]) -> int:
-    """Value of one Prometheus counter sample at `url` (0 when the endpoint is down)."""
+def scrape_counter(url: str, name: str, labels: dict[str, str]) -> int | None:
+    """Value of one Prometheus counter sample at `url` (0 when absent, None when the endpoint is down)."""
     try:
         text = httpx.get(url, timeout=2.0).text
     except httpx.HTTPError:
-        return 0
+        return None
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
@@ -76,18 +76,21 @@ class ProgressProbe:
     generator_stats: Path | None
     ingest_metrics_url: str | None
     baseline: Progress | None = None
+    _ingested: int = 0
 
     def _absolute(self) -> Progress:
         produced = read_json_counter(self.generator_stats, "produced") if self.generator_stats else 0
-        ingested = 0
-        if self.ingest_metrics_url:
-            ingested = scrape_counter(
-                self.ingest_metrics_url, "adnomaly_ingest_events_total", {"result": "accepted"}
-            )
+        if self.ingest_metrics_url:  # every line received: accepted ones go to raw, rejected ones to the DLQ
+            counts = [
+                scrape_counter(self.ingest_metrics_url, "adnomaly_ingest_events_total", {"result": result})
+                for result in ("accepted", "rejected")
+            ]
+            if None not in counts:  # once the API has stopped, its last answer stands
+                self._ingested = sum(c or 0 for c in counts)
         lag = sum(consumer_lag(self.bootstrap, self.group_id, self.raw_topic).values())
         return Progress(
             produced=produced,
-            ingested=ingested,
+            ingested=self._ingested,
             stored=self.count_stored(),
             dlq=topic_end_offsets(self.bootstrap, self.dlq_topic),
             lag=lag,

@@ -211,7 +211,7 @@ def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView) -> Progres
         progress = probe.read()
         view.update(progress)
         local.supervise()
-        if progress.lag == 0 and progress.stored + progress.dlq >= progress.produced + progress.ingested:
+        if progress.lag == 0:  # sources are stopped and flushed: the processor has committed everything
             break
         time.sleep(0.5)
     else:
@@ -233,6 +233,8 @@ def run_up(options: UpOptions) -> dict[str, Any]:
         view.message(f"kafka on {kafka.bootstrap_servers}, postgresql on 127.0.0.1:{postgres.port}")
         local = LocalPipeline(pipeline, state, kafka, postgres)
         local.create_topics()
+        probe = local.probe()
+        probe.start()  # counts before any component runs: the state directory outlives runs
         try:
             for name in COMPONENT_ORDER:
                 if name in local.plan.components:
@@ -245,8 +247,6 @@ def run_up(options: UpOptions) -> dict[str, Any]:
                     f"ingest API: http://127.0.0.1:{local.ingest_port}/v1/events "
                     f"(bearer token in {state.secret_path(pipeline.name, 'ingest-token')})"
                 )
-            probe = local.probe()
-            probe.start()
             started = time.monotonic()
             while not stop.event.is_set():
                 if options.run_for is not None and time.monotonic() - started >= options.run_for:
