@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from adnomaly.sinks.config import FeatureSinkConfig, LakeConfig, ServingConfig
+
 
 class SecretEnv:
     """Environment variables that carry secrets into components."""
@@ -89,6 +91,9 @@ class ComponentConfig(ConfigModel):
     generator: GeneratorConfig | None = None
     ingest: IngestConfig | None = None
     processor: ProcessorConfig | None = None
+    lake: LakeConfig | None = None
+    feature_sink: FeatureSinkConfig | None = None
+    serving: ServingConfig | None = None
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_none=True, indent=2)

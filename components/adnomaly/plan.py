@@ -19,9 +19,20 @@ from adnomaly.config import (
     TopicNames,
 )
 from adnomaly.durations import duration_ms, parse_duration
+from adnomaly.sinks.sections import feature_sink_section, lake_section, serving_section
 from adnomaly.spec import Pipeline, TopicSpec
 
 TOPIC_ROLES = ("raw", "dlq", "features", "anomalies")
+
+# The Python module each component runs as (`python -m MODULE --config PATH`), on both backends.
+COMPONENT_MODULES = {
+    "generator": "adnomaly.generator",
+    "ingest": "adnomaly.ingest",
+    "processor": "adnomaly.processor",
+    "lake-sink": "adnomaly.sinks.lake",
+    "feature-sink": "adnomaly.sinks.features",
+    "serving": "adnomaly.serving",
+}
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,9 @@ class Endpoints:
     kafka_bootstrap: str
     ingest_host: str = "0.0.0.0"
     ingest_port: int = 8080
+    s3_endpoint: str | None = None  # the managed MinIO, when the backend runs one
+    serving_host: str = "0.0.0.0"
+    serving_port: int = 8090
     metrics_ports: dict[str, int] = field(default_factory=dict)
 
 
@@ -107,6 +121,22 @@ def events_config(pipeline: Pipeline) -> EventsConfig:
     )
 
 
+def managed_stores(pipeline: Pipeline) -> frozenset[str]:
+    """The stateful services the backend must run itself for this pipeline (the rest are external)."""
+    spec = pipeline.spec
+    stores = set()
+    if spec.kafka.external is None:
+        stores.add("kafka")
+    if spec.storage.postgres.external is None:
+        stores.add("postgres")
+    lake = spec.lake
+    if lake.enabled and lake.uri is None and (lake.s3 is None or lake.s3.external is None):
+        stores.add("minio")
+    if spec.features and spec.feature_store.redis.external is None:
+        stores.add("redis")
+    return frozenset(stores)
+
+
 def plan(pipeline: Pipeline, endpoints: Endpoints) -> Plan:
     spec = pipeline.spec
     name = pipeline.name
@@ -166,4 +196,25 @@ def plan(pipeline: Pipeline, endpoints: Endpoints) -> Plan:
         )),
         notes,
     )
+    lake = None
+    if "minio" not in managed_stores(pipeline) or endpoints.s3_endpoint is not None:
+        lake = lake_section(pipeline, managed_s3_endpoint=endpoints.s3_endpoint)
+    elif spec.lake.enabled:
+        # A backend that runs a managed MinIO says where (Endpoints.s3_endpoint); tools that plan only
+        # some components (benchmarks, tests) give none and get no lake sink.
+        conditions.append(("LakeNotPlanned", "no S3 endpoint was given for the managed lake"))
+    if lake is not None:
+        components["lake-sink"] = ComponentPlan(
+            "lake-sink", min(spec.components.lake_sink.replicas, raw_partitions), config("lake-sink", lake=lake)
+        )
+    feature_sink = feature_sink_section(pipeline, db_schema=db_schema_name(name))
+    if feature_sink is not None:
+        components["feature-sink"] = ComponentPlan(
+            "feature-sink",
+            min(spec.components.feature_sink.replicas, topics["features"].partitions),
+            config("feature-sink", feature_sink=feature_sink),
+        )
+    serving = serving_section(pipeline, host=endpoints.serving_host, port=endpoints.serving_port)
+    if serving is not None:
+        components["serving"] = ComponentPlan("serving", 1, config("serving", serving=serving))
     return Plan(name, topics, components, db_schema_name(name), tuple(conditions))

@@ -57,7 +57,7 @@ def test_processor_replicas_capped_at_partitions() -> None:
                        "kafka": {"topics": {"raw": {"partitions": 4, "retention": "1d"}}}}), ENDPOINTS)
     assert p.components["processor"].replicas == 4
     assert p.conditions and p.conditions[0][0] == "ReplicasCapped" and "10 requested" in p.conditions[0][1]
-    assert not plan(pipeline(), ENDPOINTS).conditions
+    assert "ReplicasCapped" not in dict(plan(pipeline(), ENDPOINTS).conditions)
 
 
 def test_disabled_sources_have_no_components() -> None:
@@ -70,3 +70,25 @@ def test_secrets_never_in_component_config() -> None:
     for component in p.components.values():
         text = component.config.to_json().lower()
         assert "password" not in text and "token" not in text and "dsn" not in text
+
+
+def test_managed_stores_follow_the_spec() -> None:
+    from adnomaly.plan import managed_stores
+
+    assert managed_stores(pipeline()) == {"kafka", "postgres", "minio"}
+    feature = {"name": "f", "dimensions": ["geo"], "metrics": [{"name": "n", "agg": "count"}]}
+    assert "redis" in managed_stores(pipeline({"features": [feature]}))
+    external = pipeline({"kafka": {"external": {"bootstrapServers": "k:9092"}},
+                         "storage": {"postgres": {"external": {"dsnSecretRef": {"name": "pg"}}}},
+                         "lake": {"uri": "file:///lake"}})
+    assert managed_stores(external) == frozenset()
+
+
+def test_lake_sink_planned_where_the_lake_is() -> None:
+    with_endpoint = plan(pipeline(), Endpoints(kafka_bootstrap="k:9092", s3_endpoint="http://minio:9000"))
+    lake = with_endpoint.components["lake-sink"].config.lake
+    assert lake is not None and lake.s3_endpoint == "http://minio:9000" and lake.uri == "s3://adnomaly-data/shop/events"
+    without = plan(pipeline(), ENDPOINTS)
+    assert "lake-sink" not in without.components and without.conditions[0][0] == "LakeNotPlanned"
+    file_lake = plan(pipeline({"lake": {"uri": "file:///data/lake"}}), ENDPOINTS)
+    assert file_lake.components["lake-sink"].config.lake.uri == "file:///data/lake/shop/events"

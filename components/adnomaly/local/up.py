@@ -1,9 +1,9 @@
 """`adnomaly up`: run one Pipeline on this machine.
 
-Starts the real services the pipeline needs (Kafka in KRaft mode, PostgreSQL), creates its topics,
-runs its components (generator, ingest API, processor) as processes fed by rendered config files,
-shows live progress, and on Ctrl-C/SIGTERM (or after `--for`) drains: sources stop first, the
-processor finishes the backlog, offsets are committed, then everything stops. Nothing is lost.
+Starts the real services the pipeline needs (Kafka in KRaft mode, PostgreSQL, and MinIO/Redis when
+the lake/features ask for them), creates its topics, runs its components as processes fed by rendered
+config files, shows live progress, and on Ctrl-C/SIGTERM (or after `--for`) drains: sources stop
+first, the consumers finish the backlog and commit, then everything stops. Nothing is lost.
 """
 
 from __future__ import annotations
@@ -21,20 +21,25 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from adnomaly.config import SecretEnv
-from adnomaly.kafka_client import TopicSettings, ensure_topics
+from adnomaly.kafka_client import TopicSettings, consumer_lag, ensure_topics
 from adnomaly.local.live import LiveView
 from adnomaly.local.progress import Progress, ProgressProbe
 from adnomaly.local.state import StateDir, open_state_dir
-from adnomaly.plan import ComponentPlan, Endpoints, Plan, plan
+from adnomaly.plan import COMPONENT_MODULES, Endpoints, Plan, managed_stores, plan
 from adnomaly.processor.store import count_stored
-from adnomaly.services.base import ManagedProcess, ServiceError, free_port, wait_until
+from adnomaly.services.base import ManagedProcess, free_port, wait_until
 from adnomaly.services.kafka import KafkaBroker
+from adnomaly.services.minio import MinioServer
 from adnomaly.services.postgres import PostgresServer
-from adnomaly.spec import Pipeline, parse_pipeline
+from adnomaly.services.redis import RedisServer
+from adnomaly.spec import Pipeline, load_pipeline, parse_pipeline
 
-COMPONENT_ORDER = ("processor", "ingest", "generator")  # start order; stop order is the reverse
+# Start order: consumers before sources. Stop order is the reverse, with a drain after the sources.
+COMPONENT_ORDER = ("processor", "lake-sink", "feature-sink", "serving", "ingest", "generator")
+SOURCES = ("generator", "ingest")
 DRAIN_TIMEOUT_S = 300.0
 
 
@@ -58,11 +63,28 @@ def with_overrides(pipeline: Pipeline, invalid_rate: float | None) -> Pipeline:
 
 
 @dataclass
-class RunningComponent:
-    plan: ComponentPlan
-    process: ManagedProcess
-    config_path: Path
-    restarts: int = 0
+class Services:
+    """The local stores one pipeline uses; absent ones are None."""
+
+    kafka: KafkaBroker
+    postgres: PostgresServer
+    minio: MinioServer | None = None
+    redis: RedisServer | None = None
+
+
+@contextmanager
+def local_services(state: StateDir, needed: frozenset[str]) -> Iterator[Services]:
+    with ExitStack() as stack:
+        def started(server: Any) -> Any:
+            stack.callback(server.stop)
+            server.start()
+            return server
+
+        postgres = started(PostgresServer(state.service_dir("postgres")))
+        kafka = started(KafkaBroker(state.service_dir("kafka")))
+        minio = started(MinioServer(state.service_dir("minio"))) if "minio" in needed else None
+        redis = started(RedisServer(state.service_dir("redis"))) if "redis" in needed else None
+        yield Services(kafka, postgres, minio, redis)
 
 
 @dataclass
@@ -71,22 +93,23 @@ class LocalPipeline:
 
     pipeline: Pipeline
     state: StateDir
-    kafka: KafkaBroker
-    postgres: PostgresServer
+    services: Services
     plan: Plan = field(init=False)
-    components: dict[str, RunningComponent] = field(default_factory=dict)
+    components: dict[str, ManagedProcess] = field(default_factory=dict)
     ingest_port: int = field(default=0)
 
     def __post_init__(self) -> None:
         self.ingest_port = free_port()
-        ports = {name: free_port() for name in COMPONENT_ORDER}
         self.plan = plan(
             self.pipeline,
             Endpoints(
-                kafka_bootstrap=self.kafka.bootstrap_servers,
+                kafka_bootstrap=self.services.kafka.bootstrap_servers,
                 ingest_host="127.0.0.1",
                 ingest_port=self.ingest_port,
-                metrics_ports=ports,
+                s3_endpoint=self.services.minio.endpoint if self.services.minio else None,
+                serving_host="127.0.0.1",
+                serving_port=free_port(),
+                metrics_ports={name: free_port() for name in COMPONENT_ORDER},
             ),
         )
 
@@ -95,43 +118,48 @@ class LocalPipeline:
         return self.pipeline.name
 
     def secrets_env(self) -> dict[str, str]:
-        return {
-            SecretEnv.POSTGRES_DSN: self.postgres.dsn,
+        """Secrets reach components through their environment only: never argv or config files."""
+        env = {
+            SecretEnv.POSTGRES_DSN: self.services.postgres.dsn,
             SecretEnv.INGEST_TOKENS: self.state.secret(self.name, "ingest-token"),
         }
+        if self.services.minio is not None:
+            env[SecretEnv.S3_ACCESS_KEY] = self.services.minio.access_key
+            env[SecretEnv.S3_SECRET_KEY] = self.services.minio.secret_key
+        if self.services.redis is not None:
+            env[SecretEnv.REDIS_URL] = self.services.redis.url
+        return env
 
     def create_topics(self) -> None:
         # One local broker: every topic has one replica whatever the spec asks for Kubernetes.
         ensure_topics(
-            self.kafka.bootstrap_servers,
+            self.services.kafka.bootstrap_servers,
             {
-                t.name: TopicSettings(partitions=t.partitions, replication_factor=1, config={
-                    "retention.ms": str(t.retention_ms)
-                })
+                t.name: TopicSettings(
+                    partitions=t.partitions, replication_factor=1, config={"retention.ms": str(t.retention_ms)}
+                )
                 for t in self.plan.topics.values()
             },
         )
 
-    def start_component(self, name: str) -> RunningComponent:
+    def start_component(self, name: str) -> ManagedProcess:
         component = self.plan.components[name]
         directory = self.state.component_dir(self.name, name)
         config_path = directory / "config.json"
         config_path.write_text(component.config.to_json())
-        argv = [sys.executable, "-m", f"adnomaly.{name}", "--config", str(config_path)]
+        argv = [sys.executable, "-m", COMPONENT_MODULES[name], "--config", str(config_path)]
         if name == "generator":
             argv += ["--stats-file", str(directory / "stats.json"), "--labels", str(directory / "labels.jsonl")]
-        env = {**os.environ, **self.secrets_env()}
-        process = ManagedProcess(name, argv, directory / f"{name}.log", env=env)
+        process = ManagedProcess(name, argv, directory / f"{name}.log", env={**os.environ, **self.secrets_env()})
         process.start()
-        running = RunningComponent(component, process, config_path)
-        self.components[name] = running
-        return running
+        self.components[name] = process
+        return process
 
-    def wait_ingest_ready(self, timeout: float = 60.0) -> None:
-        running = self.components.get("ingest")
-        if running is None:
+    def wait_http_ready(self, name: str, port: int, timeout: float = 60.0) -> None:
+        process = self.components.get(name)
+        if process is None:
             return
-        url = f"http://127.0.0.1:{self.ingest_port}/readyz"
+        url = f"http://127.0.0.1:{port}/readyz"
 
         def ready() -> bool:
             try:
@@ -139,41 +167,71 @@ class LocalPipeline:
             except httpx.HTTPError:
                 return False
 
-        running.process.wait_ready(ready, timeout)
+        process.wait_ready(ready, timeout)
 
     def supervise(self) -> list[str]:
-        """Restart components that died; return what happened, for the live view."""
+        """Restart components that died; say what happened, for the live view."""
         notes = []
-        for name, running in self.components.items():
-            if running.process.process is not None and not running.process.running:
-                code = running.process.process.returncode
-                running.process.stop()
-                running.process.start()
-                running.restarts += 1
-                notes.append(f"{name} exited with code {code}; restarted (log: {running.process.log_path})")
+        for name, process in self.components.items():
+            if process.process is not None and not process.running:
+                code = process.process.returncode
+                process.stop()
+                process.start()
+                notes.append(f"{name} exited with code {code}; restarted (log: {process.log_path})")
         return notes
 
     def stop_component(self, name: str, timeout: float = 60.0) -> None:
-        running = self.components.get(name)
-        if running is not None:
-            running.process.stop(timeout=timeout)
+        process = self.components.get(name)
+        if process is not None:
+            process.stop(timeout=timeout)
+
+    def raw_consumer_groups(self) -> list[str]:
+        groups = []
+        for component in ("processor", "lake-sink"):
+            if component in self.plan.components:
+                config = self.plan.components[component].config
+                section = config.processor or config.lake
+                assert section is not None
+                groups.append(section.group_id)
+        return groups
+
+    def backlog(self) -> int:
+        """Events in the raw topic not yet committed by every consumer of it."""
+        raw = self.plan.topics["raw"].name
+        bootstrap = self.services.kafka.bootstrap_servers
+        return sum(sum(consumer_lag(bootstrap, group, raw).values()) for group in self.raw_consumer_groups())
 
     def probe(self) -> ProgressProbe:
         topics = self.plan.topics
-        processor = self.plan.components["processor"].config.processor
-        assert processor is not None
+        processor = self.processor_section()
         generator_dir = self.state.component_dir(self.name, "generator")
         return ProgressProbe(
-            bootstrap=self.kafka.bootstrap_servers,
+            bootstrap=self.services.kafka.bootstrap_servers,
             raw_topic=topics["raw"].name,
             dlq_topic=topics["dlq"].name,
             group_id=processor.group_id,
-            count_stored=lambda: count_stored(self.postgres.dsn, processor.db_schema),
+            count_stored=lambda: count_stored(self.services.postgres.dsn, processor.db_schema),
             generator_stats=generator_dir / "stats.json" if "generator" in self.plan.components else None,
             ingest_metrics_url=(
                 f"http://127.0.0.1:{self.ingest_port}/metrics" if "ingest" in self.plan.components else None
             ),
         )
+
+    def processor_section(self) -> Any:
+        section = self.plan.components["processor"].config.processor
+        assert section is not None
+        return section
+
+    def schema_ready(self) -> bool:
+        """True once the processor's migrations have created the events table."""
+        self.components["processor"].check_alive()
+        table = f'"{self.processor_section().db_schema}".events'
+        try:
+            with psycopg.connect(self.services.postgres.dsn) as conn:
+                row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+        except psycopg.Error:
+            return False
+        return bool(row and row[0])
 
 
 class StopRequested:
@@ -187,51 +245,40 @@ class StopRequested:
             signal.signal(sig, lambda *_: self.event.set())
 
 
-@contextmanager
-def local_services(state: StateDir) -> Iterator[tuple[KafkaBroker, PostgresServer]]:
-    with ExitStack() as stack:
-        kafka = KafkaBroker(state.service_dir("kafka"))
-        postgres = PostgresServer(state.service_dir("postgres"))
-        stack.callback(kafka.stop)
-        stack.callback(postgres.stop)
-        postgres.start()
-        kafka.start()
-        yield kafka, postgres
-
-
 def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView) -> Progress:
-    """Stop the sources, let the processor catch up with everything they produced, then stop it."""
+    """Stop the sources, let every consumer catch up with what they produced, then stop the consumers."""
     view.message("draining: stopping sources")
-    for name in reversed(COMPONENT_ORDER):
-        if name != "processor":
-            local.stop_component(name)
+    for name in SOURCES:
+        local.stop_component(name)
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    progress = probe.read()
     while time.monotonic() < deadline:
-        progress = probe.read()
-        view.update(progress)
-        local.supervise()
-        if progress.lag == 0:  # sources are stopped and flushed: the processor has committed everything
+        view.update(probe.read())
+        for note in local.supervise():
+            view.message(note)
+        if local.backlog() == 0:  # sources are stopped and flushed: every consumer has committed all
             break
         time.sleep(0.5)
     else:
-        view.message(f"drain timed out after {DRAIN_TIMEOUT_S:.0f}s with lag {progress.lag}")
-    local.stop_component("processor")
+        view.message(f"drain timed out after {DRAIN_TIMEOUT_S:.0f}s with {local.backlog()} events pending")
+    for name in reversed(COMPONENT_ORDER):
+        local.stop_component(name)
     return probe.read()
 
 
 def run_up(options: UpOptions) -> dict[str, Any]:
-    from adnomaly.spec import load_pipeline
-
     pipeline = with_overrides(load_pipeline(options.pipeline_file), options.invalid_rate)
     state = open_state_dir(options.state_dir)
     stop = StopRequested()
     stop.install()
     live = options.live if options.live is not None else sys.stdout.isatty()
     view = LiveView(pipeline.name, live=live)
-    with local_services(state) as (kafka, postgres), view:
-        view.message(f"kafka on {kafka.bootstrap_servers}, postgresql on 127.0.0.1:{postgres.port}")
-        local = LocalPipeline(pipeline, state, kafka, postgres)
+    with local_services(state, managed_stores(pipeline)) as services, view:
+        view.message(
+            f"kafka on {services.kafka.bootstrap_servers}, postgresql on 127.0.0.1:{services.postgres.port}"
+            + (f", minio on {services.minio.endpoint}" if services.minio else "")
+            + (f", redis on 127.0.0.1:{services.redis.port}" if services.redis else "")
+        )
+        local = LocalPipeline(pipeline, state, services)
         local.create_topics()
         probe = local.probe()
         probe.start()  # counts before any component runs: the state directory outlives runs
@@ -240,13 +287,16 @@ def run_up(options: UpOptions) -> dict[str, Any]:
                 if name in local.plan.components:
                     local.start_component(name)
                     if name == "processor":
-                        wait_until(lambda: _schema_ready(local), 60, "the processor's database migrations")
-            local.wait_ingest_ready()
+                        wait_until(local.schema_ready, 60, "the processor's database migrations")
+            local.wait_http_ready("ingest", local.ingest_port)
             if "ingest" in local.components:
                 view.message(
                     f"ingest API: http://127.0.0.1:{local.ingest_port}/v1/events "
                     f"(bearer token in {state.secret_path(pipeline.name, 'ingest-token')})"
                 )
+            serving = local.plan.components.get("serving")
+            if serving is not None and serving.config.serving is not None:
+                view.message(f"online features: http://127.0.0.1:{serving.config.serving.port}/v1/features/<view>")
             started = time.monotonic()
             while not stop.event.is_set():
                 if options.run_for is not None and time.monotonic() - started >= options.run_for:
@@ -264,17 +314,3 @@ def run_up(options: UpOptions) -> dict[str, Any]:
     if options.summary_json is not None:
         options.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def _schema_ready(local: LocalPipeline) -> bool:
-    running = local.components["processor"]
-    running.process.check_alive()
-    processor = local.plan.components["processor"].config.processor
-    assert processor is not None
-    try:
-        count_stored(local.postgres.dsn, processor.db_schema)
-    except ServiceError:
-        return False
-    except Exception:  # the table does not exist until the processor's migrations ran
-        return False
-    return True

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from adnomaly.services.base import ServiceError, find_executable
 from adnomaly.services.kafka import KAFKA_VERSION, ensure_kafka, kafka_installed
+from adnomaly.services.minio import ensure_minio, minio_installed
 from adnomaly.services.postgres import ensure_postgres, find_postgres_bin
 from adnomaly.services.redis import ensure_redis
 
@@ -30,7 +31,9 @@ def _step(name: str, present: Callable[[], bool], action: Callable[[], Path]) ->
     return location
 
 
-def ensure_all(*, kafka: bool = True, postgres: bool = True, redis: bool = True) -> dict[str, Path]:
+def ensure_all(
+    *, kafka: bool = True, postgres: bool = True, redis: bool = True, minio: bool = True
+) -> dict[str, Path]:
     """Ensure the selected services are installed; return where each one is; print what happened."""
     done: dict[str, Path] = {}
     if kafka:
@@ -39,16 +42,20 @@ def ensure_all(*, kafka: bool = True, postgres: bool = True, redis: bool = True)
         done["postgres"] = _step("postgresql", lambda: find_postgres_bin() is not None, ensure_postgres)
     if redis:
         done["redis"] = _step("redis-server", lambda: find_executable("redis-server") is not None, ensure_redis)
+    if minio:
+        done["minio"] = _step("minio (built from its Go module)", minio_installed, ensure_minio)
     return done
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adnomaly.services.install", description=__doc__)
-    for name in ("kafka", "postgres", "redis"):
+    for name in ("kafka", "postgres", "redis", "minio"):
         parser.add_argument(f"--no-{name}", action="store_true", help=f"skip {name}")
     args = parser.parse_args(argv)
     try:
-        ensure_all(kafka=not args.no_kafka, postgres=not args.no_postgres, redis=not args.no_redis)
+        ensure_all(
+            kafka=not args.no_kafka, postgres=not args.no_postgres, redis=not args.no_redis, minio=not args.no_minio
+        )
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

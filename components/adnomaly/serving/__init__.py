@@ -1,0 +1,1 @@
+"""The online feature API: the latest window of each feature and entity, served from Redis."""

@@ -1,0 +1,5 @@
+import sys
+
+from adnomaly.serving.app import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sinks: the Parquet data lake (raw events) and the feature store (Redis + PostgreSQL)."""

@@ -1,0 +1,1 @@
+"""The feature sink: features topic → Redis (online, latest window per entity) and PostgreSQL (history)."""

@@ -1,0 +1,5 @@
+import sys
+
+from adnomaly.sinks.features.app import main
+
+sys.exit(main())
