@@ -185,21 +185,11 @@ class LocalPipeline:
         if process is not None:
             process.stop(timeout=timeout)
 
-    def raw_consumer_groups(self) -> list[str]:
-        groups = []
-        for component in ("processor", "lake-sink"):
-            if component in self.plan.components:
-                config = self.plan.components[component].config
-                section = config.processor or config.lake
-                assert section is not None
-                groups.append(section.group_id)
-        return groups
-
     def backlog(self) -> int:
-        """Events in the raw topic not yet committed by every consumer of it."""
+        """Events in the raw topic the processor has not committed yet."""
         raw = self.plan.topics["raw"].name
-        bootstrap = self.services.kafka.bootstrap_servers
-        return sum(sum(consumer_lag(bootstrap, group, raw).values()) for group in self.raw_consumer_groups())
+        group = self.processor_section().group_id
+        return sum(consumer_lag(self.services.kafka.bootstrap_servers, group, raw).values())
 
     def probe(self) -> ProgressProbe:
         topics = self.plan.topics
@@ -246,7 +236,8 @@ class StopRequested:
 
 
 def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView) -> Progress:
-    """Stop the sources, let every consumer catch up with what they produced, then stop the consumers."""
+    """Stop the sources, let the processor catch up with what they produced, then stop the consumers
+    (the sinks flush and commit what they buffered when they get SIGTERM)."""
     view.message("draining: stopping sources")
     for name in SOURCES:
         local.stop_component(name)
@@ -255,7 +246,7 @@ def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView) -> Progres
         view.update(probe.read())
         for note in local.supervise():
             view.message(note)
-        if local.backlog() == 0:  # sources are stopped and flushed: every consumer has committed all
+        if local.backlog() == 0:  # sources are stopped and flushed: the processor has committed all
             break
         time.sleep(0.5)
     else:
