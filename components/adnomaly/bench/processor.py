@@ -1,0 +1,256 @@
+"""`adnomaly bench processor`: events/s of one processor process draining the raw topic into PostgreSQL.
+
+Starts a real Kafka broker and PostgreSQL server in a temporary directory, fills the raw topic with N
+generated clickstream events, then runs the processor loop in this process (one process, as deployed)
+and measures from the first consumed batch to the last offset commit: decode + validation + COPY into
+staging + INSERT ... ON CONFLICT DO NOTHING + commit, everything included. A naive baseline (one message
+per poll, one INSERT per event in autocommit mode, as straightforward code does) runs on a sample of the
+same topic for comparison. The run checks that every event was stored exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from confluent_kafka import Consumer, Producer
+from prometheus_client import CollectorRegistry
+
+from adnomaly.config import ComponentConfig
+from adnomaly.events.schemas import Clickstream
+from adnomaly.kafka_client import TopicSettings, consumer_config, ensure_topics, producer_config
+from adnomaly.plan import Endpoints, plan
+from adnomaly.processor.app import build_processor, codec_for_events
+from adnomaly.processor.store import EventStore, connect, count_stored
+from adnomaly.spec import parse_pipeline
+
+PIPELINE = "bench"
+DRAIN_TIMEOUT_S = 600.0
+
+_GEOS = ("US", "GB", "DE", "FR", "IN", "BR", "JP", "CA")
+_PLATFORMS = ("web", "ios", "android")
+_AGENTS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Chrome/126.0 Mobile Safari/537.36",
+)
+
+
+def sample_events(count: int, *, prefix: str = "bench", start: int = 0, seed: int = 7) -> Iterator[bytes]:
+    """`count` valid clickstream events (JSON bytes) with ids `<prefix>-<n>`, n from `start`; reproducible."""
+    rng = random.Random(seed * 1_000_003 + start)
+    encode = msgspec.json.Encoder().encode
+    base = datetime.now(UTC) - timedelta(hours=1)
+    for n in range(start, start + count):
+        yield encode(
+            Clickstream(
+                event_id=f"{prefix}-{n}",
+                timestamp=base + timedelta(milliseconds=n),
+                user_id_hash=f"u{rng.randrange(100_000):05d}",
+                ad_id=f"ad-{rng.randrange(500)}",
+                campaign_id=f"c-{rng.randrange(40)}",
+                geo=rng.choice(_GEOS),
+                platform=rng.choice(_PLATFORMS),  # type: ignore[arg-type]
+                user_agent=rng.choice(_AGENTS),
+                CPC=round(rng.uniform(0.05, 3.0), 4),
+                CTR=round(rng.random() * 0.2, 5),
+                conversion=int(rng.random() < 0.03),
+                bounce_rate=round(rng.random(), 4),
+            )
+        )
+
+
+def fill_topic(bootstrap: str, topic: str, values: Iterator[bytes]) -> int:
+    """Produce every value (keys spread over partitions); returns the count once all are acknowledged."""
+    failures: list[Any] = []
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failures.append(err)
+
+    producer = Producer(producer_config(bootstrap, linger_ms=20))
+    count = 0
+    for value in values:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=str(count % 997).encode(), on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        count += 1
+        if count % 10_000 == 0:
+            producer.poll(0)
+    if producer.flush(60) or failures:
+        raise RuntimeError(f"filling {topic}: {len(failures)} failed deliveries ({failures[:1]})")
+    return count
+
+
+def bench_config(bootstrap: str, *, partitions: int, batch_size: int) -> ComponentConfig:
+    pipeline = parse_pipeline({
+        "kind": "Pipeline",
+        "metadata": {"name": PIPELINE},
+        "spec": {
+            "events": {"schema": "clickstream"},
+            "lake": {"enabled": False},  # the processor needs no lake (and the bench runs no MinIO)
+            "kafka": {"topics": {"raw": {"partitions": partitions, "retention": "1d"}}},
+            "components": {"processor": {"batchSize": batch_size}},
+        },
+    })  # fmt: skip
+    config = plan(pipeline, Endpoints(kafka_bootstrap=bootstrap)).components["processor"].config
+    return config.model_copy(update={"metrics_port": None})
+
+
+def _backend_cpu_seconds(pids: list[int]) -> float | None:
+    """CPU time (user + system) used so far by these local PostgreSQL backends; None where /proc is missing."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _processor_backends(dsn: str) -> list[int]:
+    with connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'adnomaly-processor' AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+def measure_processor(config: ComponentConfig, dsn: str, expected: int) -> dict[str, float]:
+    """Drain `expected` messages with one processor; seconds from the first batch to the last commit.
+
+    Also the CPU time per event of this process (all its threads) and of its PostgreSQL backend: unlike
+    wall-clock rates they hardly depend on what else the machine is doing.
+    """
+    processor = build_processor(config, dsn, registry=CollectorRegistry())
+    if not processor.start():
+        raise RuntimeError("the processor did not start")
+    backends = _processor_backends(dsn)
+    cpu_start, backend_start = time.process_time(), _backend_cpu_seconds(backends)
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    try:
+        while processor.stats.messages < expected:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"drained only {processor.stats.messages} of {expected} in {DRAIN_TIMEOUT_S}s")
+            processor.poll_once()
+        cpu, backend_end = time.process_time() - cpu_start, _backend_cpu_seconds(backends)
+    finally:
+        processor.close()
+    stats = processor.stats
+    assert stats.first_batch_at is not None and stats.last_commit_at is not None
+    result = {
+        "seconds": stats.last_commit_at - stats.first_batch_at,
+        "batches": stats.batches,
+        "processor_cpu_us_per_event": cpu / expected * 1e6,
+    }
+    if backend_start is not None and backend_end is not None:
+        result["postgres_cpu_us_per_event"] = (backend_end - backend_start) / expected * 1e6
+    return result
+
+
+def measure_naive(config: ComponentConfig, dsn: str, sample: int) -> float:
+    """Events/s of the straightforward loop: poll one message, decode it, INSERT it (autocommit)."""
+    db_schema = "naive_baseline"
+    store = EventStore(dsn, db_schema, config.events.time_field)
+    store.migrate()
+    decode = codec_for_events(config.events).decode
+    consumer = Consumer(consumer_config(config.kafka.bootstrap_servers, "bench-naive", enable_auto_commit=True))
+    consumer.subscribe([config.kafka.topics.raw])
+    insert = (
+        f'INSERT INTO "{db_schema}".events (event_id, event_time, payload, kafka_partition, kafka_offset)'
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING"
+    )
+    done = 0
+    started: float | None = None
+    try:
+        with connect(dsn) as conn:
+            while done < sample:
+                msg = consumer.poll(1.0)
+                if msg is None or msg.error() is not None:
+                    continue
+                if started is None:
+                    started = time.perf_counter()
+                event = decode(msg.value() or b"")
+                conn.execute(
+                    insert, (event.event_id, event.event_time, event.payload.decode(), msg.partition(), msg.offset())
+                )
+                done += 1
+    finally:
+        consumer.close()
+    assert started is not None
+    return done / (time.perf_counter() - started)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    # Imported here: the services need Java/PostgreSQL only when a benchmark actually runs.
+    from adnomaly.services.kafka import KafkaBroker
+    from adnomaly.services.postgres import PostgresServer
+
+    load_before = os.getloadavg()[0]  # how busy the machine was before we started (other work skews rates)
+    root = Path(tempfile.mkdtemp(prefix="adnomaly-bench-processor-"))
+    root.chmod(0o711)  # PostgreSQL runs as `postgres` when we are root and must reach its state dir
+    kafka = KafkaBroker(root / "kafka")
+    postgres = PostgresServer(root / "postgres")
+    try:
+        kafka.start()
+        postgres.start()
+        config = bench_config(kafka.bootstrap_servers, partitions=args.partitions, batch_size=args.batch_size)
+        ensure_topics(kafka.bootstrap_servers, {
+            config.kafka.topics.raw: TopicSettings(args.partitions),
+            config.kafka.topics.dlq: TopicSettings(1),
+        })  # fmt: skip
+        fill_topic(kafka.bootstrap_servers, config.kafka.topics.raw, sample_events(args.events))
+        assert config.processor is not None
+        fast = measure_processor(config, postgres.dsn, args.events)
+        stored = count_stored(postgres.dsn, config.processor.db_schema)
+        if stored != args.events:
+            raise RuntimeError(f"stored {stored} events, expected {args.events}")
+        naive = measure_naive(config, postgres.dsn, min(args.naive_sample, args.events))
+    finally:
+        for service in (kafka, postgres):
+            service.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    events_per_second = args.events / fast["seconds"]
+    cpu = {
+        key: round(fast[key], 1) for key in ("processor_cpu_us_per_event", "postgres_cpu_us_per_event") if key in fast
+    }
+    return {
+        "events": args.events,
+        "events_per_second": round(events_per_second),
+        "naive_events_per_second": round(naive),
+        "speedup": round(events_per_second / naive, 1),
+        "batch_size": args.batch_size,
+        "partitions": args.partitions,
+        "seconds": round(fast["seconds"], 3),
+        "batches": fast["batches"],
+        "naive_sample": min(args.naive_sample, args.events),
+        **cpu,
+        "load_average_1m": round(load_before, 2),
+        "cpus": os.cpu_count(),
+    }
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "processor", help="events/s of one processor process (Kafka → PostgreSQL, idempotent)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--events", type=int, default=200_000, help="events to pre-fill and drain")
+    parser.add_argument("--batch-size", type=int, default=5000, help="processor batch size")
+    parser.add_argument("--partitions", type=int, default=6, help="raw topic partitions")
+    parser.add_argument("--naive-sample", type=int, default=5000, help="events for the naive baseline")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)

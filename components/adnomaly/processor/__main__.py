@@ -1,0 +1,5 @@
+import sys
+
+from adnomaly.processor.app import main
+
+sys.exit(main())

@@ -1,0 +1,91 @@
+"""The dead-letter topic: invalid events keep their original bytes and key, plus headers saying why.
+
+Headers: `reason` ("code: detail"), `reason_code`, `source_topic`, `source_partition`, `source_offset` and
+`pipeline`. `DeadLetterQueue.confirm` returns True only once Kafka has acknowledged every dead letter of the
+batch; the processor commits the batch's offsets only after that.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from adnomaly.processor.batch import DeadLetter
+
+_log = logging.getLogger(__name__)
+
+MAX_REASON_BYTES = 1024
+
+
+class Producer(Protocol):
+    """The parts of confluent_kafka.Producer used here."""
+
+    def produce(self, topic: str, value: Any = ..., key: Any = ..., **kwargs: Any) -> None: ...
+    def poll(self, timeout: float = ...) -> int: ...
+    def flush(self, timeout: float = ...) -> int: ...
+
+
+def dead_letter_headers(letter: DeadLetter, pipeline: str) -> list[tuple[str, bytes]]:
+    msg = letter.message
+    return [
+        ("reason", letter.reason.encode()[:MAX_REASON_BYTES]),
+        ("reason_code", letter.code.encode()),
+        ("source_topic", (msg.topic() or "").encode()),
+        ("source_partition", str(msg.partition()).encode()),
+        ("source_offset", str(msg.offset()).encode()),
+        ("pipeline", pipeline.encode()),
+    ]
+
+
+class DeadLetterQueue:
+    """Sends one batch's dead letters and tracks their acknowledgements (re-sending the ones that failed)."""
+
+    def __init__(self, producer: Producer, topic: str, pipeline: str) -> None:
+        self._producer = producer
+        self.topic = topic
+        self.pipeline = pipeline
+        self._unacked = 0
+        self._failed: list[DeadLetter] = []
+
+    def send(self, letters: Sequence[DeadLetter]) -> None:
+        """Start producing `letters` (returns at once; `confirm` waits for the acknowledgements)."""
+        for letter in letters:
+            self._produce(letter)
+
+    def confirm(self, timeout: float) -> bool:
+        """Wait up to `timeout` s; True when every letter sent is acknowledged. Failed ones are re-sent."""
+        if self._unacked == 0 and not self._failed:
+            return True
+        self._producer.flush(timeout)
+        if self._failed:
+            failed, self._failed = self._failed, []
+            for letter in failed:
+                self._produce(letter)
+            return False
+        return self._unacked == 0
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._producer.flush(timeout)
+
+    def _produce(self, letter: DeadLetter) -> None:
+        msg = letter.message
+
+        def on_delivery(err: Any, _msg: Any) -> None:
+            self._unacked -= 1
+            if err is not None:
+                _log.warning(
+                    "dead letter for %s[%s]@%s not delivered: %s", msg.topic(), msg.partition(), msg.offset(), err
+                )
+                self._failed.append(letter)
+
+        headers = dead_letter_headers(letter, self.pipeline)
+        self._unacked += 1
+        while True:
+            try:
+                self._producer.produce(
+                    self.topic, value=msg.value(), key=msg.key(), headers=headers, on_delivery=on_delivery
+                )
+                return
+            except BufferError:  # local queue full: serve delivery reports, then try again
+                self._producer.poll(0.1)
