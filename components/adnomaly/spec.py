@@ -131,7 +131,7 @@ class GeneratorSpec(SpecModel):
     events_per_second: float = Field(default=100.0, gt=0, le=1_000_000)
     seed: int = Field(default=42, ge=0)
     invalid_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="Fraction of malformed events")
-    scenarios: list[ScenarioName] = Field(default_factory=list, description="Labelled anomaly scenarios")
+    scenarios: list[ScenarioName] = Field(default_factory=list, max_length=16, description="Labelled anomaly scenarios")
 
 
 class IngestSpec(SpecModel):

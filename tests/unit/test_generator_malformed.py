@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from adnomaly.events import InvalidEvent, codec_for
-from adnomaly.events.codec import REASON_CODES
+from adnomaly.events.codec import CODEC_REASON_CODES
 from adnomaly.events.schemas import SCHEMA_NAMES
 from adnomaly.generator import MALFORMED_KINDS, EventStream, GeneratorSettings
 
@@ -28,7 +28,7 @@ def stream_for(schema: str, max_event_bytes: int) -> EventStream:
 
 def test_the_catalogue_of_kinds() -> None:
     assert set(MALFORMED_KINDS) == REQUIRED_KINDS
-    assert set(MALFORMED_KINDS.values()) == set(REASON_CODES)  # every rejection path is exercised
+    assert set(MALFORMED_KINDS.values()) == set(CODEC_REASON_CODES)  # every rejection path is exercised
 
 
 @pytest.mark.parametrize("max_event_bytes", [1024, 64 * 1024])

@@ -26,10 +26,11 @@ from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
 from adnomaly.config import ComponentConfig
+from adnomaly.events.codec import codec_for_events
 from adnomaly.events.schemas import Clickstream
 from adnomaly.kafka_client import TopicSettings, consumer_config, ensure_topics, producer_config
 from adnomaly.plan import Endpoints, plan
-from adnomaly.processor.app import build_processor, codec_for_events
+from adnomaly.processor.app import build_processor
 from adnomaly.processor.store import EventStore, connect, count_stored
 from adnomaly.spec import parse_pipeline
 

@@ -14,12 +14,15 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import fastjsonschema
 import msgspec
 
 from adnomaly.events.schemas import BUILTIN_SCHEMAS
+
+if TYPE_CHECKING:
+    from adnomaly.config import EventsConfig
 
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
 DEFAULT_MAX_FUTURE_SKEW_S = 24 * 3600.0
@@ -32,7 +35,10 @@ INVALID_UTF8 = "invalid_utf8"
 MALFORMED_JSON = "malformed_json"
 SCHEMA_VIOLATION = "schema_violation"
 INVALID_TIME = "invalid_time"
-REASON_CODES = (EMPTY, OVERSIZE, INVALID_UTF8, MALFORMED_JSON, SCHEMA_VIOLATION, INVALID_TIME)
+UNSTORABLE = "unstorable"  # valid by schema, refused by the database (set by the processor)
+INTERNAL_ERROR = "internal_error"  # a bug: the codec itself failed (set by ingest and processor)
+CODEC_REASON_CODES = (EMPTY, OVERSIZE, INVALID_UTF8, MALFORMED_JSON, SCHEMA_VIOLATION, INVALID_TIME)
+REASON_CODES = (*CODEC_REASON_CODES, UNSTORABLE, INTERNAL_ERROR)  # every code a DLQ message can carry
 
 
 class InvalidEvent(ValueError):
@@ -205,4 +211,13 @@ def codec_for(
         raise ValueError(f"unknown schema {schema!r}; built-in schemas: {', '.join(BUILTIN_SCHEMAS)}")
     return StructCodec(
         schema, id_field=id_field, max_event_bytes=max_event_bytes, max_future_skew_s=max_future_skew_s
+    )
+
+
+def codec_for_events(events: EventsConfig) -> EventCodec:
+    """The codec a component builds from its rendered `events` config section."""
+    return codec_for(
+        schema=events.schema_name, json_schema=events.json_schema, time_field=events.time_field,
+        id_field=events.id_field, max_event_bytes=events.max_event_bytes,
+        max_future_skew_s=events.max_future_skew_s,
     )

@@ -20,8 +20,8 @@ from confluent_kafka import Producer as KafkaProducer
 from fastapi import FastAPI, Request, Response
 from starlette.requests import ClientDisconnect
 
-from adnomaly.config import ComponentConfig, EventsConfig
-from adnomaly.events.codec import EventCodec, codec_for
+from adnomaly.config import ComponentConfig
+from adnomaly.events.codec import EventCodec, codec_for_events
 from adnomaly.ingest.auth import AuthResult, TokenSet
 from adnomaly.ingest.batch import Batch, parse_ndjson, parse_single
 from adnomaly.ingest.body import BodyError, BodyKind, body_kind, check_content_length, read_limited
@@ -30,6 +30,7 @@ from adnomaly.ingest.openapi import MAX_ERRORS, build_openapi
 from adnomaly.ingest.readiness import KafkaReadiness
 from adnomaly.ingest.sink import DEFAULT_DELIVERY_TIMEOUT_S, DeliveryFailed, KafkaSink, Producer
 from adnomaly.kafka_client import producer_config
+from adnomaly.tracing import DISABLED, Tracing, configure
 
 API_VERSION = "1.0.0"
 RETRY_AFTER_S = 5
@@ -37,14 +38,6 @@ REALM = 'Bearer realm="adnomaly-ingest"'
 _JSON = "application/json"
 
 _log = logging.getLogger(__name__)
-
-
-def codec_for_events(events: EventsConfig) -> EventCodec:
-    return codec_for(
-        schema=events.schema_name, json_schema=events.json_schema, time_field=events.time_field,
-        id_field=events.id_field, max_event_bytes=events.max_event_bytes,
-        max_future_skew_s=events.max_future_skew_s,
-    )  # fmt: skip
 
 
 def kafka_producer(config: ComponentConfig, delivery_timeout_s: float) -> KafkaProducer:
@@ -86,8 +79,10 @@ class EventsEndpoint:
     outcome is counted in the metrics with its status code."""
 
     def __init__(
-        self, *, tokens: TokenSet, codec: EventCodec, sink: KafkaSink, metrics: IngestMetrics, max_body_bytes: int
+        self, *, tokens: TokenSet, codec: EventCodec, sink: KafkaSink, metrics: IngestMetrics, max_body_bytes: int,
+        tracing: Tracing = DISABLED,
     ) -> None:
+        self.tracing = tracing
         self.tokens = tokens
         self.decode = codec.decode
         self.sink = sink
@@ -96,7 +91,10 @@ class EventsEndpoint:
 
     async def __call__(self, request: Request) -> Response:
         started = time.perf_counter()
-        response, batch = await self._handle(request)
+        with self.tracing.span("ingest.request") as span:
+            response, batch = await self._handle(request)
+            if span is not None:
+                span.set_attribute("http.response.status_code", response.status_code)
         accepted = rejected = 0
         if batch is not None and response.status_code < 500:
             accepted, rejected = len(batch.events), len(batch.rejections)
@@ -156,19 +154,23 @@ def create_app(
     producer: Producer | None = None,
     delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
     readiness_max_age_s: float = 2.0,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """The ingest API for `config` (which needs its `ingest` section). `producer` replaces the Kafka
-    producer (tests); without it one is built from the config and closed (flushed) on shutdown."""
+    producer (tests); without it one is built from the config and closed (flushed) on shutdown.
+    `tracing` defaults to what the OTEL_* environment asks for (off when unset)."""
     if config.ingest is None:
         raise ValueError("the component config has no `ingest` section")
     token_set = TokenSet(tokens)
+    if tracing is None:
+        tracing = configure("adnomaly-ingest")
     max_body_bytes = config.ingest.max_body_bytes
     # The producer gives up on a message at the delivery timeout; the request waits a little longer so
     # that, normally, the producer's own error (not our timer) decides.
     active_producer: Producer = producer if producer is not None else kafka_producer(config, delivery_timeout_s)
     sink = KafkaSink(
         active_producer, config.kafka.topics.raw, config.kafka.topics.dlq,
-        delivery_timeout_s=delivery_timeout_s + 1.0, owns_producer=producer is None,
+        delivery_timeout_s=delivery_timeout_s + 1.0, owns_producer=producer is None, tracing=tracing,
     )  # fmt: skip
     readiness = KafkaReadiness(active_producer.list_topics, config.kafka.topics.raw, max_age_s=readiness_max_age_s)
     metrics = IngestMetrics()
@@ -184,6 +186,7 @@ def create_app(
             yield
         finally:
             await asyncio.to_thread(sink.close)
+            tracing.shutdown()
 
     app = FastAPI(
         title=f"Adnomaly ingest API ({config.pipeline})", version=API_VERSION, lifespan=lifespan,
@@ -197,7 +200,7 @@ def create_app(
 
     endpoint = EventsEndpoint(
         tokens=token_set, codec=codec_for_events(config.events), sink=sink, metrics=metrics,
-        max_body_bytes=max_body_bytes,
+        max_body_bytes=max_body_bytes, tracing=tracing,
     )  # fmt: skip
     app.add_api_route("/v1/events", endpoint.__call__, methods=["POST"])
 

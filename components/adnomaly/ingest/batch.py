@@ -12,11 +12,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from adnomaly.events.codec import InvalidEvent, ValidEvent
-
-# A line that makes the codec fail in an unexpected way is rejected with this code (and logged), so one
-# odd line never costs the other lines of its batch.
-INTERNAL_ERROR = "internal_error"
+# A line that makes the codec fail in an unexpected way is rejected with INTERNAL_ERROR (and logged), so
+# one odd line never costs the other lines of its batch.
+from adnomaly.events.codec import INTERNAL_ERROR, InvalidEvent, ValidEvent
 
 _log = logging.getLogger(__name__)
 

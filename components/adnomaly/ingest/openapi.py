@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from adnomaly.config import EventsConfig
-from adnomaly.events.codec import REASON_CODES
+from adnomaly.events.codec import CODEC_REASON_CODES
 from adnomaly.events.schemas import BUILTIN_SCHEMAS
 from adnomaly.ingest.batch import INTERNAL_ERROR
 from adnomaly.ingest.body import JSON, NDJSON
@@ -65,7 +65,7 @@ _RESULT_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "line": {"type": "integer", "minimum": 1, "description": "1-based line number in the body"},
-            "code": {"type": "string", "enum": [*REASON_CODES, INTERNAL_ERROR]},
+            "code": {"type": "string", "enum": [*CODEC_REASON_CODES, INTERNAL_ERROR]},
             "reason": {"type": "string"},
         },
         "required": ["line", "code", "reason"],

@@ -19,6 +19,7 @@ from confluent_kafka import KafkaException
 
 from adnomaly.events.codec import ValidEvent
 from adnomaly.ingest.batch import Batch, Rejection
+from adnomaly.tracing import DISABLED, Tracing
 
 DEFAULT_DELIVERY_TIMEOUT_S = 10.0
 # Kafka's default message.max.bytes is ~1 MB; a dead-lettered line longer than this keeps its first bytes.
@@ -108,8 +109,10 @@ class KafkaSink:
         *,
         delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
         owns_producer: bool = False,
+        tracing: Tracing = DISABLED,
     ) -> None:
         self.producer = producer
+        self.tracing = tracing  # raw-topic messages carry the request's trace context in their headers
         self.owns_producer = owns_producer  # close it (not just flush it) on close()
         self.raw_topic = raw_topic
         self.dlq_topic = dlq_topic
@@ -157,14 +160,15 @@ class KafkaSink:
             return
         delivery = _Delivery(asyncio.get_running_loop())
         deadline = time.monotonic() + self.delivery_timeout_s
-        produced = await self._produce_events(batch.events, delivery, deadline)
-        if produced == len(batch.events):
-            produced += await self._produce_rejections(batch.rejections, delivery, deadline)
-        delivery.seal(produced)
-        try:
-            await asyncio.wait_for(delivery.future, max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            raise DeliveryFailed(f"Kafka did not acknowledge within {self.delivery_timeout_s:.0f}s") from None
+        with self.tracing.span("kafka.produce", attributes={"messaging.batch.message_count": len(batch.events)}):
+            produced = await self._produce_events(batch.events, delivery, deadline, self.tracing.headers())
+            if produced == len(batch.events):
+                produced += await self._produce_rejections(batch.rejections, delivery, deadline)
+            delivery.seal(produced)
+            try:
+                await asyncio.wait_for(delivery.future, max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise DeliveryFailed(f"Kafka did not acknowledge within {self.delivery_timeout_s:.0f}s") from None
         if delivery.fatal and self.fatal_error is None:
             self.fatal_error = delivery.error
             _log.critical("the Kafka producer hit a fatal error: %s", delivery.error)
@@ -173,17 +177,24 @@ class KafkaSink:
         if produced < len(batch.events) + len(batch.rejections):
             raise DeliveryFailed("the producer queue stayed full; Kafka is not keeping up")
 
-    async def _produce_events(self, events: Sequence[ValidEvent], delivery: _Delivery, deadline: float) -> int:
+    async def _produce_events(
+        self,
+        events: Sequence[ValidEvent],
+        delivery: _Delivery,
+        deadline: float,
+        trace_headers: list[tuple[str, bytes]] | None = None,
+    ) -> int:
         """Produce `events` in order; return how many the producer took (all, unless it refused or stayed
-        full until `deadline`)."""
+        full until `deadline`). `trace_headers` (tracing on) go on every message."""
         produce = self.producer.produce
         topic = self.raw_topic
         on_delivery = delivery.on_delivery
+        extra: dict[str, Any] = {} if trace_headers is None else {"headers": trace_headers}
         index = 0
         while index < len(events):
             try:
                 for event in events[index:] if index else events:
-                    produce(topic, event.payload, event.event_id, on_delivery=on_delivery)
+                    produce(topic, event.payload, event.event_id, on_delivery=on_delivery, **extra)
                     index += 1
             except BufferError:
                 if not await self._wait_for_room(deadline):

@@ -17,8 +17,8 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from adnomaly.config import ComponentConfig, EventsConfig, SecretEnv, load_config, secret_from_env
-from adnomaly.events.codec import EventCodec, codec_for
+from adnomaly.config import ComponentConfig, SecretEnv, load_config, secret_from_env
+from adnomaly.events.codec import codec_for_events
 from adnomaly.kafka_client import consumer_config, producer_config
 from adnomaly.observability import serve_metrics
 from adnomaly.processor.dlq import DeadLetterQueue
@@ -35,14 +35,6 @@ CONSUMER_TUNING: dict[str, Any] = {"session.timeout.ms": 10_000, "heartbeat.inte
 # PostgreSQL connections writing batches at the same time: with two, one batch is copied and inserted
 # while the previous one waits for its commit to be flushed to disk (see runner's module docstring).
 WRITER_CONNECTIONS = 2
-
-
-def codec_for_events(events: EventsConfig) -> EventCodec:
-    return codec_for(
-        schema=events.schema_name, json_schema=events.json_schema, time_field=events.time_field,
-        id_field=events.id_field, max_event_bytes=events.max_event_bytes,
-        max_future_skew_s=events.max_future_skew_s,
-    )  # fmt: skip
 
 
 def kafka_clients(config: ComponentConfig) -> tuple[Consumer, Producer]:

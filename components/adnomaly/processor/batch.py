@@ -13,15 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from adnomaly.events.codec import InvalidEvent, ValidEvent
+from adnomaly.events.codec import INTERNAL_ERROR, UNSTORABLE, InvalidEvent, ValidEvent
 
 _log = logging.getLogger(__name__)
 
-# Rejections the processor adds to the codec's REASON_CODES:
-UNSTORABLE = "unstorable"  # valid JSON that PostgreSQL cannot store (a \u0000 in a string, ...)
-# The codec failed unexpectedly: dead-lettered (and logged) rather than crash-looping on one event.
-# Same code as the ingest API uses for the same case.
-INTERNAL_ERROR = "internal_error"
+# Rejections the processor adds to the codec's: UNSTORABLE (valid JSON that PostgreSQL cannot store, a
+# \u0000 in a string, ...) and INTERNAL_ERROR (the codec failed unexpectedly: dead-lettered and logged
+# rather than crash-looping on one event).
 PROCESSOR_REASON_CODES = (UNSTORABLE, INTERNAL_ERROR)
 
 # A real `\u0000` JSON escape: its backslash is preceded by an even number of backslashes.

@@ -16,6 +16,7 @@ from adnomaly.services.base import ServiceError, find_executable
 from adnomaly.services.kafka import KAFKA_VERSION, ensure_kafka, kafka_installed
 from adnomaly.services.minio import ensure_minio, minio_installed
 from adnomaly.services.postgres import ensure_postgres, find_postgres_bin
+from adnomaly.services.prometheus import ensure_prometheus, find_prometheus
 from adnomaly.services.redis import ensure_redis
 
 
@@ -32,7 +33,7 @@ def _step(name: str, present: Callable[[], bool], action: Callable[[], Path]) ->
 
 
 def ensure_all(
-    *, kafka: bool = True, postgres: bool = True, redis: bool = True, minio: bool = True
+    *, kafka: bool = True, postgres: bool = True, redis: bool = True, minio: bool = True, prometheus: bool = True
 ) -> dict[str, Path]:
     """Ensure the selected services are installed; return where each one is; print what happened."""
     done: dict[str, Path] = {}
@@ -44,17 +45,23 @@ def ensure_all(
         done["redis"] = _step("redis-server", lambda: find_executable("redis-server") is not None, ensure_redis)
     if minio:
         done["minio"] = _step("minio (built from its Go module)", minio_installed, ensure_minio)
+    if prometheus:
+        done["prometheus"] = _step("prometheus", lambda: find_prometheus() is not None, ensure_prometheus)
     return done
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adnomaly.services.install", description=__doc__)
-    for name in ("kafka", "postgres", "redis", "minio"):
+    for name in ("kafka", "postgres", "redis", "minio", "prometheus"):
         parser.add_argument(f"--no-{name}", action="store_true", help=f"skip {name}")
     args = parser.parse_args(argv)
     try:
         ensure_all(
-            kafka=not args.no_kafka, postgres=not args.no_postgres, redis=not args.no_redis, minio=not args.no_minio
+            kafka=not args.no_kafka,
+            postgres=not args.no_postgres,
+            redis=not args.no_redis,
+            minio=not args.no_minio,
+            prometheus=not args.no_prometheus,
         )
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)

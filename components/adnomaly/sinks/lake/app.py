@@ -19,7 +19,7 @@ from confluent_kafka import Consumer
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from adnomaly.config import ComponentConfig, SecretEnv
-from adnomaly.events.codec import codec_for
+from adnomaly.events.codec import codec_for_events
 from adnomaly.kafka_client import consumer_config
 from adnomaly.observability import serve_metrics
 from adnomaly.sinks.config import LAKE_SECTION, LakeConfig, load_section
@@ -47,11 +47,7 @@ def build_lake_sink(
 ) -> LakeSink:
     """A lake sink wired to a real Kafka consumer and store, as described by the config."""
     events = config.events
-    codec = codec_for(
-        schema=events.schema_name, json_schema=events.json_schema, time_field=events.time_field,
-        id_field=events.id_field, max_event_bytes=events.max_event_bytes,
-        max_future_skew_s=events.max_future_skew_s,
-    )  # fmt: skip
+    codec = codec_for_events(events)
     consumer = Consumer(
         consumer_config(
             config.kafka.bootstrap_servers, lake.group_id,
