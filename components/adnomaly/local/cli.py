@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from adnomaly.local.status import register as register_status
 from adnomaly.spec import SpecError
 
 
@@ -50,3 +51,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     up.add_argument("--summary-json", type=Path, default=None, metavar="PATH",
                     help='write {"produced", "ingested", "stored", "dlq", "lag"} here at the end')
     up.set_defaults(func=_up)
+    register_status(subparsers)

@@ -50,18 +50,22 @@ class LiveView:
         self._previous = progress
         if self._live is not None:
             table = Table(title=f"pipeline {self.pipeline}", expand=False)
-            for column in ("produced", "ingested", "stored", "dead-lettered", "consumer lag", "in ev/s", "stored ev/s"):
+            columns = ("produced", "ingested", "stored", "dead-lettered", "consumer lag", "in ev/s", "stored ev/s",
+                       "lake files", "feature windows")
+            for column in columns:
                 table.add_column(column, justify="right")
             table.add_row(
                 f"{progress.produced:,}", f"{progress.ingested:,}", f"{progress.stored:,}", f"{progress.dlq:,}",
-                f"{progress.lag:,}", f"{produced_rate:,.0f}", f"{stored_rate:,.0f}",
+                f"{progress.lag:,}", f"{produced_rate:,.0f}", f"{stored_rate:,.0f}", f"{progress.lake_files:,}",
+                f"{progress.features:,}",
             )
             self._live.update(table)
         elif progress.at - self._last_plain >= PLAIN_EVERY_S:
             self._last_plain = progress.at
             self.console.print(
                 f"produced={progress.produced} ingested={progress.ingested} stored={progress.stored} "
-                f"dlq={progress.dlq} lag={progress.lag} in={produced_rate:.0f}/s stored={stored_rate:.0f}/s"
+                f"dlq={progress.dlq} lag={progress.lag} in={produced_rate:.0f}/s stored={stored_rate:.0f}/s "
+                f"lake_files={progress.lake_files} feature_windows={progress.features}"
             )
 
     def final(self, summary: dict[str, int]) -> None:

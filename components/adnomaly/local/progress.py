@@ -24,11 +24,15 @@ class Progress:
     stored: int = 0
     dlq: int = 0
     lag: int = 0
+    lake_files: int = 0  # Parquet files the lake sink wrote this run
+    features: int = 0  # feature windows on the features topic (all runs)
     at: float = 0.0
 
     def summary(self) -> dict[str, int]:
+        """The accounting of this run: `stored + dlq == produced + ingested` once drained."""
         data = asdict(self)
-        data.pop("at")
+        for key in ("at", "lake_files", "features"):
+            data.pop(key)
         return data
 
 
@@ -75,8 +79,11 @@ class ProgressProbe:
     count_stored: Callable[[], int]
     generator_stats: Path | None
     ingest_metrics_url: str | None
+    lake_metrics_url: str | None = None
+    features_topic: str | None = None
     baseline: Progress | None = None
     _ingested: int = 0
+    _lake_files: int = 0
 
     def _absolute(self) -> Progress:
         produced = read_json_counter(self.generator_stats, "produced") if self.generator_stats else 0
@@ -87,6 +94,10 @@ class ProgressProbe:
             ]
             if None not in counts:  # once the API has stopped, its last answer stands
                 self._ingested = sum(c or 0 for c in counts)
+        if self.lake_metrics_url:
+            files = scrape_counter(self.lake_metrics_url, "adnomaly_lake_files_total", {})
+            if files is not None:
+                self._lake_files = files
         lag = sum(consumer_lag(self.bootstrap, self.group_id, self.raw_topic).values())
         return Progress(
             produced=produced,
@@ -94,6 +105,8 @@ class ProgressProbe:
             stored=self.count_stored(),
             dlq=topic_end_offsets(self.bootstrap, self.dlq_topic),
             lag=lag,
+            lake_files=self._lake_files,
+            features=topic_end_offsets(self.bootstrap, self.features_topic) if self.features_topic else 0,
             at=time.monotonic(),
         )
 
@@ -110,5 +123,7 @@ class ProgressProbe:
             stored=now.stored - base.stored,
             dlq=now.dlq - base.dlq,
             lag=now.lag,
+            lake_files=now.lake_files,
+            features=now.features,
             at=now.at,
         )

@@ -27,10 +27,12 @@ from adnomaly.config import SecretEnv
 from adnomaly.kafka_client import TopicSettings, consumer_lag, ensure_topics
 from adnomaly.local.live import LiveView
 from adnomaly.local.progress import Progress, ProgressProbe
+from adnomaly.local.prometheus import prometheus_server
 from adnomaly.local.state import StateDir, open_state_dir
 from adnomaly.plan import COMPONENT_MODULES, Endpoints, Plan, managed_stores, plan
 from adnomaly.processor.store import count_stored
 from adnomaly.services.base import ManagedProcess, free_port, wait_until
+from adnomaly.services.flink import FeaturesJob, start_features_job
 from adnomaly.services.kafka import KafkaBroker
 from adnomaly.services.minio import MinioServer
 from adnomaly.services.postgres import PostgresServer
@@ -205,7 +207,14 @@ class LocalPipeline:
             ingest_metrics_url=(
                 f"http://127.0.0.1:{self.ingest_port}/metrics" if "ingest" in self.plan.components else None
             ),
+            lake_metrics_url=self.metrics_url("lake-sink"),
+            features_topic=topics["features"].name if self.pipeline.spec.features else None,
         )
+
+    def metrics_url(self, component: str) -> str | None:
+        planned = self.plan.components.get(component)
+        port = planned.config.metrics_port if planned is not None else None
+        return f"http://127.0.0.1:{port}/metrics" if port else None
 
     def processor_section(self) -> Any:
         section = self.plan.components["processor"].config.processor
@@ -271,9 +280,22 @@ def run_up(options: UpOptions) -> dict[str, Any]:
         )
         local = LocalPipeline(pipeline, state, services)
         local.create_topics()
+        prometheus = prometheus_server(
+            {name: c.config.metrics_port or 0 for name, c in local.plan.components.items()},
+            state.service_dir("prometheus"),
+        )
+        if prometheus is not None:
+            prometheus.start()
+            view.message(f"prometheus: {prometheus.url} (alerts: {prometheus.url}/alerts)")
         probe = local.probe()
         probe.start()  # counts before any component runs: the state directory outlives runs
+        features_job: FeaturesJob | None = None
         try:
+            if pipeline.spec.features:
+                features_job = start_features_job(
+                    pipeline, services.kafka.bootstrap_servers, state.component_dir(pipeline.name, "flink")
+                )
+                view.message(f"flink features job starting (web UI {features_job.rest_url})")
             for name in COMPONENT_ORDER:
                 if name in local.plan.components:
                     local.start_component(name)
@@ -300,6 +322,10 @@ def run_up(options: UpOptions) -> dict[str, Any]:
         finally:
             for name in reversed(COMPONENT_ORDER):
                 local.stop_component(name, timeout=30)
+            if features_job is not None:
+                features_job.stop()
+            if prometheus is not None:
+                prometheus.stop()
     summary = final.summary()
     view.final(summary)
     if options.summary_json is not None:

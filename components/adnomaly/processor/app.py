@@ -25,6 +25,7 @@ from adnomaly.processor.dlq import DeadLetterQueue
 from adnomaly.processor.metrics import ProcessorMetrics
 from adnomaly.processor.runner import LoopSettings, Processor
 from adnomaly.processor.store import EventStore
+from adnomaly.tracing import Tracing, configure
 
 _log = logging.getLogger("adnomaly.processor")
 
@@ -55,8 +56,11 @@ def kafka_clients(config: ComponentConfig) -> tuple[Consumer, Producer]:
     return consumer, producer
 
 
-def build_processor(config: ComponentConfig, dsn: str, registry: CollectorRegistry = REGISTRY) -> Processor:
-    """A processor wired to real Kafka and PostgreSQL clients, as described by `config`."""
+def build_processor(
+    config: ComponentConfig, dsn: str, registry: CollectorRegistry = REGISTRY, tracing: Tracing | None = None
+) -> Processor:
+    """A processor wired to real Kafka and PostgreSQL clients, as described by `config`; `tracing` defaults
+    to what the OTEL_* environment asks for (off when unset)."""
     if config.processor is None:
         raise SystemExit("the component config has no `processor` section")
     section = config.processor
@@ -71,6 +75,7 @@ def build_processor(config: ComponentConfig, dsn: str, registry: CollectorRegist
         dlq=DeadLetterQueue(producer, config.kafka.topics.dlq, config.pipeline),
         decode=codec.decode,
         metrics=ProcessorMetrics.create(registry),
+        tracing=tracing if tracing is not None else configure("adnomaly-processor"),
     )
 
 
@@ -97,5 +102,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.kafka.topics.raw, config.processor.db_schema, config.processor.group_id, config.processor.batch_size,
     )  # fmt: skip
     processor.run()
+    processor.tracing.shutdown()  # export the last spans (no-op when tracing is off)
     _log.info("processor stopped")
     return 0

@@ -43,6 +43,7 @@ from adnomaly.processor.dlq import DeadLetterQueue
 from adnomaly.processor.metrics import DUPLICATE, INVALID, STORED, ProcessorMetrics
 from adnomaly.processor.retry import backoff_delay
 from adnomaly.processor.store import TRANSIENT_ERRORS, write_isolating
+from adnomaly.tracing import DISABLED, Tracing
 
 _log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class _InFlight:
     store: Store  # the connection this batch is written through (retries included)
     future: Future[WriteResult] | None  # the first write attempt, running in a writer thread
     stored: int | None = None  # set once the write has succeeded
+    span: Any = None  # the batch's trace span, ended at commit (tracing on only)
 
 
 def committable(offsets: dict[tuple[str, int], int], assigned: set[tuple[str, int]]) -> list[TopicPartition]:
@@ -132,8 +134,10 @@ class Processor:
         backoff: Callable[[int], float] = backoff_delay,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        tracing: Tracing = DISABLED,
     ) -> None:
         self.settings = settings
+        self.tracing = tracing
         self._consumer = consumer
         if not stores:
             raise ValueError("a processor needs at least one store connection")
@@ -256,11 +260,27 @@ class Processor:
         busy = {id(entry.store) for entry in self._inflight}
         store = next(store for store in self._stores if id(store) not in busy)
         self._dlq.send(batch.dead)
+        span = self._batch_span(batch) if self.tracing.enabled else None
         if batch.rows:
-            future = self._writer.submit(write_isolating, store.write, batch.rows)
-            self._inflight.append(_InFlight(batch, started, store, future))
+            if span is None:
+                future = self._writer.submit(write_isolating, store.write, batch.rows)
+            else:
+                future = self._writer.submit(self._traced_write, store, batch.rows, span)
+            self._inflight.append(_InFlight(batch, started, store, future, span=span))
         else:
-            self._inflight.append(_InFlight(batch, started, store, None, stored=0))
+            self._inflight.append(_InFlight(batch, started, store, None, stored=0, span=span))
+
+    def _batch_span(self, batch: Batch) -> Any:
+        """The batch's span (consumed → committed), linked to the spans that produced its events."""
+        return self.tracing.start(
+            "processor.batch",
+            links=self.tracing.message_links(batch.row_messages),
+            attributes={"messaging.batch.message_count": batch.size, "adnomaly.dead_letters": len(batch.dead)},
+        )
+
+    def _traced_write(self, store: Store, rows: list[bytes], span: Any) -> WriteResult:
+        with self.tracing.span("db.write", parent=self.tracing.context_of(span), attributes={"db.rows": len(rows)}):
+            return write_isolating(store.write, rows)
 
     def _finish_all(self, *, retry: bool) -> bool:
         """Finish every batch in flight, oldest first; True when none is left."""
@@ -293,6 +313,8 @@ class Processor:
                 return False
             self._commit(inflight.batch.offsets)
             self._record(inflight.batch, inflight.stored, inflight.started)
+            if inflight.span is not None:
+                inflight.span.end()
             self._inflight.popleft()
             return True
         finally:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from adnomaly.services.base import ServiceError, find_executable
+from adnomaly.services.flink import FLINK_VERSION, ensure_flink, flink_installed
 from adnomaly.services.kafka import KAFKA_VERSION, ensure_kafka, kafka_installed
 from adnomaly.services.minio import ensure_minio, minio_installed
 from adnomaly.services.postgres import ensure_postgres, find_postgres_bin
@@ -33,7 +34,13 @@ def _step(name: str, present: Callable[[], bool], action: Callable[[], Path]) ->
 
 
 def ensure_all(
-    *, kafka: bool = True, postgres: bool = True, redis: bool = True, minio: bool = True, prometheus: bool = True
+    *,
+    kafka: bool = True,
+    postgres: bool = True,
+    redis: bool = True,
+    minio: bool = True,
+    prometheus: bool = True,
+    flink: bool = True,
 ) -> dict[str, Path]:
     """Ensure the selected services are installed; return where each one is; print what happened."""
     done: dict[str, Path] = {}
@@ -47,22 +54,21 @@ def ensure_all(
         done["minio"] = _step("minio (built from its Go module)", minio_installed, ensure_minio)
     if prometheus:
         done["prometheus"] = _step("prometheus", lambda: find_prometheus() is not None, ensure_prometheus)
+    if flink:
+        done["flink"] = _step(
+            f"flink {FLINK_VERSION} (PyFlink venv + Kafka connector)", flink_installed, lambda: ensure_flink().home
+        )
     return done
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adnomaly.services.install", description=__doc__)
-    for name in ("kafka", "postgres", "redis", "minio", "prometheus"):
+    names = ("kafka", "postgres", "redis", "minio", "prometheus", "flink")
+    for name in names:
         parser.add_argument(f"--no-{name}", action="store_true", help=f"skip {name}")
     args = parser.parse_args(argv)
     try:
-        ensure_all(
-            kafka=not args.no_kafka,
-            postgres=not args.no_postgres,
-            redis=not args.no_redis,
-            minio=not args.no_minio,
-            prometheus=not args.no_prometheus,
-        )
+        ensure_all(**{name: not getattr(args, f"no_{name}") for name in names})
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,227 @@
+"""Grafana dashboards as code: `python -m adnomaly.monitoring.dashboards [DIR]` writes them as JSON
+(default `dashboards/`); a unit test fails when the committed files differ from what this produces.
+
+Every panel query is checked against the metric catalog (unit test) and against a live Prometheus
+scraping a local pipeline (integration test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+WIDTH = 24
+PANEL_WIDTH = 12
+PANEL_HEIGHT = 8
+
+
+@dataclass(frozen=True)
+class Query:
+    expr: str
+    legend: str = ""
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    queries: tuple[Query, ...]
+    unit: str = "short"
+    description: str = ""
+
+
+def p(title: str, unit: str, *queries: tuple[str, str], description: str = "") -> Panel:
+    return Panel(title, tuple(Query(expr, legend) for expr, legend in queries), unit, description)
+
+
+def quantile(q: float, histogram: str, by: str = "") -> str:
+    labels = f"le, {by}" if by else "le"
+    return f"histogram_quantile({q}, sum by ({labels}) (rate({histogram}_bucket[5m])))"
+
+
+# fmt: off
+OVERVIEW = (
+    p("Events in (per second)", "ops",
+      ("sum(rate(adnomaly_generator_events_total[1m]))", "generator"),
+      ('sum(rate(adnomaly_ingest_events_total{result="accepted"}[1m]))', "ingest API")),
+    p("Events processed (per second) by result", "ops",
+      ("sum by (result) (rate(adnomaly_processor_events_total[1m]))", "{{result}}")),
+    p("Latency p95: ingest request and processor batch (consumed → committed)", "s",
+      (quantile(0.95, "adnomaly_ingest_request_seconds"), "ingest request"),
+      (quantile(0.95, "adnomaly_processor_batch_seconds"), "processor batch")),
+    p("Consumer lag by component and topic", "short",
+      ("sum by (job, topic) (adnomaly_consumer_lag)", "{{job}} {{topic}}")),
+    p("Dead-lettered events (per second) by reason", "ops",
+      ("sum by (reason_code) (rate(adnomaly_dlq_events_total[5m]))", "{{reason_code}}")),
+    p("Anomalies (per minute) by type and severity", "short",
+      ("sum by (type, severity) (rate(adnomaly_anomalies_total[5m])) * 60", "{{type}} {{severity}}")),
+    p("Components up", "short", ('up{job=~"adnomaly-.*"}', "{{job}}")),
+)
+
+SOURCES = (
+    p("Generator: acknowledged events (per second) by kind", "ops",
+      ("sum by (kind) (rate(adnomaly_generator_events_total[1m]))", "{{kind}}")),
+    p("Generator: target vs achieved rate", "ops",
+      ("sum(adnomaly_generator_target_events_per_second)", "target"),
+      ("sum(adnomaly_generator_events_per_second)", "achieved")),
+    p("Generator: schedule lag", "s", ("max(adnomaly_generator_schedule_lag_seconds)", "lag")),
+    p("Generator: delivery failures and full buffers (per second)", "ops",
+      ("sum(rate(adnomaly_generator_delivery_failures_total[5m]))", "delivery failures"),
+      ("sum(rate(adnomaly_generator_buffer_full_total[5m]))", "buffer full")),
+    p("Ingest API: requests (per second) by HTTP code", "reqps",
+      ("sum by (code) (rate(adnomaly_ingest_requests_total[1m]))", "{{code}}")),
+    p("Ingest API: events (per second) by result", "ops",
+      ("sum by (result) (rate(adnomaly_ingest_events_total[1m]))", "{{result}}")),
+    p("Ingest API: request latency", "s",
+      (quantile(0.5, "adnomaly_ingest_request_seconds"), "p50"),
+      (quantile(0.99, "adnomaly_ingest_request_seconds"), "p99")),
+)
+
+PROCESSOR = (
+    p("Events (per second) by result", "ops",
+      ("sum by (result) (rate(adnomaly_processor_events_total[1m]))", "{{result}}")),
+    p("Batch latency (consumed → committed)", "s",
+      (quantile(0.5, "adnomaly_processor_batch_seconds"), "p50"),
+      (quantile(0.99, "adnomaly_processor_batch_seconds"), "p99")),
+    p("Batch size", "short",
+      ("sum(rate(adnomaly_processor_batch_size_sum[5m])) / sum(rate(adnomaly_processor_batch_size_count[5m]))",
+       "mean"),
+      (quantile(0.99, "adnomaly_processor_batch_size"), "p99")),
+    p("Consumer lag by partition", "short",
+      ('sum by (topic, partition) (adnomaly_consumer_lag{job="adnomaly-processor"})', "{{topic}}/{{partition}}")),
+    p("Database write errors, retries and refused commits (per second)", "ops",
+      ("sum(rate(adnomaly_processor_db_errors_total[5m]))", "write errors"),
+      ("sum(rate(adnomaly_processor_db_retries_total[5m]))", "retries"),
+      ("sum(rate(adnomaly_processor_commit_failures_total[5m]))", "commit failures")),
+    p("Dead-lettered events (per second) by reason", "ops",
+      ("sum by (reason_code) (rate(adnomaly_dlq_events_total[5m]))", "{{reason_code}}")),
+)
+
+SINKS = (
+    p("Lake: events flushed (per second) by result", "ops",
+      ("sum by (result) (rate(adnomaly_lake_events_total[1m]))", "{{result}}")),
+    p("Lake: files and bytes written (per second)", "short",
+      ("sum(rate(adnomaly_lake_files_total[5m]))", "files"),
+      ("sum(rate(adnomaly_lake_written_bytes_total[5m]))", "bytes")),
+    p("Lake: flush latency p95 and buffered events", "s",
+      (quantile(0.95, "adnomaly_lake_flush_seconds"), "flush p95"),
+      ("sum(adnomaly_lake_buffered_events)", "buffered")),
+    p("Lake: upload errors, retries, refused commits (per second)", "ops",
+      ("sum(rate(adnomaly_lake_upload_errors_total[5m]))", "upload errors"),
+      ("sum(rate(adnomaly_lake_retries_total[5m]))", "retries"),
+      ("sum(rate(adnomaly_lake_commit_failures_total[5m]))", "commit failures")),
+    p("Feature sink: records and writes (per second)", "ops",
+      ("sum(rate(adnomaly_feature_sink_records_total[1m]))", "records"),
+      ("sum by (result) (rate(adnomaly_feature_sink_online_writes_total[1m]))", "online {{result}}"),
+      ("sum(rate(adnomaly_feature_sink_history_rows_total[1m]))", "history rows")),
+    p("Feature sink: batch latency p95", "s", (quantile(0.95, "adnomaly_feature_sink_batch_seconds"), "p95")),
+    p("Feature sink: store errors (per second) by store", "ops",
+      ("sum by (store) (rate(adnomaly_feature_sink_store_errors_total[5m]))", "{{store}}")),
+    p("Sinks: consumer lag", "short",
+      ('sum by (job, topic) (adnomaly_consumer_lag{job=~"adnomaly-(lake|feature)-sink"})', "{{job}} {{topic}}")),
+    p("Online API: lookups (per second) by status", "reqps",
+      ("sum by (status) (rate(adnomaly_serving_requests_total[1m]))", "{{status}}")),
+    p("Online API: lookup latency p99", "s", (quantile(0.99, "adnomaly_serving_request_seconds"), "p99")),
+)
+
+DETECTION = (
+    p("Anomalies (per minute) by type and severity", "short",
+      ("sum by (type, severity) (rate(adnomaly_anomalies_total[5m])) * 60", "{{type}} {{severity}}")),
+    p("Detector evaluations (per second)", "ops",
+      ("sum(rate(adnomaly_detector_evaluations_total[1m]))", "evaluations")),
+    p("Detector evaluation latency p95", "s", (quantile(0.95, "adnomaly_detector_evaluation_seconds"), "p95")),
+)
+
+OPERATOR = (
+    p("Reconciles (per second) by result", "ops",
+      ("sum by (result) (rate(adnomaly_operator_reconciles_total[5m]))", "{{result}}")),
+    p("Reconcile duration", "s",
+      (quantile(0.5, "adnomaly_operator_reconcile_seconds"), "p50"),
+      (quantile(0.99, "adnomaly_operator_reconcile_seconds"), "p99")),
+    p("Errors (per second) by kind", "ops",
+      ("sum by (error) (rate(adnomaly_operator_errors_total[5m]))", "{{error}}")),
+    p("API writes (per second) by verb", "ops",
+      ("sum by (verb) (rate(adnomaly_operator_api_writes_total[5m]))", "{{verb}}")),
+    p("Work queue depth", "short", ("max(adnomaly_operator_queue_depth)", "pipelines waiting")),
+)
+
+# fmt: on
+
+# file stem → (title, panels)
+DASHBOARDS: dict[str, tuple[str, tuple[Panel, ...]]] = {
+    "adnomaly-overview": ("Adnomaly / Pipeline overview", OVERVIEW),
+    "adnomaly-sources": ("Adnomaly / Sources (generator, ingest API)", SOURCES),
+    "adnomaly-processor": ("Adnomaly / Processor", PROCESSOR),
+    "adnomaly-sinks": ("Adnomaly / Sinks and online API", SINKS),
+    "adnomaly-detection": ("Adnomaly / Detection", DETECTION),
+    "adnomaly-operator": ("Adnomaly / Operator", OPERATOR),
+}
+
+
+def _panel_json(index: int, panel: Panel) -> dict[str, Any]:
+    return {
+        "id": index + 1,
+        "type": "timeseries",
+        "title": panel.title,
+        "description": panel.description,
+        "datasource": DATASOURCE,
+        "gridPos": {
+            "h": PANEL_HEIGHT, "w": PANEL_WIDTH,
+            "x": (index % (WIDTH // PANEL_WIDTH)) * PANEL_WIDTH, "y": (index // (WIDTH // PANEL_WIDTH)) * PANEL_HEIGHT,
+        },
+        "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}},
+        "targets": [
+            {"refId": chr(ord("A") + n), "datasource": DATASOURCE, "expr": q.expr, "legendFormat": q.legend}
+            for n, q in enumerate(panel.queries)
+        ],
+    }  # fmt: skip
+
+
+def dashboard(uid: str, title: str, panels: Sequence[Panel]) -> dict[str, Any]:
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": ["adnomaly"],
+        "timezone": "utc",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": True,
+        "refresh": "10s",
+        "time": {"from": "now-1h", "to": "now"},
+        "templating": {
+            "list": [{"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source"}]
+        },
+        "panels": [_panel_json(index, panel) for index, panel in enumerate(panels)],
+    }
+
+
+def all_dashboards() -> dict[str, dict[str, Any]]:
+    return {uid: dashboard(uid, title, panels) for uid, (title, panels) in DASHBOARDS.items()}
+
+
+def render(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def panel_queries(document: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, expr) for every target of a dashboard JSON document."""
+    return [(panel["title"], target["expr"]) for panel in document["panels"] for target in panel["targets"]]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m adnomaly.monitoring.dashboards", description=__doc__)
+    parser.add_argument("directory", nargs="?", type=Path, default=Path("dashboards"))
+    args = parser.parse_args(argv)
+    args.directory.mkdir(parents=True, exist_ok=True)
+    for uid, document in all_dashboards().items():
+        (args.directory / f"{uid}.json").write_text(render(document))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
