@@ -219,7 +219,10 @@ def test_bad_setups_fail_clearly_before_producing(
     schema: str, scenarios: tuple[str, ...], topic_exists: bool, message: str,
 ) -> None:  # fmt: skip
     topic = topic_factory(partitions=1) if topic_exists else f"missing-{uuid.uuid4().hex[:8]}"
-    config = generator_config(kafka.bootstrap_servers, topic, schema=schema, rate=10.0, scenarios=scenarios)
+    config = generator_config(kafka.bootstrap_servers, topic, schema=schema, rate=10.0)
+    if scenarios:  # the Pipeline spec refuses these; a hand-written config must be refused by the generator too
+        assert config.generator is not None
+        config = config.model_copy(update={"generator": config.generator.model_copy(update={"scenarios": scenarios})})
     gen = GeneratorProcess(config, run_dir).start()
     processes.append(gen)
     assert gen.wait(timeout=60) != 0
