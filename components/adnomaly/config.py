@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from adnomaly.detector.config import DetectorConfig
 from adnomaly.sinks.config import FeatureSinkConfig, LakeConfig, ServingConfig
 
 
@@ -94,6 +95,7 @@ class ComponentConfig(ConfigModel):
     lake: LakeConfig | None = None
     feature_sink: FeatureSinkConfig | None = None
     serving: ServingConfig | None = None
+    detector: DetectorConfig | None = None
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_none=True, indent=2)

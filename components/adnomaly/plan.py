@@ -18,6 +18,7 @@ from adnomaly.config import (
     ProcessorConfig,
     TopicNames,
 )
+from adnomaly.detector.config import DetectorConfig
 from adnomaly.durations import duration_ms, parse_duration
 from adnomaly.sinks.sections import feature_sink_section, lake_section, serving_section
 from adnomaly.spec import Pipeline, TopicSpec
@@ -32,6 +33,7 @@ COMPONENT_MODULES = {
     "lake-sink": "adnomaly.sinks.lake",
     "feature-sink": "adnomaly.sinks.features",
     "serving": "adnomaly.serving",
+    "detector": "adnomaly.detector",
 }
 
 
@@ -217,4 +219,14 @@ def plan(pipeline: Pipeline, endpoints: Endpoints) -> Plan:
     serving = serving_section(pipeline, host=endpoints.serving_host, port=endpoints.serving_port)
     if serving is not None:
         components["serving"] = ComponentPlan("serving", 1, config("serving", serving=serving))
+    if spec.detection.detectors:
+        # One replica: a key's windows are spread over partitions (the features key holds the window end),
+        # so several replicas would split one key's baseline.
+        components["detector"] = ComponentPlan(
+            "detector", min(spec.components.detector.replicas, 1),
+            config("detector", detector=DetectorConfig(
+                group_id=f"{name}-detector", db_schema=db_schema_name(name), transactional_id=f"{name}-detector",
+                detection=spec.detection.model_dump(mode="json", by_alias=True, exclude_none=True),
+            )),
+        )  # fmt: skip
     return Plan(name, topics, components, db_schema_name(name), tuple(conditions))

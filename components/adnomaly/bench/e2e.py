@@ -74,7 +74,8 @@ def latency_percentiles(dsn: str, db_schema: str, since_epoch: float) -> dict[st
     """
     with psycopg.connect(dsn) as conn:
         (p50, p99), worst, count = conn.execute(query, (since_epoch,)).fetchone()  # type: ignore[misc]
-    return {"p50_ms": round(p50, 1), "p99_ms": round(p99, 1), "max_ms": round(worst, 1), "measured": count}
+    return {"p50_ms": round(float(p50), 1), "p99_ms": round(float(p99), 1), "max_ms": round(float(worst), 1),
+            "measured": int(count)}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

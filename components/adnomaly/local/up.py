@@ -40,7 +40,7 @@ from adnomaly.services.redis import RedisServer
 from adnomaly.spec import Pipeline, load_pipeline, parse_pipeline
 
 # Start order: consumers before sources. Stop order is the reverse, with a drain after the sources.
-COMPONENT_ORDER = ("processor", "lake-sink", "feature-sink", "serving", "ingest", "generator")
+COMPONENT_ORDER = ("processor", "lake-sink", "feature-sink", "detector", "serving", "ingest", "generator")
 SOURCES = ("generator", "ingest")
 DRAIN_TIMEOUT_S = 300.0
 

@@ -1,0 +1,1 @@
+"""Pure anomaly detection: detectors, anomaly lifecycle, an offline windowing reference, scoring, NAB."""

@@ -1,0 +1,1 @@
+"""The detector component: features topic → detection engine → anomalies topic + PostgreSQL `anomalies`."""

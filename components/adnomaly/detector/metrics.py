@@ -1,0 +1,19 @@
+"""The detector's Prometheus metrics (labels: the detector's name from the spec and the severity)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from adnomaly.observability import LATENCY_BUCKETS
+
+
+class DetectorMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        kw = {"registry": registry} if registry is not None else {}
+        self.anomalies = Counter("adnomaly_anomalies_total", "Anomalies opened", ["type", "severity"], **kw)
+        self.resolved = Counter("adnomaly_anomalies_resolved_total", "Anomalies resolved", ["type"], **kw)
+        self.records = Counter("adnomaly_detector_records_total", "Feature records judged", **kw)
+        self.invalid = Counter("adnomaly_detector_invalid_records_total", "Undecodable feature records", **kw)
+        self.batch = Histogram(
+            "adnomaly_detector_batch_seconds", "Judge + store + publish of one batch", buckets=LATENCY_BUCKETS, **kw
+        )

@@ -1,0 +1,84 @@
+"""The NAB scorer on a hand-computed series: 100 rows, probation 15 rows, one window at rows 40..49."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from adnomaly.detection.nab import (
+    STANDARD,
+    FileResult,
+    normalised_score,
+    probationary_rows,
+    raw_score,
+    scaled_sigmoid,
+    window_rows,
+)
+
+N = 100
+WINDOW = [(40, 49)]
+
+
+def test_scaled_sigmoid_shape() -> None:
+    assert scaled_sigmoid(-1.0) == pytest.approx(2 / (1 + math.exp(-5)) - 1)  # 0.9866
+    assert scaled_sigmoid(0.0) == pytest.approx(0.0)
+    assert scaled_sigmoid(3.5) == -1.0
+
+
+def test_probation_is_15_percent_capped_at_750_rows() -> None:
+    assert probationary_rows(100) == 15
+    assert probationary_rows(22_000) == 750
+
+
+def test_perfect_and_null_detectors() -> None:
+    assert raw_score(N, [40], WINDOW) == pytest.approx(1.0)
+    assert raw_score(N, [], WINDOW) == pytest.approx(-1.0)
+    assert normalised_score([FileResult("f", N, [40], WINDOW)]) == pytest.approx(100.0)
+    assert normalised_score([FileResult("f", N, [], WINDOW)]) == pytest.approx(0.0)
+
+
+def test_late_detection_in_window_earns_less() -> None:
+    # last row: position -(49 - 49 + 1) / 10 = -0.1 -> sigma(-0.1) / sigma(-1) = 0.24824
+    assert raw_score(N, [49], WINDOW) == pytest.approx(0.248242, abs=1e-6)
+    assert normalised_score([FileResult("f", N, [49], WINDOW)]) == pytest.approx(100 * 1.248242 / 2, abs=1e-4)
+    # row 45: position -(49 - 45 + 1) / 10 = -0.5 -> 0.85979
+    assert raw_score(N, [45], WINDOW) == pytest.approx(0.859793, abs=1e-6)
+
+
+def test_only_the_first_detection_in_a_window_counts() -> None:
+    assert raw_score(N, [44, 40, 49], WINDOW) == pytest.approx(1.0)
+
+
+def test_false_positives() -> None:
+    # before the first window: -A_fp
+    assert raw_score(N, [20, 40], WINDOW) == pytest.approx(1.0 - 0.11)
+    assert normalised_score([FileResult("f", N, [20, 40], WINDOW)]) == pytest.approx(94.5)
+    # right after the window: position |49 - 50| / 9 -> 0.11 * sigma(1/9) = -0.029793
+    assert raw_score(N, [40, 50], WINDOW) == pytest.approx(1.0 - 0.029793, abs=1e-6)
+    # far after the window (position > 3): the full -A_fp
+    assert raw_score(N, [40, 90], WINDOW) == pytest.approx(1.0 - 0.11)
+    # a lone FP: the window is also missed
+    assert raw_score(N, [90], WINDOW) == pytest.approx(-1.11)
+
+
+def test_probationary_detections_are_ignored() -> None:
+    assert raw_score(N, [5, 40], WINDOW) == pytest.approx(1.0)
+
+
+def test_profile_weights_apply() -> None:
+    from adnomaly.detection.nab import LOW_FN, LOW_FP
+
+    assert raw_score(N, [20], WINDOW, LOW_FP) == pytest.approx(-0.22 - 1.0)
+    assert raw_score(N, [], WINDOW, LOW_FN) == pytest.approx(-2.0)
+    assert raw_score(N, [20], WINDOW, STANDARD) == pytest.approx(-1.11)
+
+
+def test_normalisation_sums_over_files() -> None:
+    files = [FileResult("a", N, [40], WINDOW), FileResult("b", N, [], WINDOW)]
+    assert normalised_score(files) == pytest.approx(50.0)
+
+
+def test_window_rows_map_timestamps_to_rows() -> None:
+    times = [float(t) for t in range(0, 1000, 10)]
+    assert window_rows(times, [(400.0, 490.0), (5000.0, 6000.0)]) == [(40, 49)]
+    assert window_rows(times, [(395.0, 494.0)]) == [(40, 49)]
