@@ -376,7 +376,7 @@ class ComponentSpec(SpecModel):
 
 class ProcessorSpec(ComponentSpec):
     batch_size: int = Field(default=5000, ge=1, le=100_000)
-    batch_timeout: Duration = "200ms"
+    batch_timeout: Duration = Field(default="50ms", description="Longest wait to fill a batch (latency bound)")
 
 
 class ComponentsSpec(SpecModel):
