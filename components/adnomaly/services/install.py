@@ -14,6 +14,7 @@ from pathlib import Path
 
 from adnomaly.services.base import ServiceError, find_executable
 from adnomaly.services.flink import FLINK_VERSION, ensure_flink, flink_installed
+from adnomaly.services.helm import ensure_helm, helm_installed
 from adnomaly.services.kafka import KAFKA_VERSION, ensure_kafka, kafka_installed
 from adnomaly.services.minio import ensure_minio, minio_installed
 from adnomaly.services.postgres import ensure_postgres, find_postgres_bin
@@ -41,6 +42,7 @@ def ensure_all(
     minio: bool = True,
     prometheus: bool = True,
     flink: bool = True,
+    helm: bool = True,
 ) -> dict[str, Path]:
     """Ensure the selected services are installed; return where each one is; print what happened."""
     done: dict[str, Path] = {}
@@ -54,6 +56,8 @@ def ensure_all(
         done["minio"] = _step("minio (built from its Go module)", minio_installed, ensure_minio)
     if prometheus:
         done["prometheus"] = _step("prometheus", lambda: find_prometheus() is not None, ensure_prometheus)
+    if helm:
+        done["helm"] = _step("helm (built from its Go module)", helm_installed, ensure_helm)
     if flink:
         done["flink"] = _step(
             f"flink {FLINK_VERSION} (PyFlink venv + Kafka connector)", flink_installed, lambda: ensure_flink().home
@@ -63,7 +67,7 @@ def ensure_all(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adnomaly.services.install", description=__doc__)
-    names = ("kafka", "postgres", "redis", "minio", "prometheus", "flink")
+    names = ("kafka", "postgres", "redis", "minio", "prometheus", "flink", "helm")
     for name in names:
         parser.add_argument(f"--no-{name}", action="store_true", help=f"skip {name}")
     args = parser.parse_args(argv)
