@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PIPELINE ?= manifests/pipeline.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit test-integration test-operator lint deps venv services k8s helm manifests e2e clean
+.PHONY: run test test-unit test-integration test-operator lint deps venv services k8s helm crds manifests e2e clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -26,6 +26,10 @@ k8s:
 
 helm:
 	tools/helm/build.sh
+
+# crds/ is generated from the Pipeline model (a test fails when it drifts).
+crds: venv
+	$(BIN)/python -m adnomaly_operator.crd > crds/pipelines.adnomaly.io.yaml
 
 # manifests/install.yaml is the rendered chart (a test fails when it drifts).
 manifests: venv helm

@@ -1,0 +1,169 @@
+"""Desired objects + what is live → what to write. Pure: the reconciler executes the result.
+
+- An object whose live `adnomaly.io/applied-hash` equals the desired hash is left alone, so a no-op
+  reconcile writes nothing.
+- Ordered bring-up: objects of a stage are created only when every workload of the earlier gating
+  stages is ready (stores and Kafka → topics → Flink and components); objects that already exist are
+  kept up to date regardless.
+- A partition decrease against the live KafkaTopic blocks everything: nothing is applied.
+- Owned objects no longer desired are deleted — or, for retained kinds under `deletionPolicy: Retain`,
+  orphaned (their data outlives the Pipeline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from adnomaly_operator.live import LiveObject
+from adnomaly_operator.render.common import STAGE_APPS, STAGE_STORES, STAGE_TOPICS, Desired
+from adnomaly_operator.status import Problem
+
+# Kinds whose objects hold or guard data: kept (without owner) under `deletionPolicy: Retain`.
+RETAINED_KINDS = ("KafkaTopic", "Secret")
+# Kinds that exist only when their operator's CRDs are installed.
+KIND_CAPABILITY = {
+    "Kafka": "strimzi", "KafkaNodePool": "strimzi", "KafkaTopic": "strimzi",
+    "FlinkDeployment": "flink", "ServiceMonitor": "service_monitor",
+}
+CAPABILITY_HELP = {
+    "strimzi": "Strimzi's CRDs (kafka.strimzi.io/v1) are not installed: install Strimzi >= 1.0, or use kafka.external",
+    "flink": "the Flink Kubernetes Operator's CRDs (flink.apache.org/v1beta1) are not installed",
+    "service_monitor": "the Prometheus Operator's ServiceMonitor CRD is not installed",
+}
+RECENT_WINDOW_S = 10.0  # how long a just-applied object may be missing from the watch cache
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    strimzi: bool = True
+    flink: bool = True
+    service_monitor: bool = False
+
+    def allows(self, kind: str) -> bool:
+        capability = KIND_CAPABILITY.get(kind)
+        return capability is None or bool(getattr(self, capability))
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What the operator last wrote to (or first found right in) an object: the watch cache may not show
+    a write yet, and `managed` is the baseline of owned fields that drift detection compares against."""
+
+    hash: str
+    resource_version: int
+    at: float  # monotonic seconds
+    managed: str | None = None
+
+
+@dataclass(frozen=True)
+class Actions:
+    applies: tuple[Desired, ...] = ()
+    creates: tuple[Desired, ...] = ()  # generated Secrets: create-only
+    deletes: tuple[LiveObject, ...] = ()
+    orphans: tuple[LiveObject, ...] = ()
+    problems: tuple[Problem, ...] = ()
+    blocked: bool = False  # a problem that forbids applying anything
+    allowed_stage: int = STAGE_APPS
+    waiting_on_cache: bool = False  # something was skipped because the watch cache lags: look again soon
+
+    @property
+    def writes(self) -> int:
+        return len(self.applies) + len(self.creates) + len(self.deletes) + len(self.orphans)
+
+
+def is_current(d: Desired, live: LiveObject | None) -> bool:
+    return live is not None and live.hash == d.hash and not live.deleting
+
+
+def drifted(d: Desired, live: LiveObject, baseline: Applied | None) -> bool:
+    """Someone else changed (took over) fields we own since we applied this very content."""
+    if baseline is None or baseline.hash != d.hash or baseline.managed is None:
+        return False
+    if live.resource_version < baseline.resource_version:
+        return False  # the watch has not caught up with our own write yet
+    return live.managed != baseline.managed
+
+
+def partition_problems(desired: Sequence[Desired], live: Mapping[tuple[str, str], LiveObject]) -> list[Problem]:
+    problems = []
+    for d in desired:
+        if d.kind != "KafkaTopic":
+            continue
+        current = live.get((d.kind, d.name))
+        want = int(d.obj["spec"]["partitions"])
+        if current is not None and current.partitions is not None and want < current.partitions:
+            problems.append(Problem(
+                "PartitionDecrease",
+                f"topic {d.name} has {current.partitions} partitions and Kafka cannot remove partitions; "
+                f"the spec asks for {want}: set it back to at least {current.partitions} (nothing was applied)",
+            ))
+    return problems
+
+
+def allowed_stage(desired: Sequence[Desired], live: Mapping[tuple[str, str], LiveObject]) -> int:
+    for stage in (STAGE_STORES, STAGE_TOPICS):
+        workloads = [d for d in desired if d.stage == stage and d.status_key is not None]
+        if not all(is_current(d, live.get((d.kind, d.name))) and live[(d.kind, d.name)].ready for d in workloads):
+            return stage
+    return STAGE_APPS
+
+
+def plan_actions(
+    desired: Sequence[Desired],
+    live: Mapping[tuple[str, str], LiveObject],
+    *,
+    owner_uid: str,
+    deletion_policy: str,
+    capabilities: Capabilities = Capabilities(),
+    recent: Mapping[tuple[str, str], Applied] | None = None,
+    now: float = 0.0,
+) -> Actions:
+    problems = partition_problems(desired, live)
+    if problems:
+        return Actions(problems=tuple(problems), blocked=True)
+    recent = recent or {}
+    missing = sorted({KIND_CAPABILITY[d.kind] for d in desired if not capabilities.allows(d.kind)})
+    problems += [Problem("MissingCRD", CAPABILITY_HELP[m]) for m in missing]
+    usable = [d for d in desired if capabilities.allows(d.kind)]
+    gate = allowed_stage(usable, live)
+
+    applies: list[Desired] = []
+    creates: list[Desired] = []
+    lagging = False
+    for d in usable:
+        key = (d.kind, d.name)
+        current = live.get(key)
+        mine = recent.get(key)
+        if is_current(d, current) and not drifted(d, current, mine):  # type: ignore[arg-type]
+            continue
+        if current is not None and current.deleting:
+            lagging = True  # wait until it is gone, then create it afresh
+            continue
+        if current is None and d.stage > gate:
+            continue
+        if current is not None and current.hash == d.hash:
+            applies.append(d)  # drift: take our fields back
+            continue
+        if mine is not None and mine.hash == d.hash and (
+            (current is None and now - mine.at < RECENT_WINDOW_S)
+            or (current is not None and current.resource_version < mine.resource_version)
+        ):
+            lagging = True  # we wrote exactly this moments ago; the watch has not caught up
+            continue
+        (creates if d.recipe is not None and current is None else applies).append(d)
+
+    wanted = {(d.kind, d.name) for d in desired}
+    deletes: list[LiveObject] = []
+    orphans: list[LiveObject] = []
+    for current in live.values():
+        if (current.kind, current.name) in wanted or owner_uid not in current.owner_uids or current.deleting:
+            continue
+        if current.kind in RETAINED_KINDS and deletion_policy == "Retain":
+            orphans.append(current)
+        else:
+            deletes.append(current)
+    return Actions(
+        applies=tuple(applies), creates=tuple(creates), deletes=tuple(deletes), orphans=tuple(orphans),
+        problems=tuple(problems), allowed_stage=gate, waiting_on_cache=lagging,
+    )

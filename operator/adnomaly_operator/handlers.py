@@ -1,0 +1,228 @@
+"""Kopf wiring: watches, indices, the drift timer, the finalizer, settings. Thin: decisions live elsewhere.
+
+- Pipelines are watched with `on.event` (no kopf bookkeeping writes per change) and queued.
+- Every owned kind is watched through a kopf index (server-side label selector), so reconciles read a
+  fresh in-memory view; kopf fills all indices before any handler runs, so a restarted operator sees
+  what exists and writes nothing that is already right. An owned object's change queues its Pipeline.
+- A timer re-queues each Pipeline every `drift_interval` seconds: the periodic drift check.
+- `on.delete` is the finalizer: under `Retain` it orphans topics and generated secrets; it never blocks
+  deletion for long (a missing CRD or namespace is fine; after a few transient failures it lets go).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from adnomaly_operator.actions import Capabilities
+from adnomaly_operator.client import ApiError, KubeClient
+from adnomaly_operator.live import LiveObject, summarize
+from adnomaly_operator.names import FINALIZER, LABEL_MANAGED_BY, LABEL_PIPELINE, MANAGED_BY
+from adnomaly_operator.reconcile import Key, LiveMap, Reconciler
+from adnomaly_operator.render import Images
+from adnomaly_operator.resources import OWNED_KINDS, PIPELINE, Kind
+from adnomaly_operator.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+CAPABILITY_PROBES = {
+    "strimzi": ("kafka.strimzi.io/v1", "kafkas"),
+    "flink": ("flink.apache.org/v1beta1", "flinkdeployments"),
+    "service_monitor": ("monitoring.coreos.com/v1", "servicemonitors"),
+}
+
+
+@dataclass
+class OperatorConfig:
+    drift_interval: float = 60.0
+    workers: int = 16
+    discovery_interval: float = 30.0
+    images: Images = field(default_factory=Images)
+    instance: str = "adnomaly-operator"
+    watch_server_timeout: int = 300  # seconds, an integer in the API
+    watch_client_timeout: float = 330.0
+    watch_connect_timeout: float = 10.0
+
+
+def index_id(kind: Kind) -> str:
+    return f"owned_{kind.plural}"
+
+
+class Runtime:
+    """What the handlers share: the API client, the reconciler, its queue, the indices."""
+
+    def __init__(self, config: OperatorConfig) -> None:
+        self.config = config
+        self.client: KubeClient | None = None
+        self.connected = asyncio.Event()
+        self.indices: dict[str, Mapping[Key, Any]] = {}
+        self.reconciler: Reconciler | None = None
+        self.queue: WorkQueue[Key] = WorkQueue(self._reconcile, workers=config.workers)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def live_of(self, key: Key) -> LiveMap:
+        out: LiveMap = {}
+        for index in self.indices.values():
+            if key in index:
+                for obj in index[key]:
+                    out[(obj.kind, obj.name)] = obj
+        return out
+
+    def capture_indices(self, kwargs: Mapping[str, Any]) -> None:
+        if len(self.indices) < len(OWNED_KINDS):
+            self.indices = {k: v for k, v in kwargs.items() if k.startswith("owned_")}
+
+    async def _reconcile(self, key: Key) -> float | None:
+        await self.connected.wait()
+        assert self.reconciler is not None
+        return await self.reconciler.reconcile(key)
+
+    def connect(self, info: kopf.ConnectionInfo) -> None:
+        if self.client is None:
+            self.client = KubeClient(info)
+            self.reconciler = Reconciler(
+                self.client, self.live_of, images=self.config.images, instance=self.config.instance
+            )
+            self.connected.set()
+
+    async def discover(self) -> None:
+        """Which optional APIs exist (Strimzi, Flink, Prometheus Operator); re-queue all on change."""
+        await self.connected.wait()
+        assert self.client is not None and self.reconciler is not None
+        while True:
+            try:
+                found = {name: await self.client.serves(gv, plural) for name, (gv, plural) in CAPABILITY_PROBES.items()}
+            except (ApiError, OSError, TimeoutError) as exc:
+                log.warning("API discovery failed (will retry): %s", exc)
+            else:
+                caps = Capabilities(**found)
+                if caps != self.reconciler.capabilities:
+                    log.info("cluster capabilities: %s", caps)
+                    self.reconciler.capabilities = caps
+                    for key in list(self.reconciler.pipelines):
+                        self.queue.add(key)
+            await asyncio.sleep(self.config.discovery_interval)
+
+    def start(self) -> None:
+        self.queue.start()
+        self._tasks.append(asyncio.create_task(self.discover(), name="discovery"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.queue.stop()
+        if self.client is not None:
+            await self.client.close()
+
+
+def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="adnomaly.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="adnomaly.io", key="last-handled-configuration"
+    )
+    # Silent stalls of watch streams are a known kopf failure mode: bound every watch request.
+    settings.watching.server_timeout = config.watch_server_timeout
+    settings.watching.client_timeout = config.watch_client_timeout
+    settings.watching.connect_timeout = config.watch_connect_timeout
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10
+    settings.posting.level = logging.WARNING  # our own Events mark transitions; kopf posts only problems
+    owned = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_PIPELINE}"  # server-side: never stream others' objects
+    for kind in OWNED_KINDS:
+        settings.watching.label_selectors[kind.api_version, kind.plural] = owned
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one "succeeded" line per watch event
+
+
+def _owned_index(kind: Kind) -> Any:
+    def index(body: kopf.Body, namespace: str, labels: Mapping[str, str], **_: Any) -> dict[Key, LiveObject]:
+        return {(namespace, labels[LABEL_PIPELINE]): summarize(kind.kind, body)}
+
+    index.__name__ = index_id(kind)
+    return index
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Runtime:
+    runtime = Runtime(config)
+    group, version, plural = PIPELINE.group, PIPELINE.version, PIPELINE.plural
+    owned_filter = {LABEL_PIPELINE: kopf.PRESENT}
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings, config)
+        runtime.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await runtime.stop()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        if info is not None:
+            runtime.connect(info)
+        return info
+
+    @kopf.on.probe(id="queued", registry=registry)
+    def queued(**_: Any) -> int:
+        return len(runtime.queue)
+
+    for kind in OWNED_KINDS:
+        kopf.index(
+            group=kind.group, version=kind.version, plural=kind.plural, id=index_id(kind), labels=owned_filter,
+            registry=registry,
+        )(_owned_index(kind))
+
+        @kopf.on.event(
+            group=kind.group, version=kind.version, plural=kind.plural, labels=owned_filter, registry=registry,
+            id=f"watch_{kind.plural}",
+        )
+        def owned_changed(namespace: str, labels: Mapping[str, str], **kwargs: Any) -> None:
+            runtime.capture_indices(kwargs)
+            runtime.queue.add((namespace, labels[LABEL_PIPELINE]))
+
+    @kopf.on.event(group=group, version=version, plural=plural, registry=registry)
+    def pipeline_changed(event: Mapping[str, Any], namespace: str, name: str, **kwargs: Any) -> None:
+        runtime.capture_indices(kwargs)
+        key = (namespace, name)
+        if runtime.reconciler is None:
+            return
+        if event.get("type") == "DELETED":
+            runtime.reconciler.observe_pipeline(key, None)
+            runtime.queue.forget(key)
+            return
+        runtime.reconciler.observe_pipeline(key, event["object"])
+        runtime.queue.add(key)
+
+    @kopf.timer(group=group, version=version, plural=plural, interval=config.drift_interval,
+                initial_delay=config.drift_interval, registry=registry)
+    def drift_check(namespace: str, name: str, **_: Any) -> None:
+        runtime.queue.add((namespace, name))
+
+    @kopf.on.delete(group=group, version=version, plural=plural, registry=registry, retries=5, backoff=2)
+    async def finalize(
+        body: kopf.Body, namespace: str, name: str, retry: int, logger: logging.Logger, **_: Any
+    ) -> None:
+        key = (namespace, name)
+        await runtime.queue.block(key)
+        await runtime.connected.wait()
+        assert runtime.reconciler is not None
+        try:
+            kept = await runtime.reconciler.finalize(namespace, name, body)
+        except (ApiError, OSError, TimeoutError) as exc:
+            transient = not isinstance(exc, ApiError) or exc.transient
+            if transient and retry < 4:
+                raise kopf.TemporaryError(f"cleanup failed, retrying: {exc}", delay=2) from exc
+            logger.warning("cleanup incomplete, removing the finalizer anyway: %s", exc)
+            return
+        if kept:
+            log.info("%s/%s: deletionPolicy Retain: kept %s", namespace, name, ", ".join(kept))
+
+    return runtime

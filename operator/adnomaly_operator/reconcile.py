@@ -1,0 +1,349 @@
+"""Reconcile one Pipeline: parse → plan → render → decide (pure) → write what differs → status.
+
+Live state comes from the watch-fed indices (no reads on the hot path); writes are server-side applies
+under one field manager. Generated secrets are created once with random contents. The status (and an
+Event on each phase transition) is written only when it changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import secrets
+import string
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from adnomaly.spec import SpecError, parse_pipeline
+
+from adnomaly_operator import metrics
+from adnomaly_operator.actions import RETAINED_KINDS, Actions, Applied, Capabilities, plan_actions
+from adnomaly_operator.client import ApiError, KubeClient
+from adnomaly_operator.desired import kube_plan
+from adnomaly_operator.live import LiveObject, managed_fingerprint
+from adnomaly_operator.names import ANNOTATION_HASH, LABEL_PIPELINE
+from adnomaly_operator.render import Desired, Images, Owner, RenderContext, SecretRecipe, render
+from adnomaly_operator.resources import PIPELINE, kind_of
+from adnomaly_operator.status import Observation, Problem, build_status, observe_components
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, pipeline name)
+LiveMap = dict[tuple[str, str], LiveObject]
+
+
+class TransientError(Exception):
+    """Worth retrying: the API server was busy or unreachable."""
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_micro() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def generate_secret_data(recipe: SecretRecipe) -> dict[str, str]:
+    alphabet = string.ascii_letters + string.digits
+
+    def token(size: int) -> str:
+        if recipe.alphanumeric:
+            return "".join(secrets.choice(alphabet) for _ in range(size))
+        return secrets.token_urlsafe(size)
+
+    values = {key: token(size) for key, size in recipe.random.items()}
+    return {**values, **{key: template.format(**values) for key, template in recipe.templates.items()}}
+
+
+def pipeline_document(body: Mapping[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata") or {}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
+        "spec": body.get("spec") or {},
+    }
+
+
+@dataclass
+class _Rendered:
+    uid: str
+    generation: int
+    service_monitor: bool
+    desired: list[Desired]
+    notes: tuple[tuple[str, str], ...]
+    bootstrap: str
+    topics: dict[str, str]
+    deletion_policy: str
+
+
+@dataclass
+class Reconciler:
+    client: KubeClient
+    live_of: Callable[[Key], LiveMap]
+    images: Images = field(default_factory=Images)
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    instance: str = "adnomaly-operator"
+    pipelines: dict[Key, dict[str, Any]] = field(default_factory=dict)  # latest body per Pipeline (watch)
+    _renders: dict[Key, _Rendered] = field(default_factory=dict)
+    _recent: dict[Key, dict[tuple[str, str], Applied]] = field(default_factory=dict)
+    _statuses: dict[Key, tuple[dict[str, Any], int, float]] = field(default_factory=dict)  # last written, rv, when
+    status_interval: float = 2.0  # progress-only status updates (same phase) at most this often per Pipeline
+
+    # -- bookkeeping from the watch --
+
+    def observe_pipeline(self, key: Key, body: Mapping[str, Any] | None) -> None:
+        if body is None:
+            self.pipelines.pop(key, None)
+            self._renders.pop(key, None)
+            self._recent.pop(key, None)
+            self._statuses.pop(key, None)
+            return
+        self.pipelines[key] = dict(body)
+
+    # -- one pass --
+
+    async def reconcile(self, key: Key) -> float | None:
+        body = self.pipelines.get(key)
+        if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+            return None
+        started = time.perf_counter()
+        try:
+            wrote, requeue = await self._reconcile(key, body)
+        except Exception as exc:
+            metrics.RECONCILES.labels("error").inc()
+            metrics.ERRORS.labels(type(exc).__name__).inc()
+            log.warning("reconciling %s/%s failed (will retry): %s", key[0], key[1], exc)
+            raise
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+        metrics.RECONCILES.labels("changed" if wrote else "noop").inc()
+        return requeue
+
+    def _render(self, key: Key, body: Mapping[str, Any]) -> _Rendered:
+        meta = body["metadata"]
+        generation = int(meta.get("generation", 0))
+        cached = self._renders.get(key)
+        if cached is not None and (cached.uid, cached.generation, cached.service_monitor) == (
+            meta["uid"], generation, self.capabilities.service_monitor
+        ):
+            return cached
+        pipeline = parse_pipeline(pipeline_document(body))  # raises SpecError
+        kp = kube_plan(pipeline, key[0])
+        owner = Owner(PIPELINE.api_version, PIPELINE.kind, meta["name"], meta["uid"])
+        ctx = RenderContext(owner, self.images, self.capabilities.service_monitor)
+        rendered = _Rendered(
+            meta["uid"], generation, self.capabilities.service_monitor, render(kp, ctx), kp.notes,
+            kp.kafka_bootstrap, {role: t.name for role, t in kp.plan.topics.items()}, kp.deletion_policy,
+        )
+        self._renders[key] = rendered
+        return rendered
+
+    async def _reconcile(self, key: Key, body: Mapping[str, Any]) -> tuple[bool, float | None]:
+        meta = body["metadata"]
+        generation = int(meta.get("generation", 0))
+        live = self.live_of(key)
+        try:
+            rendered = self._render(key, body)
+        except SpecError as exc:
+            problem = Problem("InvalidSpec", str(exc).replace("\n", "; "))
+        except Exception as exc:  # a spec the model chokes on must not crash-loop the reconciler
+            log.exception("%s/%s: planning failed", key[0], key[1])
+            problem = Problem("RenderFailed", f"{type(exc).__name__}: {exc}")
+        else:
+            problem = None
+        if problem is not None:
+            metrics.ERRORS.labels(problem.reason).inc()
+            wrote, _ = await self._write_status(key, body, Observation(generation, failed=problem))
+            return wrote, None
+
+        actions = plan_actions(
+            rendered.desired, live, owner_uid=meta["uid"], deletion_policy=rendered.deletion_policy,
+            capabilities=self.capabilities, recent=self._recent.get(key), now=time.monotonic(),
+        )
+        if not actions.blocked:
+            self._adopt_baselines(key, rendered.desired, live)
+        problems = list(actions.problems)
+        requeue: float | None = 1.0 if actions.waiting_on_cache else None
+        if not actions.blocked:
+            write_problems, retry = await self._execute(key, actions)
+            problems += write_problems
+            if retry is not None:
+                requeue = retry if requeue is None else min(requeue, retry)
+        components, not_ready, total, waiting = observe_components(rendered.desired, live)
+        obs = Observation(
+            generation, components, not_ready, total, waiting, tuple(problems), None, rendered.notes,
+            rendered.bootstrap, rendered.topics,
+        )
+        wrote_status, later = await self._write_status(key, body, obs)
+        if later is not None:
+            requeue = later if requeue is None else min(requeue, later)
+        return actions.writes > 0 or wrote_status, requeue
+
+    # -- writes --
+
+    async def _execute(self, key: Key, actions: Actions) -> tuple[list[Problem], float | None]:
+        recent = self._recent.setdefault(key, {})
+        problems: list[Problem] = []
+        retry: float | None = None
+        transient: list[BaseException] = []
+
+        async def guarded(what: str, kind: str, coro: Any) -> None:
+            nonlocal retry
+            try:
+                await coro
+            except ApiError as exc:
+                metrics.ERRORS.labels(f"api_{exc.status}").inc()
+                if exc.transient:
+                    transient.append(exc)
+                elif kind == "Job" and exc.status == 422 and "immutable" in exc.message:
+                    retry = 1.0  # replaced below: a Job's pod template cannot change
+                else:
+                    problems.append(Problem("ApplyFailed", f"{what}: {exc.reason}: {exc.message}"))
+            except (OSError, TimeoutError) as exc:
+                transient.append(exc)
+
+        async def apply(d: Desired) -> None:
+            try:
+                result = await self.client.apply(d.obj)
+            except ApiError as exc:
+                if d.kind == "Job" and exc.status == 422 and "immutable" in exc.message:
+                    await self.client.delete(kind_of("Job"), key[0], d.name)
+                raise
+            self._remember(recent, d, result)
+
+        async def create(d: Desired) -> None:
+            assert d.recipe is not None
+            secret = {**d.obj, "stringData": generate_secret_data(d.recipe)}
+            try:
+                result = await self.client.create(secret)
+            except ApiError as exc:
+                if exc.status != 409:  # 409: it exists (the watch had not shown it yet): never overwrite
+                    raise
+                return
+            self._remember(recent, d, result)
+
+        async def orphan(obj: LiveObject, uid: str) -> None:
+            await orphan_object(self.client, key[0], obj.kind, obj.name, uid)
+
+        owner_uid = str(self.pipelines[key]["metadata"]["uid"])
+        tasks = [guarded(f"{d.kind}/{d.name}", d.kind, create(d)) for d in actions.creates]
+        tasks += [guarded(f"{d.kind}/{d.name}", d.kind, apply(d)) for d in actions.applies]
+        tasks += [
+            guarded(f"delete {o.kind}/{o.name}", o.kind, self.client.delete(kind_of(o.kind), key[0], o.name, uid=o.uid))
+            for o in actions.deletes
+        ]
+        tasks += [guarded(f"orphan {o.kind}/{o.name}", o.kind, orphan(o, owner_uid)) for o in actions.orphans]
+        if actions.writes:
+            log.info(
+                "%s/%s: applying %d, creating %d, deleting %d, orphaning %d object(s) (stage <= %d)",
+                key[0], key[1], len(actions.applies), len(actions.creates), len(actions.deletes),
+                len(actions.orphans), actions.allowed_stage,
+            )
+        await asyncio.gather(*tasks)
+        if transient:
+            raise TransientError(f"{len(transient)} write(s) failed transiently, first: {transient[0]}")
+        return problems, retry
+
+    @staticmethod
+    def _remember(recent: dict[tuple[str, str], Applied], d: Desired, result: Mapping[str, Any]) -> None:
+        meta = result.get("metadata") or {}
+        rv = int(meta.get("resourceVersion") or 0)
+        recent[(d.kind, d.name)] = Applied(d.hash, rv, time.monotonic(), managed_fingerprint(meta))
+
+    def _adopt_baselines(self, key: Key, desired: list[Desired], live: LiveMap) -> None:
+        """Objects found already right (e.g. after a restart) become the baseline for drift detection."""
+        recent = self._recent.setdefault(key, {})
+        for d in desired:
+            current = live.get((d.kind, d.name))
+            known = recent.get((d.kind, d.name))
+            if current is not None and current.hash == d.hash and (known is None or known.hash != d.hash):
+                recent[(d.kind, d.name)] = Applied(d.hash, current.resource_version, time.monotonic(), current.managed)
+
+    async def _write_status(self, key: Key, body: Mapping[str, Any], obs: Observation) -> tuple[bool, float | None]:
+        """Write the status if it changed: at once on a phase change, else at most every `status_interval`
+        (bring-up moves many counters; one write can carry several). Returns (written, retry-in)."""
+        previous = body.get("status") or {}
+        status = build_status(obs, previous, now_rfc3339())
+        if status == previous:
+            return False, None
+        rv = int(body["metadata"].get("resourceVersion") or 0)
+        written = self._statuses.get(key)
+        if written is not None and written[0] == status and rv < written[1]:
+            return False, None  # we wrote exactly this already; the watch has not delivered it yet
+        since = time.monotonic() - written[2] if written is not None else None
+        same_phase = previous.get("phase") == status["phase"] and previous.get("observedGeneration") == obs.generation
+        if same_phase and since is not None and since < self.status_interval:
+            return False, self.status_interval - since
+        result = await self.client.merge_patch(PIPELINE, key[0], key[1], {"status": status}, subresource="status")
+        new_rv = int((result.get("metadata") or {}).get("resourceVersion") or 0)
+        self._statuses[key] = (status, new_rv, time.monotonic())
+        if previous.get("phase") != status["phase"]:
+            await self._event(body, previous.get("phase"), status)
+        return True, None
+
+    async def _event(self, body: Mapping[str, Any], before: str | None, status: Mapping[str, Any]) -> None:
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        warning = status["phase"] in ("Degraded", "Failed")
+        try:
+            await self.client.post_event(
+                body, type_="Warning" if warning else "Normal", reason=str(ready["reason"]),
+                note=f"{before or 'New'} -> {status['phase']}: {ready['message']}", now=now_micro(),
+                instance=self.instance,
+            )
+        except ApiError as exc:  # an Event is best effort
+            log.warning("could not post an event: %s", exc)
+
+    # -- deletion --
+
+    async def finalize(self, namespace: str, name: str, body: Mapping[str, Any]) -> list[str]:
+        """Under `Retain`, orphan the retained objects (fresh LIST, not the cache: nothing may slip to GC).
+        Returns what was orphaned. A missing CRD or namespace is not an error: the finalizer always goes."""
+        policy = ((body.get("spec") or {}).get("deletionPolicy")) or "Retain"
+        if policy != "Retain":
+            return []  # owner references + garbage collection delete the rest
+        uid = str(body["metadata"]["uid"])
+        orphaned = []
+        for kind_name in RETAINED_KINDS:
+            kind = kind_of(kind_name)
+            try:
+                found = await self.client.request(
+                    "GET", kind.path(namespace), params={"labelSelector": f"{LABEL_PIPELINE}={name}"}
+                )
+            except ApiError as exc:
+                if exc.status == 404:
+                    continue  # the CRD (or namespace) is gone: nothing to keep
+                raise
+            for item in found.get("items") or ():
+                refs = item["metadata"].get("ownerReferences") or []
+                if any(ref.get("uid") == uid for ref in refs):
+                    await orphan_object(self.client, namespace, kind_name, item["metadata"]["name"], uid)
+                    orphaned.append(f"{kind_name}/{item['metadata']['name']}")
+        return orphaned
+
+
+async def orphan_object(client: KubeClient, namespace: str, kind_name: str, name: str, owner_uid: str) -> None:
+    """Remove `owner_uid` from the object's owner references (and forget its applied hash, so a new
+    Pipeline of the same name re-adopts it). The object stays."""
+    kind = kind_of(kind_name)
+    current = await client.get(kind, namespace, name)
+    if current is None:
+        return
+    refs = [r for r in current["metadata"].get("ownerReferences") or () if r.get("uid") != owner_uid]
+    patch = {
+        "metadata": {
+            "ownerReferences": refs or None,
+            "annotations": {ANNOTATION_HASH: None},
+            "resourceVersion": current["metadata"]["resourceVersion"],
+        }
+    }
+    try:
+        await client.merge_patch(kind, namespace, name, patch)
+    except ApiError as exc:
+        if exc.status == 404:
+            return
+        raise

@@ -1,0 +1,51 @@
+"""`render(kube_plan, context)` → every object one Pipeline wants in the cluster. Pure and deterministic:
+no clock, no randomness, no I/O — the same inputs give byte-identical objects (and hashes).
+
+Generated secrets appear as metadata-only Secrets with a `SecretRecipe`; the operator creates them
+once with random contents and never re-rolls them.
+"""
+
+from __future__ import annotations
+
+from adnomaly_operator.desired import KubePlan
+from adnomaly_operator.render.common import (
+    Desired,
+    Images,
+    Owner,
+    RenderContext,
+    SecretRecipe,
+    sealed,
+)
+from adnomaly_operator.render.components import render_components
+from adnomaly_operator.render.flink import render_flink
+from adnomaly_operator.render.kafka import render_kafka
+from adnomaly_operator.render.network import render_network
+from adnomaly_operator.render.stores import generated_secret, render_stores
+
+__all__ = ["Desired", "Images", "Owner", "RenderContext", "SecretRecipe", "render"]
+
+
+def _ingest_tokens(kp: KubePlan, ctx: RenderContext) -> list[Desired]:
+    if kp.ingest_tokens is None or kp.ingest_tokens.name != kp.names.ingest_tokens:
+        return []  # no ingest, or the user brings the tokens Secret
+    return [generated_secret(kp, ctx, kp.names.ingest_tokens, "ingest", SecretRecipe(random={"tokens": 32}))]
+
+
+def render(kp: KubePlan, ctx: RenderContext) -> list[Desired]:
+    parts = [
+        *render_kafka(kp, ctx),
+        *render_stores(kp, ctx),
+        *_ingest_tokens(kp, ctx),
+        *render_components(kp, ctx),
+        *render_flink(kp, ctx),
+        *render_network(kp, ctx),
+    ]
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for item in parts:
+        key = (item.kind, item.name)
+        if key in seen:
+            raise ValueError(f"render produced {item.kind}/{item.name} twice")
+        seen.add(key)
+        out.append(Desired(sealed(item.obj), item.stage, item.status_key, item.retain, item.recipe))
+    return out

@@ -1,0 +1,240 @@
+"""Stand-ins for what a bare control plane lacks, for tests and benchmarks (never used in production):
+
+- Strimzi: marks `Kafka` and `KafkaTopic` objects Ready (status subresource, `observedGeneration`);
+- the Flink Kubernetes Operator: marks `FlinkDeployment`s `STABLE` with a `RUNNING` job;
+- a storage provisioner: binds each pending PersistentVolumeClaim to a fresh hostPath PersistentVolume
+  (both sides, as the volume controller would);
+- node heartbeats: renews the `kube-node-lease` Lease of each kwok node that no one else renews (kwok
+  does so itself only when started with `--node-lease-duration-seconds`; without a heartbeat the node
+  controller marks nodes NotReady after its grace period, and their pods lose readiness for good).
+
+It polls (every `interval` seconds) and writes only what is not yet in the wanted state, exactly as the
+real operators would, so the Adnomaly operator sees real status transitions on real objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import kopf
+import yaml
+
+from adnomaly_operator.client import ApiError, KubeClient
+from adnomaly_operator.live import readiness
+from adnomaly_operator.resources import Kind, kind_of
+
+PVC = Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims")
+PV = Kind("v1", "PersistentVolume", "persistentvolumes", namespaced=False)
+NODE = Kind("v1", "Node", "nodes", namespaced=False)
+LEASE = Kind("coordination.k8s.io/v1", "Lease", "leases")
+SIMULATED_LABEL = "adnomaly.io/simulated"
+HEARTBEAT_HOLDER = "adnomaly-simulator"
+HEARTBEAT_INTERVAL_S = 10.0
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+
+
+def connection_from_kubeconfig(path: Path) -> kopf.ConnectionInfo:
+    """The current context of a kubeconfig with inline (base64) certificate data."""
+    config = yaml.safe_load(Path(path).read_text())
+    context_name = config["current-context"]
+    context = next(c["context"] for c in config["contexts"] if c["name"] == context_name)
+    cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
+    user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
+
+    def decoded(value: str | None) -> str | None:
+        return base64.b64decode(value).decode() if value else None
+
+    return kopf.ConnectionInfo(
+        server=cluster["server"],
+        ca_data=decoded(cluster.get("certificate-authority-data")),
+        certificate_data=decoded(user.get("client-certificate-data")),
+        private_key_data=decoded(user.get("client-key-data")),
+        token=user.get("token"),
+    )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _now_micro() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def strimzi_ready_status(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "observedGeneration": obj["metadata"].get("generation", 1),
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": _now()}],
+    }
+
+
+def flink_ready_status(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "observedGeneration": obj["metadata"].get("generation", 1),
+        "lifecycleState": "STABLE",
+        "jobManagerDeploymentStatus": "READY",
+        "jobStatus": {"state": "RUNNING", "jobName": obj["metadata"]["name"]},
+    }
+
+
+class Simulator:
+    def __init__(
+        self, client: KubeClient, *, strimzi: bool = True, flink: bool = True, storage: bool = True,
+        heartbeats: bool = True, namespace: str | None = None, interval: float = 0.5,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace  # None: every namespace
+        self.heartbeats = heartbeats
+        self.strimzi = strimzi
+        self.flink = flink
+        self.storage = storage
+        self.interval = interval
+        self.status_patches = 0
+
+    async def _ready_all(self, kind_name: str, status_of: Any) -> None:
+        kind = kind_of(kind_name)
+        try:
+            items = (await self.client.request("GET", kind.path(self.namespace)))["items"]
+        except ApiError as exc:
+            if exc.status == 404:
+                return
+            raise
+
+        async def make_ready(item: dict[str, Any]) -> None:
+            meta = item["metadata"]
+            with contextlib.suppress(ApiError):  # deleted meanwhile
+                await self.client.merge_patch(kind, meta["namespace"], meta["name"], {"status": status_of(item)},
+                                              subresource="status")
+                self.status_patches += 1
+
+        pending = [i for i in items if not readiness(kind_name, i)[0] and not i["metadata"].get("deletionTimestamp")]
+        await asyncio.gather(*(make_ready(item) for item in pending))
+
+    async def _bind_claims(self) -> None:
+        claims = (await self.client.request("GET", PVC.path(self.namespace)))["items"]
+        await asyncio.gather(*(self._bind(claim) for claim in claims))
+
+    async def _bind(self, claim: dict[str, Any]) -> None:
+        meta = claim["metadata"]
+        pending = (claim.get("status") or {}).get("phase") == "Pending"
+        if not pending or meta.get("deletionTimestamp") or claim["spec"].get("volumeName"):
+            return
+        name = f"sim-{meta['uid']}"
+        volume = {
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": name, "labels": {SIMULATED_LABEL: "true"}},
+            "spec": {
+                "capacity": {"storage": claim["spec"]["resources"]["requests"]["storage"]},
+                "accessModes": claim["spec"].get("accessModes") or ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": claim["spec"].get("storageClassName") or "",
+                "hostPath": {"path": f"/tmp/adnomaly-sim/{name}"},
+                "claimRef": {"namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]},
+            },
+        }
+        with contextlib.suppress(ApiError):  # 409: made on an earlier pass
+            await self.client.request("POST", PV.path(), body=volume)
+        # Bind both sides as the volume controller would (it alone is slow with hundreds of claims).
+        with contextlib.suppress(ApiError):
+            await self.client.merge_patch(PVC, meta["namespace"], meta["name"], {"spec": {"volumeName": name}})
+            await self.client.merge_patch(PVC, meta["namespace"], meta["name"], {"status": {
+                "phase": "Bound", "accessModes": volume["spec"]["accessModes"], "capacity": volume["spec"]["capacity"],
+            }}, subresource="status")
+
+    async def _release_volumes(self) -> None:
+        volumes = (await self.client.request("GET", PV.path(), params={"labelSelector": SIMULATED_LABEL}))["items"]
+        for volume in volumes:
+            if (volume.get("status") or {}).get("phase") == "Released":
+                await self.client.delete(PV, None, volume["metadata"]["name"])
+
+    async def _beat(self) -> None:
+        nodes = (await self.client.request("GET", NODE.path()))["items"]
+        for node in nodes:
+            name = node["metadata"]["name"]
+            if (node["metadata"].get("annotations") or {}).get(KWOK_NODE_ANNOTATION) != "fake":
+                continue
+            lease = await self.client.get(LEASE, "kube-node-lease", name)
+            spec = {"holderIdentity": HEARTBEAT_HOLDER, "leaseDurationSeconds": 40, "renewTime": _now_micro()}
+            if lease is None:
+                body = {"apiVersion": LEASE.api_version, "kind": "Lease",
+                        "metadata": {"name": name, "namespace": "kube-node-lease"}, "spec": spec}
+                with contextlib.suppress(ApiError):
+                    await self.client.request("POST", LEASE.path("kube-node-lease"), body=body)
+            elif (lease.get("spec") or {}).get("holderIdentity") == HEARTBEAT_HOLDER:
+                await self.client.merge_patch(LEASE, "kube-node-lease", name, {"spec": spec})
+
+    async def step(self) -> None:
+        if self.storage:
+            await self._bind_claims()
+            await self._release_volumes()
+        if self.strimzi:
+            await self._ready_all("Kafka", strimzi_ready_status)
+            await self._ready_all("KafkaTopic", strimzi_ready_status)
+        if self.flink:
+            await self._ready_all("FlinkDeployment", flink_ready_status)
+
+    async def _every(self, interval: float, work: Any, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(ApiError, OSError, TimeoutError):
+                await work()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        # heartbeats on their own schedule: a slow pass over many objects must never starve them
+        loops = [self._every(self.interval, self.step, stop)]
+        if self.heartbeats:
+            loops.append(self._every(HEARTBEAT_INTERVAL_S, self._beat, stop))
+        await asyncio.gather(*loops)
+
+
+class SimulatorThread:
+    """Run a Simulator in a background thread (for synchronous tests and benchmarks)."""
+
+    def __init__(self, kubeconfig: Path, **options: Any) -> None:
+        self._kubeconfig = kubeconfig
+        self._options = options
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self.simulator: Simulator | None = None
+
+    def _main(self) -> None:
+        async def body() -> None:
+            client = KubeClient(connection_from_kubeconfig(self._kubeconfig), max_in_flight=8)
+            self.simulator = Simulator(client, **self._options)
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._started.set()
+            try:
+                await self.simulator.run(self._stop)
+            finally:
+                await client.close()
+
+        asyncio.run(body())
+
+    def start(self) -> SimulatorThread:
+        self._thread = threading.Thread(target=self._main, name="cluster-simulator", daemon=True)
+        self._thread.start()
+        self._started.wait(30)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def __enter__(self) -> SimulatorThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
