@@ -281,6 +281,8 @@ class WindowSpec(SpecModel):
             if self.slide is None:
                 raise ValueError("a hopping window needs `slide`")
             size, slide = parse_duration(self.size), parse_duration(self.slide)
+            if slide <= 0:
+                raise ValueError("`slide` must be positive")
             if slide > size or size % slide:
                 raise ValueError("`size` must be a whole multiple of `slide`")
         return self

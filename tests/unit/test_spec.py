@@ -95,6 +95,7 @@ def test_feature_and_detector_references_are_checked() -> None:
         ({"type": "hopping", "size": "5m"}, "needs `slide`"),
         ({"type": "hopping", "size": "5m", "slide": "2m"}, "whole multiple"),
         ({"type": "tumbling", "size": "1m", "slide": "1m"}, "has no `slide`"),
+        ({"type": "hopping", "size": "1m", "slide": "0s"}, "`slide` must be positive"),
     ],
 )
 def test_window_rules(window: dict, expected: str) -> None:
