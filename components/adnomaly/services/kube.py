@@ -491,6 +491,12 @@ class KubeControlPlane:
                 f"--cluster-signing-key-file={pki.ca_key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--use-service-account-credentials=false",
+                # The default client rate limit (20 qps) makes garbage collection and Deployment rollouts
+                # the bottleneck once a test or benchmark runs dozens of Pipelines.
+                "--kube-api-qps=300",
+                "--kube-api-burst=600",
+                "--concurrent-deployment-syncs=10",
+                "--concurrent-replicaset-syncs=10",
             ],
             f"https://{LOOPBACK}:{port}/healthz",
             insecure,
@@ -513,6 +519,7 @@ class KubeControlPlane:
                 f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
                 f"--cidr={POD_CIDR}",
                 f"--server-address={LOOPBACK}:{port}",
+                "--node-lease-duration-seconds=40",  # kwok renews the fake nodes' leases: they stay Ready
             ],
             f"http://{LOOPBACK}:{port}/healthz",
             None,
