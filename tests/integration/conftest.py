@@ -13,11 +13,10 @@ Every test under tests/integration is marked `integration` (hook below). Every s
 stopping before it starts, through finalizers (run on failures too) and, as a last resort, atexit; SIGTERM
 is turned into KeyboardInterrupt so that a terminated run still tears down.
 
-State dirs live under pytest's tmp_path_factory. When we run as root, PostgreSQL runs as the `postgres`
-user, which must be able to traverse to its state dir: pytest makes its temp tree 0700, so we add the
-search bit for others (o+x, no read) on the pytest-of-<user> dir, this session's dir and the state dir.
-Nothing becomes listable; the password file stays 0600. pytest resets pytest-of-<user> to 0700 at the next
-session start, and we add the bit again.
+State dirs live under pytest's tmp_path_factory, except PostgreSQL's when we run as root: PostgreSQL then
+runs as the `postgres` user, which must traverse to its state dir, so those live in a 0711 directory of
+their own outside pytest's 0700 tree (see `_postgres_root`). Nothing becomes listable; the password file
+stays 0600.
 """
 
 from __future__ import annotations
@@ -25,7 +24,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import re
+import shutil
 import signal
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -86,16 +87,29 @@ def _register(request: pytest.FixtureRequest, service: _Service) -> None:
     request.addfinalizer(finalize)
 
 
+_POSTGRES_ROOT: list[Path] = []
+
+
+def _postgres_root() -> Path:
+    """A directory outside pytest's temp tree, traversable by the `postgres` user (removed at exit).
+
+    pytest makes pytest-of-<user> 0700 again whenever another pytest session starts, which would cut
+    PostgreSQL (running as `postgres` when we are root) off from a state dir inside it.
+    """
+    if not _POSTGRES_ROOT:
+        root = Path(tempfile.mkdtemp(prefix="adnomaly-test-postgres-"))
+        root.chmod(0o711)
+        atexit.register(shutil.rmtree, root, True)
+        _POSTGRES_ROOT.append(root)
+    return _POSTGRES_ROOT[0]
+
+
 def _state_dir(factory: pytest.TempPathFactory, name: str, for_postgres: bool = False) -> Path:
-    path = factory.mktemp(name)
     if for_postgres and running_as_root():
-        base = factory.getbasetemp().resolve()
-        chain = [path, *[p for p in path.parents if p == base or base in p.parents]]
-        if base.parent.name.startswith("pytest-of-"):
-            chain.append(base.parent)
-        for directory in chain:
-            directory.chmod(directory.stat().st_mode | 0o001)
-    return path
+        path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_postgres_root()))
+        path.chmod(0o711)
+        return path
+    return factory.mktemp(name)
 
 
 # -- shared instances ------------------------------------------------------------------------------------
