@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 CACHE_DIR = Path(os.environ.get("ADNOMALY_CACHE", Path.home() / ".cache" / "adnomaly"))
 
@@ -279,3 +281,64 @@ class ManagedProcess:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
         self.process = None
+
+
+class LocalServer:
+    """What every local server (Kafka, PostgreSQL, Redis, MinIO) shares: one ManagedProcess in `_process`,
+    stopped gracefully, killed like a crash, restarted, and used as a context manager.
+
+    Subclasses implement `start(timeout)` (which sets `_process`) and `address`; they set `stop_signal` /
+    `stop_leader_only` when the server wants another shutdown signal than SIGTERM to its process group, and
+    `start_timeout` for `restart()`.
+    """
+
+    stop_signal: signal.Signals = signal.SIGTERM
+    stop_leader_only: bool = False
+    start_timeout: float = 60.0
+    state_dir: Path
+    _process: ManagedProcess | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        raise NotImplementedError
+
+    @property
+    def address(self) -> str:
+        """Where clients reach the server (host:port or URL), for messages."""
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.running
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful shutdown with `stop_signal`; SIGKILL if it takes longer than `timeout` seconds."""
+        if self._process is not None:
+            self._process.stop(timeout=timeout, sig=self.stop_signal, leader_only=self.stop_leader_only)
+            self._process = None
+
+    def kill(self) -> None:
+        """SIGKILL the server's whole process group (a crash, for fault tests)."""
+        if self._process is not None:
+            self._process.kill()
+            self._process = None
+
+    def restart(self, timeout: float | None = None) -> None:
+        self.stop()
+        self.start(timeout=self.start_timeout if timeout is None else timeout)
+
+    def __enter__(self) -> Self:
+        self.start(timeout=self.start_timeout)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"{type(self).__name__}({self.address}, {state}, {self.state_dir})"

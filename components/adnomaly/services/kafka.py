@@ -16,10 +16,10 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 
 from adnomaly.services.base import (
     CACHE_DIR,
+    LocalServer,
     ManagedProcess,
     ServiceError,
     file_lock,
@@ -191,13 +191,15 @@ def _java() -> str:
     return str(found)
 
 
-class KafkaBroker:
+class KafkaBroker(LocalServer):
     """One KRaft node (broker and controller in one JVM) on 127.0.0.1, state in `state_dir`.
 
     Layout of `state_dir`: `server.properties` (rewritten on every start), `ports.json` and `cluster.id`
     (chosen once), `data/` (the log dirs and the metadata log, formatted once), `logs/` (server.log from
     log4j2, and the JVM's stdout/stderr in kafka.out). A port passed explicitly wins over the stored one.
     """
+
+    start_timeout = 90.0
 
     def __init__(
         self,
@@ -238,12 +240,8 @@ class KafkaBroker:
         return f"127.0.0.1:{self.port}"
 
     @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.running
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
+    def address(self) -> str:
+        return f"{self.bootstrap_servers}, Kafka {self.version}"
 
     def _stored_ports(self) -> dict[str, int]:
         path = self.state_dir / "ports.json"
@@ -383,32 +381,3 @@ class KafkaBroker:
         finally:
             probe.close()
         return True
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Controlled shutdown (SIGTERM); SIGKILL if it takes longer than `timeout` seconds."""
-        if self._process is not None:
-            self._process.stop(timeout=timeout)
-            self._process = None
-
-    def kill(self) -> None:
-        """SIGKILL the JVM (a crash, for fault tests). The next start recovers the logs."""
-        if self._process is not None:
-            self._process.kill()
-            self._process = None
-
-    def restart(self, timeout: float = 90.0) -> None:
-        self.stop()
-        self.start(timeout=timeout)
-
-    def __enter__(self) -> KafkaBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"KafkaBroker({self.bootstrap_servers}, {self.version}, {state}, {self.state_dir})"

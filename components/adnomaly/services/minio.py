@@ -18,10 +18,10 @@ import re
 import secrets
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from adnomaly.services.base import (
+    LocalServer,
     ManagedProcess,
     ServiceError,
     free_port,
@@ -74,12 +74,14 @@ def ensure_minio() -> Path:
     return binary
 
 
-class MinioServer:
+class MinioServer(LocalServer):
     """`minio server` on 127.0.0.1:`port`, its data, credentials and log in `state_dir`.
 
     Layout of `state_dir`: `credentials.json` (0600: access and secret key, generated once), `port`
     (chosen once; an explicit `port` wins), `data/` (the single drive), `logs/minio.log`.
     """
+
+    start_timeout = 60.0
 
     def __init__(self, state_dir: Path, port: int | None = None, *, binary: Path | None = None) -> None:
         self.state_dir = Path(state_dir).resolve()
@@ -129,14 +131,6 @@ class MinioServer:
     def secret_key(self) -> str:
         return self._credentials()["secret_key"]
 
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.running
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
     # -- lifecycle --------------------------------------------------------------------------------------
 
     def _environment(self) -> dict[str, str]:
@@ -152,6 +146,10 @@ class MinioServer:
             MINIO_REGION=REGION,
         )
         return env
+
+    @property
+    def address(self) -> str:
+        return self.endpoint
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the server and wait until its liveness and readiness probes answer 200."""
@@ -188,34 +186,6 @@ class MinioServer:
             return False
         return all(_http_ok(f"{self.endpoint}/minio/health/{probe}") for probe in ("live", "ready"))
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM (MinIO finishes in-flight requests), SIGKILL after `timeout` seconds."""
-        if self._process is not None:
-            self._process.stop(timeout=timeout)
-            self._process = None
-
-    def kill(self) -> None:
-        """SIGKILL (a crash): objects whose upload had completed stay; partial uploads are gone."""
-        if self._process is not None:
-            self._process.kill()
-            self._process = None
-
-    def restart(self, timeout: float = 60.0) -> None:
-        self.stop()
-        self.start(timeout=timeout)
-
-    def __enter__(self) -> MinioServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"MinioServer({self.endpoint}, {state}, {self.state_dir})"
 
     # -- S3 ---------------------------------------------------------------------------------------------
 

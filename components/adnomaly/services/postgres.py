@@ -20,10 +20,10 @@ import re
 import shutil
 import signal
 from pathlib import Path
-from types import TracebackType
 
 import psycopg
 from adnomaly.services.base import (
+    LocalServer,
     ManagedProcess,
     ServiceError,
     apt_install,
@@ -97,12 +97,16 @@ def ensure_postgres() -> Path:
     return bin_dir
 
 
-class PostgresServer:
+class PostgresServer(LocalServer):
     """A PostgreSQL cluster in `state_dir`, on 127.0.0.1:`port`, with a database `adnomaly`.
 
     Layout of `state_dir`: `data/` (PGDATA, created once by initdb), `run/` (the unix socket),
     `superuser.password` (0600), `port` (chosen once; an explicit `port` wins), `logs/postgres.log`.
     """
+
+    stop_signal = signal.SIGINT  # fast shutdown: disconnect clients, checkpoint
+    stop_leader_only = True  # the postmaster stops its backends itself
+    start_timeout = 60.0
 
     def __init__(self, state_dir: Path, port: int | None = None) -> None:
         self.state_dir = Path(state_dir).resolve()
@@ -149,14 +153,6 @@ class PostgresServer:
     @property
     def url(self) -> str:
         return f"postgresql://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{DATABASE}"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.running
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
 
     # -- setup -----------------------------------------------------------------------------------------
 
@@ -236,6 +232,10 @@ class PostgresServer:
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
     def start(self, timeout: float = 60.0) -> None:
         """initdb (first time only), start the postmaster, wait for connections, create the database."""
         if self.running:
@@ -278,32 +278,3 @@ class PostgresServer:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Fast shutdown (SIGINT: disconnect clients, checkpoint); SIGKILL after `timeout` seconds."""
-        if self._process is not None:
-            self._process.stop(timeout=timeout, sig=signal.SIGINT, leader_only=True)
-            self._process = None
-
-    def kill(self) -> None:
-        """SIGKILL the postmaster and its backends (a crash). The next start runs crash recovery."""
-        if self._process is not None:
-            self._process.kill()
-            self._process = None
-
-    def restart(self, timeout: float = 60.0) -> None:
-        self.stop()
-        self.start(timeout=timeout)
-
-    def __enter__(self) -> PostgresServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"PostgresServer(127.0.0.1:{self.port}, {state}, {self.state_dir})"
