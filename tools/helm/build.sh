@@ -16,46 +16,16 @@ GO_LANG_VERSION=1.26.0
 # ---------------------------------------------------------------------------------------------
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-CACHE_ROOT="${ADNOMALY_CACHE:-$HOME/.cache/adnomaly}"
+# shellcheck source=../lib/gobuild.sh
+source "$HERE/../lib/gobuild.sh"
 OUT="$CACHE_ROOT/helm/$HELM_VERSION"
 BIN="$OUT/bin"
 STAMP="helm=$HELM_VERSION"
 
-FORCE=0
-UPDATE=0
-for arg in "$@"; do
-  case "$arg" in
-    --force) FORCE=1 ;;
-    --update) UPDATE=1; FORCE=1 ;;
-    --print-bin) echo "$BIN"; exit 0 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
-    *) echo "unknown argument: $arg" >&2; exit 2 ;;
-  esac
-done
-
 present() { [[ -x "$BIN/helm" && -f "$BIN/.versions" && "$(cat "$BIN/.versions")" == "$STAMP" ]]; }
 
-if [[ $FORCE -eq 0 ]] && present; then
-  echo "helm up to date ($STAMP): $BIN"
-  exit 0
-fi
-
-mkdir -p "$OUT"
-exec 9>"$OUT/.build.lock"
-if ! flock -n 9; then
-  echo "waiting for another build.sh to finish ($OUT/.build.lock)"
-  flock 9
-fi
-if [[ $FORCE -eq 0 ]] && present; then
-  echo "helm up to date ($STAMP): $BIN"
-  exit 0
-fi
-
-export GOFLAGS="-trimpath -mod=readonly"
-export CGO_ENABLED=0
-export GOTOOLCHAIN=local
-
-log() { echo "[$(date +%H:%M:%S)] $*"; }
+gobuild_args "$@"
+gobuild_begin helm
 
 if [[ $UPDATE -eq 1 ]]; then
   log "regenerating go.mod for helm.sh/helm/v3 $HELM_VERSION"

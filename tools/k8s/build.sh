@@ -21,7 +21,8 @@ GO_LANG_VERSION=1.26.0
 # ---------------------------------------------------------------------------------------------
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-CACHE_ROOT="${ADNOMALY_CACHE:-$HOME/.cache/adnomaly}"
+# shellcheck source=../lib/gobuild.sh
+source "$HERE/../lib/gobuild.sh"
 OUT="$CACHE_ROOT/k8s/$K8S_VERSION"
 BIN="$OUT/bin"
 BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
@@ -37,19 +38,7 @@ KWOK_STAGES=(
 )
 STAGING_VERSION="v0.${K8S_VERSION#v1.}"
 
-FORCE=0
-UPDATE=0
-for arg in "$@"; do
-  case "$arg" in
-    --force) FORCE=1 ;;
-    --update) UPDATE=1; FORCE=1 ;;
-    --print-bin) echo "$BIN"; exit 0 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-    *) echo "unknown argument: $arg" >&2; exit 2 ;;
-  esac
-done
-
-all_present() {
+present() {
   local b
   for b in "${BINARIES[@]}"; do
     [[ -x "$BIN/$b" ]] || return 1
@@ -58,28 +47,8 @@ all_present() {
   [[ -f "$BIN/.versions" && "$(cat "$BIN/.versions")" == "$STAMP" ]]
 }
 
-if [[ $FORCE -eq 0 ]] && all_present; then
-  echo "k8s control-plane binaries up to date ($STAMP): $BIN"
-  exit 0
-fi
-
-# One build at a time (make k8s and a test session may both ask); re-check once we hold the lock.
-mkdir -p "$OUT"
-exec 9>"$OUT/.build.lock"
-if ! flock -n 9; then
-  echo "waiting for another build.sh to finish ($OUT/.build.lock)"
-  flock 9
-fi
-if [[ $FORCE -eq 0 ]] && all_present; then
-  echo "k8s control-plane binaries up to date ($STAMP): $BIN"
-  exit 0
-fi
-
-export GOFLAGS="-trimpath -mod=readonly"
-export CGO_ENABLED=0
-export GOTOOLCHAIN=local
-
-log() { echo "[$(date +%H:%M:%S)] $*"; }
+gobuild_args "$@"
+gobuild_begin "k8s control-plane binaries"
 
 # --- go.mod generation (only with --update) --------------------------------------------------
 update_kube_module() {

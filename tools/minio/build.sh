@@ -22,49 +22,18 @@ GO_LANG_VERSION=1.26.0
 # ---------------------------------------------------------------------------------------------
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-CACHE_ROOT="${ADNOMALY_CACHE:-$HOME/.cache/adnomaly}"
+# shellcheck source=../lib/gobuild.sh
+source "$HERE/../lib/gobuild.sh"
 OUT="$CACHE_ROOT/minio/$MINIO_VERSION"
 BIN="$OUT/bin"
 STAMP="minio=$MINIO_VERSION"
-
-FORCE=0
-UPDATE=0
-for arg in "$@"; do
-  case "$arg" in
-    --force) FORCE=1 ;;
-    --update) UPDATE=1; FORCE=1 ;;
-    --print-bin) echo "$BIN"; exit 0 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-    *) echo "unknown argument: $arg" >&2; exit 2 ;;
-  esac
-done
 
 present() {
   [[ -x "$BIN/minio" && -f "$BIN/.versions" && "$(cat "$BIN/.versions")" == "$STAMP" ]]
 }
 
-if [[ $FORCE -eq 0 ]] && present; then
-  echo "minio up to date ($STAMP): $BIN"
-  exit 0
-fi
-
-# One build at a time (make and a test session may both ask); re-check once we hold the lock.
-mkdir -p "$OUT"
-exec 9>"$OUT/.build.lock"
-if ! flock -n 9; then
-  echo "waiting for another build.sh to finish ($OUT/.build.lock)"
-  flock 9
-fi
-if [[ $FORCE -eq 0 ]] && present; then
-  echo "minio up to date ($STAMP): $BIN"
-  exit 0
-fi
-
-export GOFLAGS="-trimpath -mod=readonly"
-export CGO_ENABLED=0
-export GOTOOLCHAIN=local
-
-log() { echo "[$(date +%H:%M:%S)] $*"; }
+gobuild_args "$@"
+gobuild_begin minio
 
 if [[ $UPDATE -eq 1 ]]; then
   log "regenerating server/go.mod for github.com/minio/minio $MINIO_VERSION"
