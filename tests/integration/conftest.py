@@ -39,6 +39,8 @@ from adnomaly.services.kafka import KafkaBroker
 from adnomaly.services.postgres import PostgresServer
 from adnomaly.services.redis import RedisServer
 
+from tests.integration.component_process import ComponentProcess
+
 _HERE = Path(__file__).resolve().parent
 
 
@@ -209,3 +211,12 @@ def topic_factory(request: pytest.FixtureRequest, kafka: KafkaBroker) -> Iterato
         for future in futures.values():
             with contextlib.suppress(Exception):
                 future.result(timeout=15)
+
+
+@pytest.fixture
+def sinks() -> Iterator[list[ComponentProcess]]:
+    """Component processes a test appends here are stopped at teardown (also when the test fails)."""
+    started: list[ComponentProcess] = []
+    yield started
+    for sink in started:
+        sink.process.stop(timeout=10)

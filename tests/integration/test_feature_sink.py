@@ -7,11 +7,8 @@ on different partitions and arrive out of order, as they can in production.
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,14 +19,15 @@ from adnomaly.config import ComponentConfig, KafkaConfig, SecretEnv, TopicNames
 from adnomaly.features.record import ENCODER, FeatureRecord, record_key
 from adnomaly.kafka_client import consumer_config, consumer_lag, producer_config
 from adnomaly.plan import events_config
-from adnomaly.services.base import ManagedProcess
 from adnomaly.services.kafka import KafkaBroker
 from adnomaly.services.postgres import PostgresServer
 from adnomaly.services.redis import RedisServer
-from adnomaly.sinks.config import FEATURE_SINK_SECTION, FeatureSinkConfig, FeatureView, render_config
+from adnomaly.sinks.config import FEATURE_SINK_SECTION, FeatureSinkConfig, FeatureView
 from adnomaly.sinks.features.online import read_latest
 from adnomaly.spec import parse_pipeline
 from confluent_kafka import Consumer, Producer, TopicPartition
+
+from tests.integration.component_process import ComponentProcess
 
 pytestmark = pytest.mark.integration
 
@@ -59,41 +57,8 @@ def produce(kafka: KafkaBroker, topic: str, records: list[FeatureRecord | bytes]
     assert producer.flush(30) == 0
 
 
-class FeatureSinkProcess:
-    def __init__(self, workdir: Path, config: ComponentConfig, section: FeatureSinkConfig, env: dict[str, str]):
-        workdir.mkdir(parents=True, exist_ok=True)
-        path = workdir / "feature-sink.json"
-        path.write_text(render_config(config, FEATURE_SINK_SECTION, section))
-        self.process = ManagedProcess(
-            name="feature-sink",
-            argv=[sys.executable, "-m", "adnomaly.sinks.features", "--config", str(path)],
-            log_path=workdir / "feature-sink.log",
-            env={**os.environ, **env},
-        )
-
-    def start(self) -> FeatureSinkProcess:
-        self.process.start()
-        return self
-
-    @property
-    def log(self) -> str:
-        return self.process.log_path.read_text(errors="replace")
-
-    def terminate(self, timeout: float = 60.0) -> int:
-        proc = self.process.process
-        assert proc is not None
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=timeout)
-        self.process.process = None
-        return code
-
-
-@pytest.fixture
-def sinks() -> Iterator[list[FeatureSinkProcess]]:
-    started: list[FeatureSinkProcess] = []
-    yield started
-    for sink in started:
-        sink.process.stop(timeout=10)
+def feature_sink(workdir: Path, config: ComponentConfig, section: Any, env: dict[str, str]) -> ComponentProcess:
+    return ComponentProcess(workdir, "feature-sink", config, FEATURE_SINK_SECTION, section, env)
 
 
 def setup(kafka: KafkaBroker, topic: str, schema: str) -> tuple[ComponentConfig, FeatureSinkConfig]:
@@ -116,7 +81,7 @@ def secrets(redis: RedisServer, postgres: PostgresServer) -> dict[str, str]:
     return {SecretEnv.REDIS_URL: redis.url, SecretEnv.POSTGRES_DSN: postgres.dsn}
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str, sink: FeatureSinkProcess) -> None:
+def wait_for(check: Callable[[], bool], timeout: float, what: str, sink: ComponentProcess) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -154,7 +119,7 @@ def rewind(kafka: KafkaBroker, section: FeatureSinkConfig, topic: str, partition
 
 def test_latest_window_wins_out_of_order_with_ttl_history_kept_and_replay_idempotent(
     kafka: KafkaBroker, redis: RedisServer, postgres: PostgresServer, topic_factory: Any, tmp_path: Path,
-    sinks: list[FeatureSinkProcess],
+    sinks: list[ComponentProcess],
 ) -> None:  # fmt: skip
     topic = topic_factory(partitions=3)
     schema = f"fs_{topic.rsplit('-', 1)[-1]}"
@@ -173,7 +138,7 @@ def test_latest_window_wins_out_of_order_with_ttl_history_kept_and_replay_idempo
         ENCODER.encode(FeatureRecord(feature="nope", dimensions={"x": "y"}, window_start=t1, window_end=t2,
                                      metrics={}, event_count=1)),  # an unknown feature: skipped
     ])  # fmt: skip
-    sink = FeatureSinkProcess(tmp_path / "a", config, section, secrets(redis, postgres)).start()
+    sink = feature_sink(tmp_path / "a", config, section, secrets(redis, postgres)).start()
     sinks.append(sink)
     wait_for(lambda: lag(kafka, section, topic) == 0, 60, "everything committed", sink)
     # a re-computed newest window (late events) replaces it; an older one arriving later changes nothing
@@ -211,7 +176,7 @@ def test_latest_window_wins_out_of_order_with_ttl_history_kept_and_replay_idempo
     assert lag(kafka, section, topic) > 0
     with redis.client() as client:
         before_online = client.hgetall(key)
-    replay = FeatureSinkProcess(tmp_path / "b", config, section, secrets(redis, postgres)).start()
+    replay = feature_sink(tmp_path / "b", config, section, secrets(redis, postgres)).start()
     sinks.append(replay)
     wait_for(lambda: lag(kafka, section, topic) == 0, 60, "the replay committed", replay)
     assert history(postgres.dsn, schema) == rows  # updated_at included: no row was touched
@@ -222,12 +187,12 @@ def test_latest_window_wins_out_of_order_with_ttl_history_kept_and_replay_idempo
 
 def test_redis_then_postgres_down_nothing_committed_until_both_written(
     kafka: KafkaBroker, make_redis: Any, make_postgres: Any, topic_factory: Any, tmp_path: Path,
-    sinks: list[FeatureSinkProcess],
+    sinks: list[ComponentProcess],
 ) -> None:  # fmt: skip
     redis, postgres = make_redis(), make_postgres()
     topic = topic_factory(partitions=2)
     config, section = setup(kafka, topic, "fs_outage")
-    sink = FeatureSinkProcess(tmp_path, config, section, secrets(redis, postgres)).start()
+    sink = feature_sink(tmp_path, config, section, secrets(redis, postgres)).start()
     sinks.append(sink)
     produce(kafka, topic, [record(TRAFFIC, {"geo": "FR", "platform": "web"}, NOW - timedelta(minutes=1), 0.5, 5)])
     wait_for(lambda: lag(kafka, section, topic) == 0, 60, "the first record", sink)

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,14 +24,15 @@ import pytest
 from adnomaly.config import ComponentConfig, KafkaConfig, SecretEnv, TopicNames
 from adnomaly.kafka_client import consumer_config, consumer_lag, producer_config
 from adnomaly.plan import events_config
-from adnomaly.services.base import ManagedProcess
 from adnomaly.services.kafka import KafkaBroker
 from adnomaly.services.minio import MinioServer
-from adnomaly.sinks.config import LAKE_SECTION, LakeConfig, render_config
+from adnomaly.sinks.config import LAKE_SECTION, LakeConfig
 from adnomaly.sinks.lake.layout import OffsetRange, parse_file_name, time_partition
 from adnomaly.sinks.lake.storage import LakeStore, S3Credentials
 from adnomaly.spec import parse_pipeline
 from confluent_kafka import Consumer, Producer, TopicPartition
+
+from tests.integration.component_process import ComponentProcess
 
 pytestmark = pytest.mark.integration
 
@@ -88,44 +86,8 @@ def valid_ids(values: list[bytes]) -> set[str]:
     return {json.loads(v)["event_id"] for v in values if not v.startswith(b'{"event_id": "bad-')}
 
 
-class LakeSinkProcess:
-    def __init__(self, workdir: Path, config: ComponentConfig, lake: LakeConfig, env: dict[str, str]) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        path = workdir / "lake-sink.json"
-        path.write_text(render_config(config, LAKE_SECTION, lake))
-        self.process = ManagedProcess(
-            name="lake-sink",
-            argv=[sys.executable, "-m", "adnomaly.sinks.lake", "--config", str(path)],
-            log_path=workdir / "lake-sink.log",
-            env={**os.environ, **env},
-        )
-
-    def start(self) -> LakeSinkProcess:
-        self.process.start()
-        return self
-
-    @property
-    def log(self) -> str:
-        return self.process.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.process.running
-
-    def terminate(self, timeout: float = 60.0) -> int:
-        proc = self.process.process
-        assert proc is not None
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=timeout)
-        self.process.process = None
-        return code
-
-
-@pytest.fixture
-def sinks() -> Iterator[list[LakeSinkProcess]]:
-    started: list[LakeSinkProcess] = []
-    yield started
-    for sink in started:
-        sink.process.stop(timeout=10)
+def lake_sink(workdir: Path, config: ComponentConfig, section: Any, env: dict[str, str]) -> ComponentProcess:
+    return ComponentProcess(workdir, "lake-sink", config, LAKE_SECTION, section, env)
 
 
 def make_config(kafka: KafkaBroker, topic: str) -> ComponentConfig:
@@ -149,7 +111,7 @@ def s3_store(minio: MinioServer, uri: str) -> LakeStore:
     return LakeStore(uri, endpoint=minio.endpoint, credentials=S3Credentials(minio.access_key, minio.secret_key))
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str, sink: LakeSinkProcess | None = None) -> None:
+def wait_for(check: Callable[[], bool], timeout: float, what: str, sink: ComponentProcess | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -216,14 +178,14 @@ def test_kafka_keeps_the_metadata_committed_with_an_offset(kafka: KafkaBroker, t
 
 
 def test_file_lake_daily_holds_every_valid_event_once_and_stops_cleanly(
-    kafka: KafkaBroker, topic_factory: Any, tmp_path: Path, sinks: list[LakeSinkProcess]
+    kafka: KafkaBroker, topic_factory: Any, tmp_path: Path, sinks: list[ComponentProcess]
 ) -> None:
     topic = topic_factory(partitions=PARTITIONS)
     values = batch(0, 600, 600, invalid_every=10)
     produce(kafka, topic, values)
     lake = LakeConfig(group_id=f"{topic}-lake", uri=f"file://{tmp_path / 'lake'}", partitioning="daily",
                       flush_events=80, flush_interval_s=1.0)  # fmt: skip
-    sink = LakeSinkProcess(tmp_path / "run", make_config(kafka, topic), lake, {}).start()
+    sink = lake_sink(tmp_path / "run", make_config(kafka, topic), lake, {}).start()
     sinks.append(sink)
     wait_for(lambda: lag(kafka, lake, topic) == 0, 90, "the lake sink to commit everything", sink)
     assert sink.terminate() == 0
@@ -233,14 +195,14 @@ def test_file_lake_daily_holds_every_valid_event_once_and_stops_cleanly(
 
 
 def test_minio_lake_hourly_holds_every_valid_event_once(
-    kafka: KafkaBroker, topic_factory: Any, tmp_path: Path, minio: MinioServer, sinks: list[LakeSinkProcess]
+    kafka: KafkaBroker, topic_factory: Any, tmp_path: Path, minio: MinioServer, sinks: list[ComponentProcess]
 ) -> None:
     topic = topic_factory(partitions=PARTITIONS)
     values = batch(0, 900, 900, invalid_every=7)
     produce(kafka, topic, values)
     lake = LakeConfig(group_id=f"{topic}-lake", uri=f"s3://adnomaly-data/{topic}/events", s3_endpoint=minio.endpoint,
                       flush_events=100, flush_interval_s=1.0)  # fmt: skip
-    sink = LakeSinkProcess(tmp_path, make_config(kafka, topic), lake, s3_env(minio)).start()
+    sink = lake_sink(tmp_path, make_config(kafka, topic), lake, s3_env(minio)).start()
     sinks.append(sink)
     wait_for(lambda: lag(kafka, lake, topic) == 0, 90, "the lake sink to commit everything", sink)
     store = s3_store(minio, lake.uri)
@@ -252,7 +214,7 @@ def test_minio_lake_hourly_holds_every_valid_event_once(
 
 
 def test_kill_9_mid_stream_then_restart_writes_every_event_exactly_once(
-    kafka: KafkaBroker, topic_factory: Any, tmp_path: Path, minio: MinioServer, sinks: list[LakeSinkProcess]
+    kafka: KafkaBroker, topic_factory: Any, tmp_path: Path, minio: MinioServer, sinks: list[ComponentProcess]
 ) -> None:
     topic = topic_factory(partitions=PARTITIONS)
     total = 6000
@@ -263,7 +225,7 @@ def test_kill_9_mid_stream_then_restart_writes_every_event_exactly_once(
     lake = LakeConfig(group_id=f"{topic}-lake", uri=uri, s3_endpoint=minio.endpoint, flush_events=150,
                       flush_interval_s=0.5, consume_batch=200)  # fmt: skip
     store = s3_store(minio, uri)
-    sink = LakeSinkProcess(tmp_path / "first", config, lake, s3_env(minio)).start()
+    sink = lake_sink(tmp_path / "first", config, lake, s3_env(minio)).start()
     sinks.append(sink)
     wait_for(lambda: len(store.list_files()) >= 8, 90, "the first files", sink)
     sink.process.kill()  # SIGKILL to the whole process group, mid-stream
@@ -273,7 +235,7 @@ def test_kill_9_mid_stream_then_restart_writes_every_event_exactly_once(
     produce(kafka, topic, second)
     # a different flush policy: without the recorded cuts the replay would cut elsewhere
     relaunched = lake.model_copy(update={"flush_events": 1000, "flush_interval_s": 0.3})
-    restarted = LakeSinkProcess(tmp_path / "second", config, relaunched, s3_env(minio)).start()
+    restarted = lake_sink(tmp_path / "second", config, relaunched, s3_env(minio)).start()
     sinks.append(restarted)
     wait_for(lambda: lag(kafka, lake, topic) == 0, 120, "the restarted sink to commit everything", restarted)
     assert_lake_holds_exactly(store, valid_ids(first + second))
@@ -282,7 +244,7 @@ def test_kill_9_mid_stream_then_restart_writes_every_event_exactly_once(
 
 
 def test_s3_down_for_a_while_loses_nothing_and_the_same_process_carries_on(
-    kafka: KafkaBroker, topic_factory: Any, tmp_path: Path, sinks: list[LakeSinkProcess]
+    kafka: KafkaBroker, topic_factory: Any, tmp_path: Path, sinks: list[ComponentProcess]
 ) -> None:
     minio = MinioServer(tmp_path / "minio")
     minio.start()
@@ -293,7 +255,7 @@ def test_s3_down_for_a_while_loses_nothing_and_the_same_process_carries_on(
                           flush_interval_s=0.5)  # fmt: skip
         first = batch(0, 300, 900)
         produce(kafka, topic, first)
-        sink = LakeSinkProcess(tmp_path / "run", make_config(kafka, topic), lake, s3_env(minio)).start()
+        sink = lake_sink(tmp_path / "run", make_config(kafka, topic), lake, s3_env(minio)).start()
         sinks.append(sink)
         wait_for(lambda: lag(kafka, lake, topic) == 0, 90, "the first batch", sink)
         pid = sink.process.pid
