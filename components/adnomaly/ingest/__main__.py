@@ -1,24 +1,27 @@
 """`python -m adnomaly.ingest --config PATH`: serve the ingest API with uvicorn (uvloop + httptools).
 
-Tokens come from $ADNOMALY_INGEST_TOKENS (never from the config or the command line). SIGTERM/SIGINT stop
-accepting connections, let in-flight requests finish, then flush the Kafka producer and exit 0.
+Tokens come from $ADNOMALY_INGEST_TOKENS, or from the file named by $ADNOMALY_INGEST_TOKENS_FILE (never from
+the config or the command line). The file is re-read when it changes and on SIGHUP, so tokens rotate without a
+restart. SIGTERM/SIGINT stop accepting connections, let in-flight requests finish, then flush the Kafka
+producer and exit 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
 
 import uvicorn
 from prometheus_client import start_http_server
 
 from adnomaly.config import SecretEnv, load_config, secret_from_env
+from adnomaly.http_server import serve_until_drained
 from adnomaly.ingest.app import create_app
-from adnomaly.ingest.auth import parse_tokens
+from adnomaly.ingest.auth import TokenFile, TokenSet, parse_tokens
 
 GRACEFUL_SHUTDOWN_S = 30
 
@@ -31,13 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = load_config(args.config)
     if config.ingest is None:
         raise SystemExit(f"{args.config or 'the config'} has no `ingest` section")
-    try:
-        tokens = parse_tokens(secret_from_env(SecretEnv.INGEST_TOKENS))
-    except ValueError as exc:
-        raise SystemExit(f"{SecretEnv.INGEST_TOKENS}: {exc}") from None
-    if not tokens:
-        raise SystemExit(f"{SecretEnv.INGEST_TOKENS} holds no token")
-    app = create_app(config, tokens=tokens)
+    app = create_app(config, tokens=_tokens())
     if config.metrics_port and config.metrics_port != config.ingest.port:
         # /metrics is on the API port too; this serves the same registry where the backend scrapes.
         start_http_server(config.metrics_port, registry=app.state.metrics.registry)
@@ -48,21 +45,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
     )  # fmt: skip
-    _exit_zero_after_drain(server)
-    server.run()
-    return 0 if server.started else 1
+    return serve_until_drained(server)
 
 
-def _exit_zero_after_drain(server: uvicorn.Server) -> None:
-    """uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the handler it found installed.
-    Install one that lets a drained process end normally (exit 0), and stops one still starting up."""
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if not server.started:
-            raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+def _tokens() -> TokenSet | TokenFile:
+    """The valid tokens: a TokenFile (re-read on change and on SIGHUP) or the fixed set from the env."""
+    path = os.environ.get(SecretEnv.INGEST_TOKENS_FILE)
+    if path and os.environ.get(SecretEnv.INGEST_TOKENS):
+        raise SystemExit(f"set {SecretEnv.INGEST_TOKENS} or {SecretEnv.INGEST_TOKENS_FILE}, not both")
+    try:
+        if path:
+            source = TokenFile(path)
+            signal.signal(signal.SIGHUP, lambda _signum, _frame: source.request_reload())
+            return source
+        tokens = parse_tokens(secret_from_env(SecretEnv.INGEST_TOKENS))
+    except ValueError as exc:  # never holds a token
+        raise SystemExit(f"ingest tokens: {exc}") from None
+    if not tokens:
+        raise SystemExit(f"{SecretEnv.INGEST_TOKENS} holds no token")
+    return TokenSet(tokens)
 
 
 if __name__ == "__main__":

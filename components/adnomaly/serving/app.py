@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from types import FrameType
 
 import orjson
 import redis.asyncio as redis_async
@@ -30,6 +28,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
 from adnomaly.config import SecretEnv, secret_from_env
+from adnomaly.http_server import serve_until_drained
 from adnomaly.observability import serve_metrics
 from adnomaly.serving.lookup import BadLookup, resolve
 from adnomaly.sinks.config import SERVING_SECTION, ServingConfig, load_section
@@ -142,22 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_level="warning", access_log=False, server_header=False, timeout_graceful_shutdown=10,
         )
     )  # fmt: skip
-    _exit_zero_after_drain(server)
     _log.info(
         "online features of pipeline %s on %s:%d (%d views)", config.pipeline, section.host, section.port,
         len(section.features),
     )  # fmt: skip
-    server.run()
-    return 0 if server.started else 1
-
-
-def _exit_zero_after_drain(server: uvicorn.Server) -> None:
-    """uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the handler it found installed:
-    install one that lets a drained server end normally (exit 0) and stops one still starting up."""
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if not server.started:
-            raise SystemExit(128 + signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    return serve_until_drained(server)
