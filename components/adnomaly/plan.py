@@ -7,7 +7,7 @@ turns it into local processes. Neither re-derives topic names, partition counts 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from adnomaly.config import (
     ComponentConfig,
@@ -21,7 +21,7 @@ from adnomaly.config import (
 from adnomaly.detector.config import DetectorConfig
 from adnomaly.durations import duration_ms, parse_duration
 from adnomaly.sinks.sections import feature_sink_section, lake_section, serving_section
-from adnomaly.spec import Pipeline, TopicSpec
+from adnomaly.spec import Pipeline, TopicSpec, TracingSpec
 
 TOPIC_ROLES = ("raw", "dlq", "features", "anomalies")
 
@@ -72,11 +72,13 @@ class ComponentPlan:
     replicas: int
     config: ComponentConfig
     notes: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)  # non-secret environment (e.g. OTEL_*), never secrets
 
     @property
     def config_hash(self) -> str:
-        """Changes exactly when this component's rendered config changes (drives rollouts)."""
-        return hashlib.sha256(self.config.to_json().encode()).hexdigest()[:16]
+        """Changes exactly when this component's rendered config or environment changes (drives rollouts)."""
+        env = "".join(f"\n{key}={value}" for key, value in sorted(self.env.items()))
+        return hashlib.sha256((self.config.to_json() + env).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -229,4 +231,22 @@ def plan(pipeline: Pipeline, endpoints: Endpoints) -> Plan:
                 detection=spec.detection.model_dump(mode="json", by_alias=True, exclude_none=True),
             )),
         )  # fmt: skip
+    components = {
+        key: replace(component, env=tracing_env(spec.observability.tracing, name, key))
+        for key, component in components.items()
+    }
     return Plan(name, topics, components, db_schema_name(name), tuple(conditions))
+
+
+def tracing_env(tracing: TracingSpec, pipeline: str, component: str) -> dict[str, str]:
+    """The standard OTEL_* variables that turn a component's tracing on (see adnomaly.tracing); none when
+    the spec sets no OTLP endpoint. Parent-based sampling keeps a trace whole from ingest to anomaly."""
+    if not tracing.otlp_endpoint:
+        return {}
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": tracing.otlp_endpoint,
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": repr(float(tracing.sample_ratio)),
+        "OTEL_SERVICE_NAME": f"adnomaly-{component}",
+        "OTEL_RESOURCE_ATTRIBUTES": f"adnomaly.pipeline={pipeline}",
+    }

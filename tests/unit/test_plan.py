@@ -92,3 +92,21 @@ def test_lake_sink_planned_where_the_lake_is() -> None:
     assert "lake-sink" not in without.components and without.conditions[0][0] == "LakeNotPlanned"
     file_lake = plan(pipeline({"lake": {"uri": "file:///data/lake"}}), ENDPOINTS)
     assert file_lake.components["lake-sink"].config.lake.uri == "file:///data/lake/shop/events"
+
+
+def test_tracing_spec_becomes_the_standard_otel_environment_of_every_component() -> None:
+    assert all(not c.env for c in plan(pipeline(), ENDPOINTS).components.values())
+    traced = plan(pipeline({"observability": {"tracing": {"otlpEndpoint": "http://otel:4317", "sampleRatio": 0.25}}}),
+                  ENDPOINTS).components
+    processor = traced["processor"].env
+    assert processor == {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel:4317",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.25",
+        "OTEL_SERVICE_NAME": "adnomaly-processor",
+        "OTEL_RESOURCE_ATTRIBUTES": "adnomaly.pipeline=shop",
+    }
+    assert {c.env["OTEL_SERVICE_NAME"] for c in traced.values()} == {f"adnomaly-{name}" for name in traced}
+    # turning tracing on rolls the components (their pods must get the new environment)
+    untraced = plan(pipeline(), ENDPOINTS).components
+    assert all(traced[name].config_hash != untraced[name].config_hash for name in traced)
