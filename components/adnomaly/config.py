@@ -25,8 +25,13 @@ class SecretEnv:
     POSTGRES_DSN = "ADNOMALY_POSTGRES_DSN"
     REDIS_URL = "ADNOMALY_REDIS_URL"
     INGEST_TOKENS = "ADNOMALY_INGEST_TOKENS"  # one or more bearer tokens, comma or newline separated
-    KAFKA_USERNAME = "ADNOMALY_KAFKA_USERNAME"
+    KAFKA_USERNAME = "ADNOMALY_KAFKA_USERNAME"  # SASL user; setting it turns SASL on (see kafka_client)
     KAFKA_PASSWORD = "ADNOMALY_KAFKA_PASSWORD"
+    # Not secrets, but they travel with the Kafka credentials (same Secret/env on Kubernetes):
+    KAFKA_SASL_MECHANISM = "ADNOMALY_KAFKA_SASL_MECHANISM"  # default SCRAM-SHA-512
+    KAFKA_SECURITY_PROTOCOL = "ADNOMALY_KAFKA_SECURITY_PROTOCOL"  # default: SASL_PLAINTEXT with a username
+    KAFKA_CA_FILE = "ADNOMALY_KAFKA_CA_FILE"  # PEM CA bundle that signs the brokers' TLS certificates
+    INGEST_TOKENS_FILE = "ADNOMALY_INGEST_TOKENS_FILE"  # tokens in a file, re-read on change (rotation)
     S3_ACCESS_KEY = "ADNOMALY_S3_ACCESS_KEY"
     S3_SECRET_KEY = "ADNOMALY_S3_SECRET_KEY"
 

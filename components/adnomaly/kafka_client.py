@@ -7,18 +7,28 @@ on their own (a component stores and commits an offset only after the write it f
 Overrides are librdkafka property names (`"linger.ms"`); for convenience a keyword without a dot has its
 underscores turned into dots (`linger_ms=20`, `client_id="x"`), except the Python callback keys
 (`error_cb`, `stats_cb`, `on_delivery`, `logger`, ...), which are passed as they are.
+
+Authentication comes from the environment (`SecretEnv.KAFKA_*`), decided by the pure `security_settings(env)`
+and applied by `producer_config`, `consumer_config` and `admin_client`, so every component authenticates
+once its credentials are set. A `security.protocol` override is the *configured* protocol (from the
+component config); credentials in the environment upgrade it to its SASL form. The configs these return
+hide the password in their repr/str.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
@@ -26,8 +36,14 @@ from confluent_kafka.admin import (
     NewPartitions,
     NewTopic,
     OffsetSpec,
+    ResourcePatternType,
     ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
 )
+
+from adnomaly.kafka_acls import AclRule
 
 _PYTHON_KEYS = frozenset(
     {"error_cb", "throttle_cb", "stats_cb", "oauth_cb", "on_delivery", "on_commit", "logger", "log_level"}
@@ -83,6 +99,86 @@ class PartitionDecreaseError(KafkaAdminError):
         )
 
 
+# -- authentication -------------------------------------------------------------------------------------
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+DEFAULT_SASL_MECHANISM = "SCRAM-SHA-512"
+# librdkafka properties whose values are secrets: never shown by ClientConfig's repr/str.
+SECRET_PROPERTIES = frozenset(
+    {"sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret"}
+)
+_ENV_USERNAME = "ADNOMALY_KAFKA_USERNAME"  # = SecretEnv.KAFKA_* (config.py imports too much to import here)
+_ENV_PASSWORD = "ADNOMALY_KAFKA_PASSWORD"
+_ENV_MECHANISM = "ADNOMALY_KAFKA_SASL_MECHANISM"
+_ENV_PROTOCOL = "ADNOMALY_KAFKA_SECURITY_PROTOCOL"
+_ENV_CA_FILE = "ADNOMALY_KAFKA_CA_FILE"
+
+
+class KafkaSecurityError(ValueError):
+    """The Kafka security settings in the environment are inconsistent (the message never holds a secret)."""
+
+
+class ClientConfig(dict[str, Any]):
+    """A librdkafka config (a plain dict to confluent-kafka) whose repr/str hide secret values."""
+
+    def __repr__(self) -> str:
+        return repr({key: "[redacted]" if key in SECRET_PROPERTIES else value for key, value in self.items()})
+
+    __str__ = __repr__
+
+
+def _env_value(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return value if value and value.strip() else None
+
+
+def security_settings(env: Mapping[str, str], configured: str = "PLAINTEXT") -> dict[str, str]:
+    """librdkafka security properties from the environment (pure: `env` is any mapping).
+
+    The protocol is $ADNOMALY_KAFKA_SECURITY_PROTOCOL when set; otherwise `configured` (the component
+    config's), turned into its SASL form (PLAINTEXT -> SASL_PLAINTEXT, SSL -> SASL_SSL) when a username is
+    set. SASL needs both username and password; the mechanism defaults to SCRAM-SHA-512;
+    $ADNOMALY_KAFKA_CA_FILE becomes `ssl.ca.location` and needs a TLS protocol. Contradictions raise
+    KafkaSecurityError, naming variables, never their secret values.
+    """
+    username, password = _env_value(env, _ENV_USERNAME), _env_value(env, _ENV_PASSWORD)
+    mechanism, ca_file = _env_value(env, _ENV_MECHANISM), _env_value(env, _ENV_CA_FILE)
+    explicit = _env_value(env, _ENV_PROTOCOL)
+    if password is not None and username is None:
+        raise KafkaSecurityError(f"{_ENV_PASSWORD} is set but {_ENV_USERNAME} is not")
+    if username is not None and password is None:
+        raise KafkaSecurityError(f"{_ENV_USERNAME} is set but {_ENV_PASSWORD} is not")
+    if explicit is not None:
+        protocol = explicit.strip().upper()
+    else:
+        protocol = configured.strip().upper()
+        if username is not None and not protocol.startswith("SASL_"):
+            protocol = f"SASL_{protocol}"
+    source = _ENV_PROTOCOL if explicit is not None else "the configured security protocol"
+    if protocol not in SECURITY_PROTOCOLS:
+        raise KafkaSecurityError(f"{source} must be one of {', '.join(SECURITY_PROTOCOLS)}, got {protocol!r}")
+    sasl = protocol.startswith("SASL_")
+    if sasl and username is None:
+        raise KafkaSecurityError(f"security protocol {protocol} needs {_ENV_USERNAME} and {_ENV_PASSWORD}")
+    if not sasl and username is not None:
+        raise KafkaSecurityError(f"{_ENV_USERNAME} is set but {source} is {protocol}, which sends no credentials")
+    if mechanism is not None and not sasl:
+        raise KafkaSecurityError(f"{_ENV_MECHANISM} is set but the security protocol {protocol} is not SASL")
+    if ca_file is not None and protocol not in ("SSL", "SASL_SSL"):
+        raise KafkaSecurityError(f"{_ENV_CA_FILE} is set but the security protocol {protocol} does not use TLS")
+    settings = {"security.protocol": protocol}
+    if sasl:
+        chosen = (mechanism or DEFAULT_SASL_MECHANISM).strip().upper()
+        if chosen not in SASL_MECHANISMS:
+            raise KafkaSecurityError(f"{_ENV_MECHANISM} must be one of {', '.join(SASL_MECHANISMS)}, got {chosen!r}")
+        assert username is not None and password is not None
+        settings.update({"sasl.mechanism": chosen, "sasl.username": username.strip(), "sasl.password": password})
+    if ca_file is not None:
+        settings["ssl.ca.location"] = ca_file.strip()
+    return settings
+
+
 def _normalize(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return {
         key if key in _PYTHON_KEYS or "." in key else key.replace("_", "."): value
@@ -90,26 +186,42 @@ def _normalize(overrides: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
-    """Config for confluent_kafka.Producer: acks=all, idempotent, lz4, small linger; overrides win."""
-    return {"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS, **_normalize(overrides)}
+def _client_config(
+    base: Mapping[str, Any], overrides: Mapping[str, Any], env: Mapping[str, str] | None
+) -> ClientConfig:
+    """`base` + the security settings + the overrides. Overrides that set SASL/TLS properties themselves
+    are taken as they are (the environment is not consulted); otherwise a `security.protocol` override is
+    the configured protocol that the environment's credentials build on."""
+    normalized = _normalize(overrides)
+    if any(key.startswith(("sasl.", "ssl.")) for key in normalized):
+        return ClientConfig({**base, **normalized})
+    configured = normalized.pop("security.protocol", "PLAINTEXT")
+    security = security_settings(os.environ if env is None else env, configured)
+    return ClientConfig({**base, **security, **normalized})
 
 
-def consumer_config(bootstrap: str, group_id: str, **overrides: Any) -> dict[str, Any]:
+def producer_config(bootstrap: str, *, env: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:
+    """Config for confluent_kafka.Producer: acks=all, idempotent, lz4, small linger; overrides win.
+    Security from `env` (default: os.environ), see `security_settings`."""
+    return _client_config({"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS}, overrides, env)
+
+
+def consumer_config(
+    bootstrap: str, group_id: str, *, env: Mapping[str, str] | None = None, **overrides: Any
+) -> ClientConfig:
     """Config for confluent_kafka.Consumer: manual offset store and commit, earliest, cooperative-sticky."""
     if not group_id:
         raise ValueError("group_id must not be empty")
-    return {
-        "bootstrap.servers": bootstrap,
-        "group.id": group_id,
-        **CONSUMER_DEFAULTS,
-        **_normalize(overrides),
-    }
+    return _client_config({"bootstrap.servers": bootstrap, "group.id": group_id, **CONSUMER_DEFAULTS}, overrides, env)
 
 
-def admin_client(bootstrap: str, **overrides: Any) -> AdminClient:
+def admin_config(bootstrap: str, *, env: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:
     # Warnings and errors only: short-lived admin clients otherwise log informational queue purges.
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 4, **_normalize(overrides)})
+    return _client_config({"bootstrap.servers": bootstrap, "log_level": 4}, overrides, env)
+
+
+def admin_client(bootstrap: str, *, env: Mapping[str, str] | None = None, **overrides: Any) -> AdminClient:
+    return AdminClient(admin_config(bootstrap, env=env, **overrides))
 
 
 @dataclass(frozen=True)
@@ -245,7 +357,8 @@ def _wait_for_leaders(admin: AdminClient, topics: Mapping[str, TopicSettings], t
 
 
 def ensure_topics(
-    bootstrap: str, topics: Mapping[str, TopicSettings], *, timeout: float = 30.0
+    bootstrap: str, topics: Mapping[str, TopicSettings], *, timeout: float = 30.0,
+    client: Mapping[str, Any] | None = None,
 ) -> dict[str, TopicChange]:
     """Reconcile topics with their desired settings; idempotent; safe to run from several processes.
 
@@ -254,8 +367,9 @@ def ensure_topics(
     never decreases partitions: if any existing topic has more than desired, PartitionDecreaseError is
     raised before anything is changed. The replication factor of an existing topic is not changed.
     Returns what happened per topic, after metadata shows every topic with a leader for each partition.
+    `client`: extra admin client properties (e.g. an admin's SASL login instead of the environment's).
     """
-    admin = admin_client(bootstrap)
+    admin = admin_client(bootstrap, **(client or {}))
     changes: dict[str, TopicChange] = {}
     todo = dict(topics)
     for _attempt in range(3):  # another process may create or grow a topic between our look and our act
@@ -349,7 +463,8 @@ def consumer_lag(bootstrap: str, group_id: str, topic: str, *, timeout: float = 
 
 
 def committed_offsets(
-    bootstrap: str, group_id: str, partitions: list[TopicPartition], *, timeout: float = 10.0
+    bootstrap: str, group_id: str, partitions: list[TopicPartition], *, timeout: float = 10.0,
+    client: Mapping[str, Any] | None = None,
 ) -> dict[int, int]:
     """Committed offset per partition of `group_id` (NO_OFFSET where nothing is committed).
 
@@ -359,8 +474,9 @@ def committed_offsets(
     happens while a broker is (re)loading __consumer_offsets (librdkafka issue #5040).
     """
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False, "log_level": 3}
-    )
+        _client_config({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False,
+                        "log_level": 3}, client or {}, None)
+    )  # fmt: skip
     try:
         result = consumer.committed(partitions, timeout=timeout)
     except KafkaException as exc:
@@ -380,3 +496,51 @@ def _offsets(
 ) -> dict[int, int]:
     futures = admin.list_offsets({tp: spec for tp in partitions}, request_timeout=timeout)
     return {tp.partition: future.result(timeout=timeout).offset for tp, future in futures.items()}
+
+
+# -- users and ACLs (SCRAM + the StandardAuthorizer) -----------------------------------------------------------
+
+_RESOURCE_TYPES = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP,
+                   "transactionalId": ResourceType.TRANSACTIONAL_ID}  # fmt: skip
+_PATTERNS = {"literal": ResourcePatternType.LITERAL, "prefix": ResourcePatternType.PREFIXED}
+SCRAM_ITERATIONS = 8192
+
+
+def acl_bindings(user: str, rules: Iterable[AclRule]) -> list[AclBinding]:
+    """confluent-kafka ALLOW bindings for Kafka user `user` (principal `User:<user>`, any host)."""
+    return [
+        AclBinding(
+            _RESOURCE_TYPES[rule.resource_type], rule.name, _PATTERNS[rule.pattern], f"User:{user}", "*",
+            AclOperation[rule.operation.upper()], AclPermissionType.ALLOW,
+        )
+        for rule in rules
+    ]  # fmt: skip
+
+
+def create_acls(bootstrap: str, user: str, rules: Iterable[AclRule], *, timeout: float = 30.0,
+                client: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+    """Add `rules` for `user` (idempotent: an existing identical ACL is not an error)."""
+    bindings = acl_bindings(user, rules)
+    if not bindings:
+        return
+    admin = admin_client(bootstrap, **(client or {}))
+    for binding, future in admin.create_acls(bindings, request_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            raise KafkaAdminError(f"cannot create ACL {binding}: {exc}") from None
+
+
+def upsert_scram_user(
+    bootstrap: str, user: str, password: str, *, mechanism: str = DEFAULT_SASL_MECHANISM, timeout: float = 30.0,
+    client: Mapping[str, Any] | None = None,
+) -> None:
+    """Create or update `user`'s SCRAM credential (the password never appears in an error)."""
+    scram = ScramMechanism.SCRAM_SHA_512 if mechanism == "SCRAM-SHA-512" else ScramMechanism.SCRAM_SHA_256
+    upsert = UserScramCredentialUpsertion(user, ScramCredentialInfo(scram, SCRAM_ITERATIONS), password.encode())
+    admin = admin_client(bootstrap, **(client or {}))
+    for name, future in admin.alter_user_scram_credentials([upsert], request_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            raise KafkaAdminError(f"cannot set the SCRAM credential of {name}: {exc}") from None

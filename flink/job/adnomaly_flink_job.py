@@ -5,6 +5,13 @@ never in the main package's. It decides nothing: the rendered config (JSON) carr
 table/view DDL and the INSERT statements; this sets the options, runs the DDL and submits every INSERT as
 one statement set, i.e. one Flink job.
 
+Kafka credentials never travel in the job config: at start the job reads ADNOMALY_KAFKA_USERNAME, _PASSWORD,
+_SASL_MECHANISM, _SECURITY_PROTOCOL and _CA_FILE from its own environment (the same variables and rules as
+`adnomaly.kafka_client.security_settings`; a unit test holds the two to the same decisions) and sets the
+matching connector options (`properties.security.protocol`, `properties.sasl.mechanism`,
+`properties.sasl.jaas.config` with the SCRAM/PLAIN login module, a PEM truststore) on the job's Kafka tables
+with `ALTER TABLE ... SET`, which is never printed; an error that might quote it is redacted.
+
 Locally: `python adnomaly_flink_job.py --config job.json` runs it in PyFlink's embedded mini-cluster (the
 Kafka connector jar comes in through `pipeline.jars`, set with `--set`). On Kubernetes the Flink operator
 starts it through `org.apache.flink.client.python.PythonDriver -py /opt/adnomaly/adnomaly_flink_job.py
@@ -22,6 +29,102 @@ from typing import Any
 
 JOB_FORMAT = 1
 CONFIG_ENV = "ADNOMALY_FLINK_JOB"
+
+ENV_USERNAME = "ADNOMALY_KAFKA_USERNAME"
+ENV_PASSWORD = "ADNOMALY_KAFKA_PASSWORD"
+ENV_MECHANISM = "ADNOMALY_KAFKA_SASL_MECHANISM"
+ENV_PROTOCOL = "ADNOMALY_KAFKA_SECURITY_PROTOCOL"
+ENV_CA_FILE = "ADNOMALY_KAFKA_CA_FILE"
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+# flink-sql-connector-kafka (the jar used locally and in the image) shades kafka-clients under this prefix;
+# a JAAS config naming the unshaded login module fails with "No LoginModule found".
+KAFKA_CLASS_PREFIX = "org.apache.flink.kafka.shaded."
+LOGIN_MODULES = {
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+}
+REDACTED = "[redacted]"
+
+
+def _env(env: dict[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return value if value and value.strip() else None
+
+
+def kafka_security_options(env: dict[str, str], configured: str = "PLAINTEXT") -> dict[str, str]:
+    """Kafka connector options (Java client names under `properties.`) from the environment; the same
+    decisions as adnomaly.kafka_client.security_settings. Errors name variables, never secret values."""
+    username, password = _env(env, ENV_USERNAME), _env(env, ENV_PASSWORD)
+    mechanism, ca_file, explicit = _env(env, ENV_MECHANISM), _env(env, ENV_CA_FILE), _env(env, ENV_PROTOCOL)
+    if (username is None) != (password is None):
+        raise SystemExit(f"set both {ENV_USERNAME} and {ENV_PASSWORD}, or neither")
+    protocol = (explicit or configured).strip().upper()
+    if explicit is None and username is not None and not protocol.startswith("SASL_"):
+        protocol = f"SASL_{protocol}"
+    if protocol not in SECURITY_PROTOCOLS:
+        raise SystemExit(f"the Kafka security protocol must be one of {', '.join(SECURITY_PROTOCOLS)}: {protocol!r}")
+    sasl = protocol.startswith("SASL_")
+    if sasl != (username is not None):
+        raise SystemExit(f"security protocol {protocol} and {ENV_USERNAME}/{ENV_PASSWORD} do not agree")
+    if mechanism is not None and not sasl:
+        raise SystemExit(f"{ENV_MECHANISM} is set but the security protocol {protocol} is not SASL")
+    if ca_file is not None and protocol not in ("SSL", "SASL_SSL"):
+        raise SystemExit(f"{ENV_CA_FILE} is set but the security protocol {protocol} does not use TLS")
+    options = {"properties.security.protocol": protocol}
+    if sasl:
+        assert username is not None and password is not None
+        chosen = (mechanism or "SCRAM-SHA-512").strip().upper()
+        if chosen not in LOGIN_MODULES:
+            raise SystemExit(f"{ENV_MECHANISM} must be one of {', '.join(LOGIN_MODULES)}, got {chosen!r}")
+        options["properties.sasl.mechanism"] = chosen
+        options["properties.sasl.jaas.config"] = (
+            f"{KAFKA_CLASS_PREFIX}{LOGIN_MODULES[chosen]} required "
+            f'username="{_jaas_quote(username.strip())}" password="{_jaas_quote(password)}";'
+        )
+    if ca_file is not None:
+        options["properties.ssl.truststore.type"] = "PEM"
+        options["properties.ssl.truststore.location"] = ca_file.strip()
+    return options
+
+
+def _jaas_quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def alter_table_sql(table: str, options: dict[str, str]) -> str:
+    """`ALTER TABLE t SET (...)`: holds the password; execute it, never print it."""
+    pairs = ", ".join(f"{_sql_literal(k)} = {_sql_literal(v)}" for k, v in options.items())
+    return f"ALTER TABLE `{table.replace('`', '``')}` SET ({pairs})"
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """`text` with every secret (and its JAAS/SQL-escaped forms) replaced by [redacted]."""
+    for secret in secrets:
+        for form in {secret, _jaas_quote(secret), _sql_literal(secret)[1:-1], _sql_literal(_jaas_quote(secret))[1:-1]}:
+            if form:
+                text = text.replace(form, REDACTED)
+    return text
+
+
+def apply_kafka_security(t_env: Any, job: dict[str, Any], env: dict[str, str]) -> None:
+    """Set the security options on every Kafka table of `job` (no-op on PLAINTEXT without credentials)."""
+    options = kafka_security_options(env, job.get("kafka_security_protocol", "PLAINTEXT"))
+    if options == {"properties.security.protocol": "PLAINTEXT"}:
+        return
+    secrets = [value for value in (_env(env, ENV_PASSWORD),) if value]
+    for table in job.get("kafka_tables", []):
+        try:
+            t_env.execute_sql(alter_table_sql(table, options))
+        except Exception as exc:  # Flink/py4j errors may quote the statement: never let the password out
+            detail = redact(str(exc), secrets)
+            raise SystemExit(f"cannot set the Kafka security options of table {table}: {detail}") from None
+    shown = {k: (REDACTED if k.endswith("jaas.config") else v) for k, v in options.items()}
+    print(f"adnomaly-features: Kafka security on {len(job.get('kafka_tables', []))} tables: {shown}", flush=True)
 
 
 def load_job(path: str) -> dict[str, Any]:
@@ -60,6 +163,7 @@ def run(job: dict[str, Any], overrides: dict[str, str], wait: bool) -> None:
     t_env = TableEnvironment.create(settings)
     for statement in job["statements"]:
         t_env.execute_sql(statement)
+    apply_kafka_security(t_env, job, dict(os.environ))
     statement_set = t_env.create_statement_set()
     for insert in job["inserts"]:
         statement_set.add_insert_sql(insert)

@@ -71,6 +71,10 @@ class FlinkJob(msgspec.Struct, frozen=True, kw_only=True):
     inserts: list[str]  # INSERT INTO ..., submitted together as one statement set (one Flink job)
     consumer_groups: list[str]  # Kafka group ids the sources commit their offsets to (lag monitoring)
     transactional_id_prefixes: list[str]  # one per sink; stable across restarts (aborts lingering txns)
+    # The Kafka tables and their configured security protocol. The job adds the SASL/TLS options to these
+    # tables at start, from its own environment (SecretEnv.KAFKA_*): no credential is ever in this config.
+    kafka_tables: list[str] = msgspec.field(default_factory=list)
+    kafka_security_protocol: str = "PLAINTEXT"
 
     def to_json(self) -> bytes:
         return msgspec.json.format(msgspec.json.encode(self), indent=2)
@@ -436,6 +440,8 @@ def compile_job(
             if options.delivery == "exactly-once"
             else []
         ),
+        kafka_tables=[s.table for s in sources.values()] + [sink_name(f) for f in features],
+        kafka_security_protocol=kafka.security_protocol,
     )
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from adnomaly.config import ComponentConfig, SecretEnv, secret_from_env
+from adnomaly.config import ComponentConfig
 from adnomaly.generator import metrics
 from adnomaly.generator.pacing import Pacer
 from adnomaly.generator.stats import DeliveryCounts, LabelWriter, stats_document, write_json_atomic
@@ -61,7 +61,8 @@ class StopFlag:
 
 
 def kafka_producer_config(config: ComponentConfig, on_delivery: Callable[[Any, Any], None]) -> dict[str, Any]:
-    """The project's producer config, sized for oversize test events, with the SASL login if one is set."""
+    """The project's producer config, sized for oversize test events; the SASL login (if any) comes from the
+    environment through `producer_config` (see adnomaly.kafka_client.security_settings)."""
     overrides: dict[str, Any] = {
         "client.id": f"{config.pipeline}-generator",
         "message.max.bytes": max(1_000_000, config.events.max_event_bytes * 2 + KAFKA_MESSAGE_OVERHEAD),
@@ -69,10 +70,6 @@ def kafka_producer_config(config: ComponentConfig, on_delivery: Callable[[Any, A
         "on_delivery": on_delivery,
         "error_cb": _log_kafka_error,
     }
-    if config.kafka.security_protocol.startswith("SASL"):
-        overrides["sasl.mechanism"] = "SCRAM-SHA-512"
-        overrides["sasl.username"] = secret_from_env(SecretEnv.KAFKA_USERNAME)
-        overrides["sasl.password"] = secret_from_env(SecretEnv.KAFKA_PASSWORD)
     return producer_config(config.kafka.bootstrap_servers, **overrides)
 
 

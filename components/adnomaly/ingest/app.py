@@ -1,9 +1,9 @@
 """The ingest API as an ASGI app (FastAPI): `create_app(config, tokens=...)`.
 
-`POST /v1/events` goes through: auth (401/403) → Content-Type (415) → size, declared and streamed (413) →
-empty body (400) → per-line validation → Kafka, awaiting every ack (503 when Kafka does not take it all) →
-202 with what became of each line. Probes (`/healthz`, `/readyz`), `/metrics` and `/openapi.json` need no
-token.
+`POST /v1/events` goes through: auth (401/403) → Content-Type (415) → size, declared and streamed, and
+NDJSON line count (413) → empty body (400) → per-line validation → Kafka, awaiting every ack (503 when
+Kafka does not take it all) → 202 with what became of each line. Probes (`/healthz`, `/readyz`), `/metrics`
+and `/openapi.json` need no token.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from starlette.requests import ClientDisconnect
 
 from adnomaly.config import ComponentConfig
 from adnomaly.events.codec import EventCodec, codec_for_events
-from adnomaly.ingest.auth import AuthResult, TokenSet
+from adnomaly.ingest.auth import AuthResult, TokenFile, TokenSet
 from adnomaly.ingest.batch import Batch, parse_ndjson, parse_single
-from adnomaly.ingest.body import BodyError, BodyKind, body_kind, check_content_length, read_limited
+from adnomaly.ingest.body import BodyError, BodyKind, body_kind, check_content_length, check_line_count, read_limited
 from adnomaly.ingest.metrics import EXPOSITION_CONTENT_TYPE, IngestMetrics
 from adnomaly.ingest.openapi import MAX_ERRORS, build_openapi
 from adnomaly.ingest.readiness import KafkaReadiness
@@ -79,7 +79,8 @@ class EventsEndpoint:
     outcome is counted in the metrics with its status code."""
 
     def __init__(
-        self, *, tokens: TokenSet, codec: EventCodec, sink: KafkaSink, metrics: IngestMetrics, max_body_bytes: int,
+        self, *, tokens: TokenSet | TokenFile, codec: EventCodec, sink: KafkaSink, metrics: IngestMetrics,
+        max_body_bytes: int,
         tracing: Tracing = DISABLED,
     ) -> None:
         self.tracing = tracing
@@ -125,6 +126,8 @@ class EventsEndpoint:
             kind = body_kind(headers.get("content-type"))
             check_content_length(headers.get("content-length"), self.max_body_bytes)
             body = await read_limited(request.stream(), self.max_body_bytes)
+            if kind is BodyKind.NDJSON:
+                check_line_count(body)
         except BodyError as exc:
             # After a 413 the rest of the body is not read: close the connection rather than drain it.
             extra = {"Connection": "close"} if exc.status == 413 else None
@@ -150,7 +153,7 @@ class EventsEndpoint:
 def create_app(
     config: ComponentConfig,
     *,
-    tokens: Iterable[str | bytes],
+    tokens: Iterable[str | bytes] | TokenSet | TokenFile,
     producer: Producer | None = None,
     delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
     readiness_max_age_s: float = 2.0,
@@ -161,7 +164,7 @@ def create_app(
     `tracing` defaults to what the OTEL_* environment asks for (off when unset)."""
     if config.ingest is None:
         raise ValueError("the component config has no `ingest` section")
-    token_set = TokenSet(tokens)
+    token_set = tokens if isinstance(tokens, TokenSet | TokenFile) else TokenSet(tokens)  # a TokenFile reloads
     if tracing is None:
         tracing = configure("adnomaly-ingest")
     max_body_bytes = config.ingest.max_body_bytes

@@ -3,6 +3,19 @@
 `ensure_kafka()` resolves the broker's jars with Maven into `CACHE_DIR/kafka/<version>/libs` (no release
 tarball is downloaded). `KafkaBroker` runs one combined broker+controller on 127.0.0.1 with its data, config
 and logs in a state directory; the data, the cluster id and the ports survive restarts of that directory.
+
+`KafkaBroker(..., sasl=True)` serves clients on a SASL_PLAINTEXT listener (SCRAM-SHA-512) with the
+StandardAuthorizer and `allow.everyone.if.no.acl.found=false`: nobody but the super user `admin` may do
+anything until ACLs say so. The admin's SCRAM credential is bootstrapped by `kafka-storage format
+--add-scram` (through a private @argfile, never on a command line); its password lives in
+`admin.password` (0600) in the state dir and reaches the broker's own JAAS login through an environment
+variable resolved by Kafka's EnvVarConfigProvider, never through server.properties. Users and ACLs:
+`adnomaly.kafka_client.upsert_scram_user` / `create_acls` with `client=broker.admin_client_settings()`.
+`tls=True` (with `sasl=True`) makes that listener SASL_SSL: a private CA and a server certificate for
+127.0.0.1/localhost are generated once into `tls/` (keys 0600); clients trust `tls/ca.crt`
+(`ca_file`, i.e. ADNOMALY_KAFKA_CA_FILE).
+Limitation (local only): the KRaft controller listener stays PLAINTEXT on loopback, and its principal
+(User:ANONYMOUS, the broker itself) is a super user, as the broker must register with the controller.
 """
 
 from __future__ import annotations
@@ -25,8 +38,10 @@ from adnomaly.services.base import (
     file_lock,
     find_executable,
     free_port,
+    generate_password,
     port_open,
     run_tool,
+    write_private_file,
 )
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -41,6 +56,10 @@ MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL_CLASS = "kafka.tools.StorageTool"
 DEFAULT_HEAP = "768m"
 _READINESS_GROUP = "adnomaly-readiness-probe"  # only ever read: the group is never created
+SASL_ADMIN = "admin"
+SASL_MECHANISM = "SCRAM-SHA-512"
+_ADMIN_PASSWORD_ENV = "ADNOMALY_KAFKA_BROKER_ADMIN_PASSWORD"  # the broker JVM's env only
+_ENV_PROVIDER = "org.apache.kafka.common.config.provider.EnvVarConfigProvider"
 
 _log = logging.getLogger(__name__)
 
@@ -183,6 +202,43 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
+def _write_tls_material(directory: Path) -> None:
+    """A private CA (ca.crt) and a server certificate for 127.0.0.1/localhost signed by it, with its
+    unencrypted PKCS#8 key, as one PEM keystore (server.pem, 0600). The CA key is not kept."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "adnomaly local Kafka CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    pem = serialization.Encoding.PEM
+    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    write_private_file(directory / "server.pem", (key_pem + server.public_bytes(pem) + ca.public_bytes(pem)).decode())
+    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
+
+
 def _java() -> str:
     java_home = os.environ.get("JAVA_HOME")
     found = find_executable("java", [Path(java_home) / "bin"] if java_home else [])
@@ -207,11 +263,21 @@ class KafkaBroker(LocalServer):
         port: int | None = None,
         version: str = KAFKA_VERSION,
         heap: str = DEFAULT_HEAP,
+        sasl: bool = False,
+        tls: bool = False,
     ) -> None:
+        if tls and not sasl:
+            raise ValueError("tls=True needs sasl=True (the local TLS listener is SASL_SSL)")
         self.state_dir = Path(state_dir).resolve()
         self.version = version
         self.heap = heap
+        self.sasl = sasl
+        self.tls = tls
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if sasl and not self.admin_password_file.exists():
+            write_private_file(self.admin_password_file, generate_password() + "\n")
+        if tls and not self.ca_file.exists():
+            _write_tls_material(self.state_dir / "tls")
         stored = self._stored_ports()
         self.port = port or stored.get("port") or free_port()
         controller_port = stored.get("controller_port")
@@ -238,6 +304,33 @@ class KafkaBroker(LocalServer):
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self.state_dir / "admin.password"
+
+    @property
+    def admin_password(self) -> str:
+        return self.admin_password_file.read_text().strip()
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate (PEM) clients trust for the TLS listener."""
+        return self.state_dir / "tls" / "ca.crt"
+
+    @property
+    def security_protocol(self) -> str:
+        return ("SASL_SSL" if self.tls else "SASL_PLAINTEXT") if self.sasl else "PLAINTEXT"
+
+    def admin_client_settings(self) -> dict[str, str]:
+        """librdkafka properties that log in as the super user (empty without SASL)."""
+        if not self.sasl:
+            return {}
+        settings = {"security.protocol": self.security_protocol, "sasl.mechanism": SASL_MECHANISM,
+                    "sasl.username": SASL_ADMIN, "sasl.password": self.admin_password}  # fmt: skip
+        if self.tls:
+            settings["ssl.ca.location"] = str(self.ca_file)
+        return settings
 
     @property
     def address(self) -> str:
@@ -289,9 +382,42 @@ class KafkaBroker(LocalServer):
             "num.io.threads": "4",
             "num.recovery.threads.per.data.dir": "2",
         }
+        if self.sasl:
+            settings.update(self._sasl_properties())
         lines = ["# Generated by adnomaly.services.kafka; rewritten on every start."]
         lines += [f"{key}={value}" for key, value in settings.items()]
         return "\n".join(lines) + "\n"
+
+    def _sasl_properties(self) -> dict[str, str]:
+        """The client listener with SCRAM-SHA-512 and ACLs; the admin password only as an ${env:...} reference."""
+        name = self.security_protocol  # the listener's name is its protocol: SASL_PLAINTEXT or SASL_SSL
+        listener = f"{name}://127.0.0.1:{self.port}"
+        jaas = (
+            f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{SASL_ADMIN}" '
+            f'password="${{env:{_ADMIN_PASSWORD_ENV}}}";'
+        )
+        tls_dir = self.state_dir / "tls"
+        tls = {
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(tls_dir / "server.pem"),  # unencrypted PKCS#8 key + cert, 0600
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(tls_dir / "ca.crt"),  # the broker talks to itself over TLS too
+        } if self.tls else {}  # fmt: skip
+        return {
+            "listeners": f"{listener},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": listener,
+            "inter.broker.listener.name": name,
+            "listener.security.protocol.map": f"{name}:{name},CONTROLLER:PLAINTEXT",
+            "sasl.enabled.mechanisms": SASL_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SASL_MECHANISM,
+            f"listener.name.{name.lower()}.{SASL_MECHANISM.lower()}.sasl.jaas.config": jaas,
+            **tls,
+            "config.providers": "env",
+            "config.providers.env.class": _ENV_PROVIDER,
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{SASL_ADMIN};User:ANONYMOUS",
+            "allow.everyone.if.no.acl.found": "false",
+        }
 
     def _classpath(self, home: Path) -> str:
         return str(home / "libs" / "*")
@@ -304,6 +430,7 @@ class KafkaBroker(LocalServer):
             "-XX:MaxGCPauseMillis=20",
             "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
+            f"-Dorg.apache.kafka.automatic.config.providers={_ENV_PROVIDER}",
             f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={self.log_dir}",
             "-cp",
@@ -314,16 +441,23 @@ class KafkaBroker(LocalServer):
         if (self.data_dir / "meta.properties").exists():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        run_tool(
-            [
-                *self._jvm_args(home), STORAGE_TOOL_CLASS, "format",
-                "--config", str(self.config_path),
-                "--cluster-id", self.cluster_id(),
-                "--ignore-formatted",
-            ],
-            f"formatting Kafka storage in {self.data_dir}",
-            timeout=120,
-        )  # fmt: skip
+        args = [
+            STORAGE_TOOL_CLASS, "format", "--config", str(self.config_path), "--cluster-id", self.cluster_id(),
+            "--ignore-formatted",
+        ]  # fmt: skip
+        if not self.sasl:
+            run_tool([*self._jvm_args(home), *args], f"formatting Kafka storage in {self.data_dir}", timeout=120)
+            return
+        # The admin's SCRAM credential goes through a private argument file (java expands @file before the
+        # main class), so the password is never on a command line; the file is removed right after.
+        argfile = self.state_dir / ".format.args"
+        scram = f"{SASL_MECHANISM}=[name={SASL_ADMIN},password={self.admin_password}]"
+        write_private_file(argfile, "\n".join([*args, "--add-scram", scram]) + "\n")
+        try:
+            run_tool([*self._jvm_args(home), f"@{argfile}"], f"formatting Kafka storage in {self.data_dir}",
+                     timeout=120)  # fmt: skip
+        finally:
+            argfile.unlink(missing_ok=True)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -340,6 +474,8 @@ class KafkaBroker(LocalServer):
         self._format_storage(home)
         env = dict(os.environ)
         env.pop("KAFKA_OPTS", None)
+        if self.sasl:
+            env[_ADMIN_PASSWORD_ENV] = self.admin_password
         self._process = ManagedProcess(
             name=f"kafka@{self.port}",
             argv=[*self._jvm_args(home), MAIN_CLASS, str(self.config_path)],
@@ -362,7 +498,8 @@ class KafkaBroker(LocalServer):
         """
         if not port_open(self.port):
             return False
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0,
+                             **self.admin_client_settings()})  # fmt: skip
         try:
             if not admin.list_topics(timeout=2).brokers:
                 return False
@@ -372,8 +509,9 @@ class KafkaBroker(LocalServer):
         # does not join the group. (AdminClient.list_consumer_group_offsets is unusable here: it crashes
         # librdkafka on NOT_COORDINATOR, see adnomaly.kafka_client.committed_offsets.)
         probe = Consumer(
-            {"bootstrap.servers": self.bootstrap_servers, "group.id": _READINESS_GROUP, "log_level": 0}
-        )
+            {"bootstrap.servers": self.bootstrap_servers, "group.id": _READINESS_GROUP, "log_level": 0,
+             **self.admin_client_settings()}
+        )  # fmt: skip
         try:
             probe.committed([TopicPartition(_READINESS_GROUP, 0)], timeout=5)
         except KafkaException:
