@@ -9,11 +9,12 @@ become the dead-letter headers.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import fastjsonschema
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024
 DEFAULT_MAX_FUTURE_SKEW_S = 24 * 3600.0
 EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
+# RFC 3339 allows offsets up to ±23:59, PostgreSQL's timestamptz up to ±15:59 (real zones: -12:00..+14:00).
+MAX_UTC_OFFSET = timedelta(hours=15, minutes=59)
 
 # Rejection codes: stable, used in DLQ headers, metrics labels and API answers.
 EMPTY = "empty"
@@ -35,10 +38,18 @@ INVALID_UTF8 = "invalid_utf8"
 MALFORMED_JSON = "malformed_json"
 SCHEMA_VIOLATION = "schema_violation"
 INVALID_TIME = "invalid_time"
-UNSTORABLE = "unstorable"  # valid by schema, refused by the database (set by the processor)
+UNSTORABLE = "unstorable"  # valid by schema, but PostgreSQL cannot store it (a \u0000 in a string, ...)
 INTERNAL_ERROR = "internal_error"  # a bug: the codec itself failed (set by ingest and processor)
 CODEC_REASON_CODES = (EMPTY, OVERSIZE, INVALID_UTF8, MALFORMED_JSON, SCHEMA_VIOLATION, INVALID_TIME)
 REASON_CODES = (*CODEC_REASON_CODES, UNSTORABLE, INTERNAL_ERROR)  # every code a DLQ message can carry
+# Producers refuse messages over message.max.bytes (~1 MB by default) while the broker takes up to ~1 MiB: a
+# dead letter keeps the first DLQ_MAX_VALUE_BYTES of a longer input (with a `truncated_from` header).
+DLQ_MAX_VALUE_BYTES = 900_000
+DLQ_MAX_KEY_BYTES = 64 * 1024
+
+# A real `\u0000` JSON escape: its backslash is preceded by an even number of backslashes.
+NUL_ESCAPE = re.compile(rb"(?:^|[^\\])(?:\\\\)*\\u0000")
+_TOO_DEEP = "JSON is nested too deeply"
 
 
 class InvalidEvent(ValueError):
@@ -80,7 +91,21 @@ def _check_size(raw: bytes, max_bytes: int) -> None:
         raise InvalidEvent(OVERSIZE, f"event is {len(raw)} bytes, the limit is {max_bytes}")
 
 
+def _check_storable(raw: bytes) -> None:
+    """Refuse what the codec accepts but PostgreSQL (jsonb) cannot store: a NUL character in a string.
+
+    Checked here, not only by the processor, so an API client hears about it instead of getting a 202 for
+    an event that is dead-lettered later. A raw NUL byte is not valid JSON; only the escape can carry one.
+    """
+    if b"\\u0000" in raw and NUL_ESCAPE.search(raw):
+        raise InvalidEvent(UNSTORABLE, "a string contains \\u0000, which PostgreSQL jsonb cannot store")
+
+
 def _check_time(field: str, value: datetime, max_future_skew_s: float) -> None:
+    if value.tzinfo is not UTC:
+        offset = value.utcoffset()
+        if offset is not None and abs(offset) > MAX_UTC_OFFSET:
+            raise InvalidEvent(INVALID_TIME, f"`{field}` {value.isoformat()} has a UTC offset beyond ±15:59")
     ts = value.timestamp()
     if ts < EARLIEST_EVENT_TIME:
         raise InvalidEvent(INVALID_TIME, f"`{field}` {value.isoformat()} is before 2000-01-01")
@@ -120,6 +145,10 @@ class StructCodec:
             raise InvalidEvent(INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}") from None
         except msgspec.DecodeError as exc:
             raise InvalidEvent(MALFORMED_JSON, str(exc)) from None
+        except RecursionError:  # free-form objects (payload, metadata) nested deeper than the decoder goes
+            raise InvalidEvent(MALFORMED_JSON, _TOO_DEEP) from None
+        if b"\\" in raw:  # only an escape can carry a NUL; most events have no backslash (a memchr)
+            _check_storable(raw)
         event_time: datetime = getattr(event, self.time_field)
         _check_time(self.time_field, event_time, self.max_future_skew_s)
         given = getattr(event, self.id_field) if self.id_field is not None else event.event_id
@@ -160,6 +189,10 @@ class JsonSchemaCodec:
             raise InvalidEvent(INVALID_UTF8, f"invalid UTF-8 at byte {exc.start}") from None
         except msgspec.DecodeError as exc:
             raise InvalidEvent(MALFORMED_JSON, str(exc)) from None
+        except RecursionError:
+            raise InvalidEvent(MALFORMED_JSON, _TOO_DEEP) from None
+        if b"\\" in raw:  # only an escape can carry a NUL; most events have no backslash (a memchr)
+            _check_storable(raw)
         if not isinstance(event, dict):
             raise InvalidEvent(SCHEMA_VIOLATION, f"expected a JSON object, got {type(event).__name__}")
         try:

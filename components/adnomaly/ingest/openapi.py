@@ -13,10 +13,9 @@ from typing import Any
 import msgspec
 
 from adnomaly.config import EventsConfig
-from adnomaly.events.codec import CODEC_REASON_CODES
+from adnomaly.events.codec import REASON_CODES
 from adnomaly.events.schemas import BUILTIN_SCHEMAS
-from adnomaly.ingest.batch import INTERNAL_ERROR
-from adnomaly.ingest.body import JSON, NDJSON
+from adnomaly.ingest.body import JSON, MAX_LINES, NDJSON
 
 MAX_ERRORS = 100  # per-line errors listed in one answer; `errors_omitted` counts the rest
 _REF = "#/components/schemas/{name}"
@@ -65,7 +64,7 @@ _RESULT_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "line": {"type": "integer", "minimum": 1, "description": "1-based line number in the body"},
-            "code": {"type": "string", "enum": [*CODEC_REASON_CODES, INTERNAL_ERROR]},
+            "code": {"type": "string", "enum": list(REASON_CODES)},
             "reason": {"type": "string"},
         },
         "required": ["line", "code", "reason"],
@@ -101,7 +100,8 @@ The answer comes only after Kafka has acknowledged every message of the request.
 invalid single event) means all of it is durably recorded. `503` means Kafka did not take all of it: treat
 the whole request as not accepted and send it again after `Retry-After` seconds; lines that did reach Kafka
 are stored once anyway, because storage is idempotent by event id (given, or derived from the content).
-Bodies above {max_body} bytes are refused with `413`, whether or not they declare a Content-Length."""
+Bodies above {max_body} bytes are refused with `413`, whether or not they declare a Content-Length, and so
+are NDJSON bodies of more than {max_lines} lines."""
 
 
 def build_openapi(events: EventsConfig, *, max_body_bytes: int, title: str, version: str) -> dict[str, Any]:
@@ -113,7 +113,9 @@ def build_openapi(events: EventsConfig, *, max_body_bytes: int, title: str, vers
     post_events = {
         "operationId": "postEvents",
         "summary": "Ingest one event or an NDJSON batch",
-        "description": _EVENTS_DESCRIPTION.format(max_errors=MAX_ERRORS, max_body=max_body_bytes),
+        "description": _EVENTS_DESCRIPTION.format(
+            max_errors=MAX_ERRORS, max_body=max_body_bytes, max_lines=MAX_LINES
+        ),
         "security": [{SECURITY_SCHEME: []}],
         "requestBody": {
             "required": True,
@@ -141,7 +143,7 @@ def build_openapi(events: EventsConfig, *, max_body_bytes: int, title: str, vers
             },
             "401": _problem("No Authorization header, or not `Bearer <token>`", www_authenticate),
             "403": _problem("The bearer token is not valid"),
-            "413": _problem(f"The body is larger than {max_body_bytes} bytes"),
+            "413": _problem(f"The body is larger than {max_body_bytes} bytes, or has more than {MAX_LINES} lines"),
             "415": _problem(f"Content-Type is neither {JSON} nor {NDJSON}"),
             "503": _problem("Kafka did not acknowledge the request's messages: send it again later", retry_after),
         },

@@ -17,13 +17,11 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaException
 
-from adnomaly.events.codec import ValidEvent
+from adnomaly.events.codec import DLQ_MAX_VALUE_BYTES, ValidEvent
 from adnomaly.ingest.batch import Batch, Rejection
 from adnomaly.tracing import DISABLED, Tracing
 
 DEFAULT_DELIVERY_TIMEOUT_S = 10.0
-# Kafka's default message.max.bytes is ~1 MB; a dead-lettered line longer than this keeps its first bytes.
-DLQ_MAX_VALUE_BYTES = 900_000
 _BUFFER_FULL_PAUSE_S = 0.005
 
 _log = logging.getLogger(__name__)

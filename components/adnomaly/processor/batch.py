@@ -8,12 +8,11 @@ original message (bytes and key) and the codec's reason.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from adnomaly.events.codec import INTERNAL_ERROR, UNSTORABLE, InvalidEvent, ValidEvent
+from adnomaly.events.codec import INTERNAL_ERROR, NUL_ESCAPE, UNSTORABLE, InvalidEvent, ValidEvent
 
 _log = logging.getLogger(__name__)
 
@@ -22,8 +21,6 @@ _log = logging.getLogger(__name__)
 # rather than crash-looping on one event).
 PROCESSOR_REASON_CODES = (UNSTORABLE, INTERNAL_ERROR)
 
-# A real `\u0000` JSON escape: its backslash is preceded by an even number of backslashes.
-_NUL_ESCAPE = re.compile(rb"(?:^|[^\\])(?:\\\\)*\\u0000")
 _ID_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -75,9 +72,11 @@ def copy_row(event_id: str, payload: bytes, partition: int, offset: int) -> byte
             raise Unstorable("the event id contains a NUL character")
         event_id = event_id.translate(_ID_ESCAPES)
     if b"\\" in payload:
-        if b"\\u0000" in payload and _NUL_ESCAPE.search(payload):
+        if b"\\u0000" in payload and NUL_ESCAPE.search(payload):
             raise Unstorable("a string contains \\u0000, which PostgreSQL jsonb cannot store")
         payload = payload.replace(b"\\", b"\\\\")
+    if b"\n" in payload or b"\r" in payload or b"\t" in payload:  # JSON whitespace (pretty-printed, CRLF lines)
+        payload = payload.replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
     return b"%s\t%s\t%d\t%d\n" % (event_id.encode(), payload, partition, offset)
 
 

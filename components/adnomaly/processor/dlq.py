@@ -1,8 +1,9 @@
 """The dead-letter topic: invalid events keep their original bytes and key, plus headers saying why.
 
 Headers: `reason` ("code: detail"), `reason_code`, `source_topic`, `source_partition`, `source_offset` and
-`pipeline`. `DeadLetterQueue.confirm` returns True only once Kafka has acknowledged every dead letter of the
-batch; the processor commits the batch's offsets only after that.
+`pipeline`; `truncated_from` (`key_truncated_from`) when the value (key) was too long to dead-letter whole
+and was cut. `DeadLetterQueue.confirm` returns True only once Kafka has acknowledged every dead letter of
+the batch; the processor commits the batch's offsets only after that.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from adnomaly.events.codec import DLQ_MAX_KEY_BYTES, DLQ_MAX_VALUE_BYTES
 from adnomaly.processor.batch import DeadLetter
 
 _log = logging.getLogger(__name__)
@@ -28,7 +30,7 @@ class Producer(Protocol):
 
 def dead_letter_headers(letter: DeadLetter, pipeline: str) -> list[tuple[str, bytes]]:
     msg = letter.message
-    return [
+    headers = [
         ("reason", letter.reason.encode()[:MAX_REASON_BYTES]),
         ("reason_code", letter.code.encode()),
         ("source_topic", (msg.topic() or "").encode()),
@@ -36,6 +38,13 @@ def dead_letter_headers(letter: DeadLetter, pipeline: str) -> list[tuple[str, by
         ("source_offset", str(msg.offset()).encode()),
         ("pipeline", pipeline.encode()),
     ]
+    # The raw topic took it, but the dead-letter producer would refuse it whole (and the batch with it).
+    value, key = msg.value(), msg.key()
+    if value is not None and len(value) > DLQ_MAX_VALUE_BYTES:
+        headers.append(("truncated_from", str(len(value)).encode()))
+    if key is not None and len(key) > DLQ_MAX_KEY_BYTES:
+        headers.append(("key_truncated_from", str(len(key)).encode()))
+    return headers
 
 
 class DeadLetterQueue:
@@ -80,12 +89,12 @@ class DeadLetterQueue:
                 self._failed.append(letter)
 
         headers = dead_letter_headers(letter, self.pipeline)
+        value, key = msg.value(), msg.key()
+        value, key = value and value[:DLQ_MAX_VALUE_BYTES], key and key[:DLQ_MAX_KEY_BYTES]
         self._unacked += 1
         while True:
             try:
-                self._producer.produce(
-                    self.topic, value=msg.value(), key=msg.key(), headers=headers, on_delivery=on_delivery
-                )
+                self._producer.produce(self.topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
                 return
             except BufferError:  # local queue full: serve delivery reports, then try again
                 self._producer.poll(0.1)
