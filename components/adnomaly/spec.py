@@ -81,7 +81,11 @@ class EventsSpec(SpecModel):
         default=None, description="Field holding the idempotency key; derived from content when absent"
     )
     dimensions: list[FieldName] | None = Field(default=None, max_length=16, description="Fields events are grouped by")
-    max_event_bytes: int = Field(default=64 * 1024, ge=256, le=1024 * 1024)
+    max_event_bytes: int = Field(
+        default=64 * 1024, ge=256, le=900_000,
+        description="Larger events are rejected (`oversize`); at most 900000 so that an event, its headers and its "
+        "dead letter stay under Kafka's default 1 MB message limit",
+    )
     max_future_skew: Duration = Field(default="1d", description="Events further in the future are rejected")
 
     @model_validator(mode="after")
@@ -317,11 +321,19 @@ class FeatureSpec(SpecModel):
     metrics: list[MetricSpec] = Field(min_length=1, max_length=32)
 
 
+DLQ_FEATURE = "_dlq"  # reserved feature: the raw stream's share of dead-lettered events per window
+DLQ_METRICS = ("invalid_share", "invalid_count", "event_count")
+Direction = Literal["above", "below", "both"]
+
+
 class ThresholdRule(SpecModel):
     warning_above: float | None = None
     critical_above: float | None = None
     warning_below: float | None = None
     critical_below: float | None = None
+    min_count: int | None = Field(
+        default=None, ge=1, description="Events a window needs before it is judged (default: the detector's, 20)"
+    )
 
     @model_validator(mode="after")
     def _some_bound(self) -> ThresholdRule:
@@ -334,6 +346,7 @@ class RobustZScore(SpecModel):
     threshold: float = Field(default=4.0, gt=0)
     min_count: int = Field(default=30, ge=1, description="Events a window needs before it is judged")
     history: int = Field(default=60, ge=5, le=10_000, description="Past windows per key in the baseline")
+    direction: Direction = Field(default="both", description="Alert on values above, below or both sides")
 
 
 class Ewma(SpecModel):
@@ -341,6 +354,7 @@ class Ewma(SpecModel):
     threshold: float = Field(default=4.0, gt=0, description="Control limit in standard deviations")
     min_count: int = Field(default=30, ge=1)
     warmup: int = Field(default=10, ge=1, description="Windows per key before alerting")
+    direction: Direction = Field(default="both", description="Alert on values above, below or both sides")
 
 
 class DetectorSpec(SpecModel):
@@ -350,17 +364,36 @@ class DetectorSpec(SpecModel):
     threshold: ThresholdRule | None = None
     robust_z_score: RobustZScore | None = None
     ewma: Ewma | None = None
+    resolve_after: int | None = Field(
+        default=None, ge=1, le=1000, description="Consecutive normal windows that resolve an open anomaly (default 2)"
+    )
 
     @model_validator(mode="after")
     def _one_method(self) -> DetectorSpec:
         methods = [m for m in (self.threshold, self.robust_z_score, self.ewma) if m is not None]
         if len(methods) != 1:
             raise ValueError("a detector takes exactly one of `threshold`, `robustZScore`, `ewma`")
+        if self.feature == DLQ_FEATURE and self.metric not in DLQ_METRICS:
+            raise ValueError(
+                f"detector `{self.name}`: the reserved feature `{DLQ_FEATURE}` has the metrics "
+                f"{', '.join(DLQ_METRICS)}, not `{self.metric}`"
+            )
         return self
+
+
+class DlqWindowSpec(SpecModel):
+    """Windows of the reserved feature `_dlq` (raw and dead-letter topics' record timestamps)."""
+
+    window: str = Field(
+        default="1m", pattern=r"^0*[1-9][0-9]*(ms|s|m|h|d)$", max_length=12,
+        description="Tumbling window size of `_dlq` (a positive duration)",
+    )  # fmt: skip
+    allowed_lateness: Duration = Field(default="10s", description="How long a window waits for late dead letters")
 
 
 class DetectionSpec(SpecModel):
     detectors: list[DetectorSpec] = Field(default_factory=list, max_length=64)
+    dlq: DlqWindowSpec = Field(default_factory=DlqWindowSpec, description="The reserved feature `_dlq`")
 
 
 # --- components and observability ---------------------------------------------------------------------
@@ -444,6 +477,8 @@ class PipelineSpec(SpecModel):
         names = [f.name for f in self.features]
         if len(set(names)) != len(names):
             raise ValueError("feature names must be unique")
+        if DLQ_FEATURE in names:
+            raise ValueError(f"the feature name `{DLQ_FEATURE}` is reserved (the dead-letter share)")
         metrics_by_feature = {f.name: {m.name for m in f.metrics} for f in self.features}
         for feature in self.features:
             for dim in feature.dimensions:
@@ -459,6 +494,8 @@ class PipelineSpec(SpecModel):
         if len(set(detector_names)) != len(detector_names):
             raise ValueError("detector names must be unique")
         for det in self.detection.detectors:
+            if det.feature == DLQ_FEATURE:
+                continue  # its metrics are checked by DetectorSpec
             if det.feature not in metrics_by_feature:
                 raise ValueError(f"detector `{det.name}`: no feature named `{det.feature}`")
             if det.metric not in metrics_by_feature[det.feature]:
