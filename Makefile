@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PIPELINE ?= manifests/pipeline.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit test-integration test-operator lint deps venv services k8s helm crds manifests e2e clean
+.PHONY: run test test-unit test-integration test-operator test-security test-bad-input test-reliability lint deps venv services k8s helm crds manifests e2e clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -51,6 +51,24 @@ test-integration: deps
 
 test-operator: deps k8s helm
 	$(BIN)/pytest tests/operator $(PYTEST_ARGS)
+
+# Security properties of the data plane: Kafka SCRAM/TLS and per-component ACLs on a real broker, secrets in
+# no log, ingest token rotation without a failed request (the rendered-manifest checks are in test-operator).
+test-security: deps
+	$(BIN)/pytest tests/unit/test_kafka_client.py tests/unit/test_kafka_acls.py tests/unit/test_ingest_auth.py \
+		tests/integration/test_kafka_security.py tests/integration/test_secrets_in_logs.py \
+		tests/integration/test_ingest_rotation.py $(PYTEST_ARGS)
+
+# The malformed-input corpus through the codec, the ingest API and the raw topic, and the ingest API fuzzers.
+test-bad-input: deps
+	$(BIN)/pytest tests/unit/test_corpus.py tests/unit/test_corpus_limits.py tests/integration/test_bad_input.py \
+		tests/integration/test_ingest_fuzz.py $(PYTEST_ARGS)
+
+# The fault suite: the whole pipeline under load while a seeded chaos driver kill -9s components, Kafka,
+# PostgreSQL and Redis and cuts MinIO; then every acknowledged event must be stored exactly once.
+# Longer: ADNOMALY_RELIABILITY_MINUTES=10 make test-reliability (also _SEED, _FAULTS, _RATE).
+test-reliability: deps
+	$(BIN)/pytest tests/reliability -m reliability $(PYTEST_ARGS)
 
 # The kind suite: needs Docker, kind and skaffold; skipped (with the reason) where they are missing.
 e2e: deps k8s helm

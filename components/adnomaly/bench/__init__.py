@@ -1,4 +1,7 @@
 """Benchmarks, reachable as `adnomaly bench NAME`. Each module has `register(subparsers)`; the
 function it sets as `func` returns a JSON-able dict that the CLI prints (one object with `--json`)."""
 
-BENCHMARKS = ("processor", "ingest", "e2e", "generator", "lake", "online", "features", "detection", "nab", "operator")
+BENCHMARKS = (
+    "processor", "ingest", "e2e", "generator", "lake", "online", "features", "detection", "nab", "operator",
+    "reliability",
+)

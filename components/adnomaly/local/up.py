@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +99,7 @@ class LocalPipeline:
     plan: Plan = field(init=False)
     components: dict[str, ManagedProcess] = field(default_factory=dict)
     ingest_port: int = field(default=0)
+    features_job: FeaturesJob | None = None  # the Flink job, once started
 
     def __post_init__(self) -> None:
         self.ingest_port = free_port()
@@ -233,6 +234,24 @@ class LocalPipeline:
         return bool(row and row[0])
 
 
+def start_pipeline(local: LocalPipeline, say: Callable[[str], None] = lambda _: None) -> FeaturesJob | None:
+    """Start the features job (if any, kept in `local.features_job`) and every planned component, consumers
+    first; return once the processor's schema exists and the ingest API is ready. The caller stops what was
+    started, also when this raises."""
+    if local.pipeline.spec.features:
+        local.features_job = start_features_job(
+            local.pipeline, local.services.kafka.bootstrap_servers, local.state.component_dir(local.name, "flink")
+        )
+        say(f"flink features job starting (web UI {local.features_job.rest_url})")
+    for name in COMPONENT_ORDER:
+        if name in local.plan.components:
+            local.start_component(name)
+            if name == "processor":
+                wait_until(local.schema_ready, 60, "the processor's database migrations")
+    local.wait_http_ready("ingest", local.ingest_port)
+    return local.features_job
+
+
 class StopRequested:
     """Set by SIGINT/SIGTERM; the main loop then drains."""
 
@@ -289,19 +308,8 @@ def run_up(options: UpOptions) -> dict[str, Any]:
             view.message(f"prometheus: {prometheus.url} (alerts: {prometheus.url}/alerts)")
         probe = local.probe()
         probe.start()  # counts before any component runs: the state directory outlives runs
-        features_job: FeaturesJob | None = None
         try:
-            if pipeline.spec.features:
-                features_job = start_features_job(
-                    pipeline, services.kafka.bootstrap_servers, state.component_dir(pipeline.name, "flink")
-                )
-                view.message(f"flink features job starting (web UI {features_job.rest_url})")
-            for name in COMPONENT_ORDER:
-                if name in local.plan.components:
-                    local.start_component(name)
-                    if name == "processor":
-                        wait_until(local.schema_ready, 60, "the processor's database migrations")
-            local.wait_http_ready("ingest", local.ingest_port)
+            start_pipeline(local, view.message)
             if "ingest" in local.components:
                 view.message(
                     f"ingest API: http://127.0.0.1:{local.ingest_port}/v1/events "
@@ -322,8 +330,8 @@ def run_up(options: UpOptions) -> dict[str, Any]:
         finally:
             for name in reversed(COMPONENT_ORDER):
                 local.stop_component(name, timeout=30)
-            if features_job is not None:
-                features_job.stop()
+            if local.features_job is not None:
+                local.features_job.stop()
             if prometheus is not None:
                 prometheus.stop()
     summary = final.summary()

@@ -117,6 +117,20 @@ class Waiter:
             if failures:
                 self.resume()
 
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        """Call from the sink's on_assign: new partitions deliver unless the sink is waiting right now.
+
+        librdkafka keeps a partition's pause flag across a revoke and a later assign, and `resume()` only
+        resumes the assignment of the moment: a partition revoked while the sink waited (a store down and a
+        rebalance at once) would otherwise come back paused and never deliver again.
+        """
+        if not partitions:
+            return
+        if self._paused:
+            self._consumer.pause(partitions)
+        else:
+            self._consumer.resume(partitions)
+
     def pause(self) -> None:
         assignment = self._consumer.assignment()
         if assignment:

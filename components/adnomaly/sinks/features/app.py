@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from adnomaly.config import ComponentConfig, SecretEnv, secret_from_env
 from adnomaly.kafka_client import consumer_config
 from adnomaly.observability import serve_metrics
+from adnomaly.processor.app import CONSUMER_TUNING
 from adnomaly.sinks.config import FEATURE_SINK_SECTION, FeatureSinkConfig, load_section
 from adnomaly.sinks.features.metrics import FeatureSinkMetrics
 from adnomaly.sinks.features.runner import FeatureSink, FeatureSinkSettings
@@ -44,6 +45,7 @@ def build_feature_sink(
         consumer_config(
             config.kafka.bootstrap_servers, section.group_id,
             **{"security.protocol": config.kafka.security_protocol, "client.id": f"{config.pipeline}-feature-sink"},
+            **CONSUMER_TUNING,  # a crashed sink's partitions are taken over after 10 s, not librdkafka's 45 s
         )
     )  # fmt: skip
     settings = FeatureSinkSettings(

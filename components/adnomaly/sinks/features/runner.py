@@ -178,6 +178,7 @@ class FeatureSink:
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         self._owned.update((tp.topic, tp.partition) for tp in partitions)
         _log.info("assigned %s", describe(partitions))
+        self._waiter.assigned(partitions)
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}

@@ -22,6 +22,7 @@ from adnomaly.config import ComponentConfig, SecretEnv
 from adnomaly.events.codec import codec_for_events
 from adnomaly.kafka_client import consumer_config
 from adnomaly.observability import serve_metrics
+from adnomaly.processor.app import CONSUMER_TUNING
 from adnomaly.sinks.config import LAKE_SECTION, LakeConfig, load_section
 from adnomaly.sinks.lake.buffer import FlushPolicy
 from adnomaly.sinks.lake.metrics import LakeMetrics
@@ -52,6 +53,7 @@ def build_lake_sink(
         consumer_config(
             config.kafka.bootstrap_servers, lake.group_id,
             **{"security.protocol": config.kafka.security_protocol, "client.id": f"{config.pipeline}-lake-sink"},
+            **CONSUMER_TUNING,  # a crashed sink's partitions are taken over after 10 s, not librdkafka's 45 s
         )
     )  # fmt: skip
     store = LakeStore(lake.uri, endpoint=lake.s3_endpoint, region=lake.s3_region, credentials=credentials)

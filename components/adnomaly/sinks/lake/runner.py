@@ -337,6 +337,7 @@ class LakeSink:
         for tp in partitions:
             self._buffers[(tp.topic, tp.partition)] = PartitionBuffer(tp.topic, tp.partition)
         _log.info("assigned %s", describe(partitions))
+        self._waiter.assigned(partitions)
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         # Unflushed messages are dropped: the next owner reads them again from the last commit (and
