@@ -153,7 +153,9 @@ class LocalPipeline:
         argv = [sys.executable, "-m", COMPONENT_MODULES[name], "--config", str(config_path)]
         if name == "generator":
             argv += ["--stats-file", str(directory / "stats.json"), "--labels", str(directory / "labels.jsonl")]
-        process = ManagedProcess(name, argv, directory / f"{name}.log", env={**os.environ, **self.secrets_env()})
+        process = ManagedProcess(
+            name, argv, directory / f"{name}.log", env={**os.environ, **component.env, **self.secrets_env()}
+        )
         process.start()
         self.components[name] = process
         return process
