@@ -20,6 +20,8 @@ from adnomaly.events.schemas import BUILTIN_SCHEMAS, struct_fields
 from adnomaly.spec import (
     API_GROUP,
     API_VERSION,
+    DLQ_FEATURE,
+    DLQ_METRICS,
     GENERATOR_MIN_EVENT_BYTES,
     KIND,
     SCENARIO_SCHEMAS,
@@ -155,6 +157,10 @@ CEL_RULES: dict[str, list[Rule]] = {
     "DetectorSpec": [
         Rule("[has(self.threshold), has(self.robustZScore), has(self.ewma)].filter(m, m).size() == 1",
              "a detector takes exactly one of `threshold`, `robustZScore`, `ewma`"),
+        Rule(
+            f"self.feature != '{DLQ_FEATURE}' || self.metric in {_cel_list(DLQ_METRICS)}",
+            f"the reserved feature `{DLQ_FEATURE}` has the metrics {', '.join(DLQ_METRICS)}", ".metric",
+        ),
     ],
     "PipelineSpec": [
         # feature/detector name uniqueness: `x-kubernetes-list-type: map` (see LIST_MAP_KEYS)
@@ -189,10 +195,14 @@ CEL_RULES: dict[str, list[Rule]] = {
         ),
         Rule(
             "!has(self.detection) || !has(self.detection.detectors) || self.detection.detectors.all(d, "
-            "has(self.features) && "
-            "self.features.exists(f, f.name == d.feature && f.metrics.exists(m, m.name == d.metric)))",
+            f"d.feature == '{DLQ_FEATURE}' || (has(self.features) && "
+            "self.features.exists(f, f.name == d.feature && f.metrics.exists(m, m.name == d.metric))))",
             "every detector's `feature` must name a feature and `metric` one of its metrics",
             ".detection.detectors",
+        ),
+        Rule(
+            f"!has(self.features) || self.features.all(f, f.name != '{DLQ_FEATURE}')",
+            f"the feature name `{DLQ_FEATURE}` is reserved (the dead-letter share)", ".features",
         ),
     ],
 }

@@ -2,16 +2,20 @@
 
 `adnomaly.plan.plan()` gives topics, which stores are managed (`managed_stores`) and every component's
 config (generator, ingest, processor, lake sink, feature sink, online API, detector); here we add the
-cluster endpoints (Strimzi's bootstrap Service, the managed MinIO's Service), the Flink features job's
-config and state location, and where each secret comes from.
+cluster endpoints (Strimzi's bootstrap Service, the managed MinIO's Service), the Flink features job
+(compiled by `adnomaly.features.sql.compile_job`, as the local backend does, with S3 state), one Kafka
+user per Kafka client of the managed Kafka (SCRAM-SHA-512, ACLs from `adnomaly.kafka_acls`), and where
+each secret comes from (always a Secret reference, never a value).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from adnomaly.config import ComponentConfig, SecretEnv
-from adnomaly.plan import COMPONENT_MODULES, ComponentPlan, Endpoints, Plan, managed_stores, plan
+from adnomaly.features.sql import FlinkJob, JobOptions, compile_job
+from adnomaly.kafka_acls import AclRule, NoKafkaAccess, component_acls, features_job_acls
+from adnomaly.plan import COMPONENT_MODULES, ComponentPlan, Endpoints, Plan, events_config, managed_stores, plan
 from adnomaly.spec import ManagedStore, Pipeline
 
 from adnomaly_operator.names import Names
@@ -19,8 +23,18 @@ from adnomaly_operator.names import Names
 METRICS_PORT = 9000
 INGEST_PORT = 8080
 SERVING_PORT = 8090
-KAFKA_PORT = 9092
+KAFKA_PORT = 9092  # the managed Kafka's SCRAM-SHA-512 listener (SASL_PLAINTEXT), what components use
+KAFKA_TLS_PORT = 9093  # its TLS listener (SASL_SSL, the cluster CA), for clients that must encrypt
 MINIO_PORT = 9000
+FLINK_COMPONENT = "features"  # the Flink job's name among the pipeline's Kafka users and config keys
+FLINK_PARALLELISM_CAP = 4
+
+# Ingest tokens reach the ingest pods as a mounted Secret: a rotated Secret reaches the running pods
+# (the kubelet refreshes the file; the ingest API re-reads it), so two tokens can be valid during a rotation.
+INGEST_TOKENS_DIR = "/var/run/secrets/adnomaly/ingest"
+INGEST_TOKENS_FILE = f"{INGEST_TOKENS_DIR}/tokens"
+SCRAM = "SCRAM-SHA-512"
+MANAGED_KAFKA_PROTOCOL = "SASL_PLAINTEXT"
 
 __all__ = ["COMPONENT_MODULES", "KubePlan", "kube_plan"]  # COMPONENT_MODULES: the plan's, re-exported
 HTTP_PORTS = {"ingest": INGEST_PORT, "serving": SERVING_PORT}  # components serving an HTTP API (+ probes)
@@ -59,18 +73,33 @@ class StoresPlan:
 
 
 @dataclass(frozen=True)
+class KafkaUserPlan:
+    """A component's SCRAM user on the managed Kafka; Strimzi puts its password into a Secret of the same name."""
+
+    component: str
+    name: str
+    acls: tuple[AclRule, ...]  # adnomaly.kafka_acls: the same rules the local security tests apply
+
+    @property
+    def password(self) -> SecretKeyRef:
+        return SecretKeyRef(self.name, "password")
+
+
+@dataclass(frozen=True)
 class KubePlan:
     pipeline: Pipeline
     namespace: str
     names: Names
     plan: Plan
     components: dict[str, ComponentPlan]
-    features: ComponentConfig | None  # the Flink job's config; None when the spec has no features
+    features: FlinkJob | None  # the Flink job's config (SQL + options); None when the spec has no features
     stores: StoresPlan
     ingest_tokens: SecretKeyRef | None
     kafka_bootstrap: str
     kafka_managed: bool
     secret_env: dict[str, dict[str, SecretKeyRef]] = field(default_factory=dict)  # component → env → ref
+    plain_env: dict[str, dict[str, str]] = field(default_factory=dict)  # component → env → non-secret value
+    kafka_users: dict[str, KafkaUserPlan] = field(default_factory=dict)  # component (or "features") → user
     notes: tuple[tuple[str, str], ...] = ()  # the plan's conditions and this backend's own
 
     @property
@@ -84,10 +113,7 @@ class KubePlan:
     @property
     def checkpoint_uri(self) -> str:
         """Base URI of the Flink job's checkpoints and savepoints."""
-        if self.stores.s3 is not None:
-            return f"s3://{self.stores.s3.bucket}/flink/{self.name}"
-        uri = self.pipeline.spec.lake.uri
-        return f"{uri.rstrip('/')}/flink/{self.name}" if uri else f"file:///tmp/flink/{self.name}"
+        return checkpoint_uri(self.pipeline, self.stores)
 
 
 def _store(store: ManagedStore | None) -> ManagedStorePlan:
@@ -141,18 +167,36 @@ def minio_endpoint(names: Names, namespace: str) -> str:
     return f"http://{names.minio}.{namespace}.svc:{MINIO_PORT}"
 
 
-def _derived(base: ComponentConfig, component: str) -> ComponentConfig:
-    """A config with the shared sections (kafka, events, metrics) of `base`, for another component."""
-    return base.model_copy(update={"component": component, "processor": None})
+def uses_kafka(config: ComponentConfig) -> bool:
+    try:
+        component_acls(config)
+    except NoKafkaAccess:
+        return False
+    return True
 
 
-def _secret_env(component: str, stores: StoresPlan, ingest_tokens: SecretKeyRef | None) -> dict[str, SecretKeyRef]:
-    """Each component gets only the secrets it uses."""
-    env: dict[str, SecretKeyRef] = {}
+def _with_protocol(cp: ComponentPlan, protocol: str) -> ComponentPlan:
+    kafka = cp.config.kafka.model_copy(update={"security_protocol": protocol})
+    return replace(cp, config=cp.config.model_copy(update={"kafka": kafka}))
+
+
+def _kafka_env(user: KafkaUserPlan | None, stores: StoresPlan) -> tuple[dict[str, SecretKeyRef], dict[str, str]]:
+    """Kafka credentials: the component's own SCRAM user on the managed Kafka, or the external Kafka's
+    credentials Secret."""
+    if user is not None:
+        return {SecretEnv.KAFKA_PASSWORD: user.password}, {
+            SecretEnv.KAFKA_USERNAME: user.name, SecretEnv.KAFKA_SASL_MECHANISM: SCRAM,
+            SecretEnv.KAFKA_SECURITY_PROTOCOL: MANAGED_KAFKA_PROTOCOL,
+        }
     if stores.kafka_credentials is not None:
-        env[SecretEnv.KAFKA_USERNAME], env[SecretEnv.KAFKA_PASSWORD] = stores.kafka_credentials
-    if component == "ingest" and ingest_tokens is not None:
-        env[SecretEnv.INGEST_TOKENS] = ingest_tokens
+        username, password = stores.kafka_credentials
+        return {SecretEnv.KAFKA_USERNAME: username, SecretEnv.KAFKA_PASSWORD: password}, {}
+    return {}, {}
+
+
+def _secret_env(component: str, stores: StoresPlan) -> dict[str, SecretKeyRef]:
+    """Each component gets only the (non-Kafka) secrets it uses (ingest tokens: a mounted file, see below)."""
+    env: dict[str, SecretKeyRef] = {}
     if component in ("processor", "feature-sink", "detector"):
         env[SecretEnv.POSTGRES_DSN] = stores.postgres_dsn
     if component in ("feature-sink", "serving") and stores.redis_url is not None:
@@ -160,6 +204,57 @@ def _secret_env(component: str, stores: StoresPlan, ingest_tokens: SecretKeyRef 
     if component == "lake-sink" and stores.s3 is not None and stores.s3.access_key and stores.s3.secret_key:
         env[SecretEnv.S3_ACCESS_KEY], env[SecretEnv.S3_SECRET_KEY] = stores.s3.access_key, stores.s3.secret_key
     return env
+
+
+def checkpoint_uri(pipeline: Pipeline, stores: StoresPlan) -> str:
+    """Base URI of the Flink job's checkpoints and savepoints."""
+    if stores.s3 is not None:
+        return f"s3://{stores.s3.bucket}/flink/{pipeline.name}"
+    uri = pipeline.spec.lake.uri
+    return f"{uri.rstrip('/')}/flink/{pipeline.name}" if uri else f"file:///tmp/flink/{pipeline.name}"
+
+
+def flink_job_options(pipeline: Pipeline, stores: StoresPlan) -> JobOptions:
+    """How the features job runs on Kubernetes: RocksDB state, checkpoints and savepoints in S3."""
+    base = checkpoint_uri(pipeline, stores)
+    raw_partitions = pipeline.spec.kafka.topics.raw.partitions
+    return JobOptions(
+        checkpoint_dir=f"{base}/checkpoints", savepoint_dir=f"{base}/savepoints",
+        parallelism=max(1, min(FLINK_PARALLELISM_CAP, raw_partitions)), state_backend="rocksdb",
+    )
+
+
+def _kafka_users(
+    names: Names, components: dict[str, ComponentPlan], features: FlinkJob | None
+) -> dict[str, KafkaUserPlan]:
+    """One SCRAM user per Kafka client of the managed Kafka, with the ACLs `adnomaly.kafka_acls` derives."""
+    users = {
+        name: KafkaUserPlan(name, names.kafka_user(name), component_acls(cp.config))
+        for name, cp in components.items() if uses_kafka(cp.config)
+    }
+    if features is not None:
+        topics = components["processor"].config.kafka.topics
+        acls = features_job_acls(topics.raw, topics.features, features.consumer_groups,
+                                 features.transactional_id_prefixes)
+        users[FLINK_COMPONENT] = KafkaUserPlan(FLINK_COMPONENT, names.kafka_user(FLINK_COMPONENT), acls)
+    return users
+
+
+def _environment(
+    components: dict[str, ComponentPlan], features: FlinkJob | None, kafka_users: dict[str, KafkaUserPlan],
+    stores: StoresPlan, ingest_tokens: SecretKeyRef | None,
+) -> tuple[dict[str, dict[str, SecretKeyRef]], dict[str, dict[str, str]]]:
+    """Per component (and the Flink job): secret env vars (as refs) and non-secret ones (as values)."""
+    secret_env: dict[str, dict[str, SecretKeyRef]] = {}
+    plain_env: dict[str, dict[str, str]] = {}
+    for component in [*components, *([FLINK_COMPONENT] if features is not None else [])]:
+        client = component == FLINK_COMPONENT or uses_kafka(components[component].config)
+        kafka_secret, kafka_plain = _kafka_env(kafka_users.get(component), stores) if client else ({}, {})
+        secret_env[component] = {**kafka_secret, **(_secret_env(component, stores) if component in components else {})}
+        plain_env[component] = dict(kafka_plain)
+        if component == "ingest" and ingest_tokens is not None:  # the file of the mounted tokens Secret
+            plain_env[component][SecretEnv.INGEST_TOKENS_FILE] = INGEST_TOKENS_FILE
+    return secret_env, plain_env
 
 
 def kube_plan(pipeline: Pipeline, namespace: str) -> KubePlan:
@@ -176,7 +271,9 @@ def kube_plan(pipeline: Pipeline, namespace: str) -> KubePlan:
         s3_endpoint=minio_endpoint(names, namespace) if "minio" in managed else None,
     ))
     components = dict(base.components)
-    shared = base.components["processor"].config
+    if kafka_managed:  # the managed Kafka authenticates every client (SCRAM-SHA-512)
+        components = {name: _with_protocol(cp, MANAGED_KAFKA_PROTOCOL) for name, cp in components.items()}
+    shared = components["processor"].config
     stores = _stores(pipeline, names, namespace, managed)
     notes = list(base.conditions)
     if spec.features and stores.s3 is None and spec.lake.uri is None:
@@ -189,17 +286,25 @@ def kube_plan(pipeline: Pipeline, namespace: str) -> KubePlan:
             SecretKeyRef(ref.name, ref.key or "tokens") if ref else SecretKeyRef(names.ingest_tokens, "tokens")
         )
 
+    features: FlinkJob | None = None
+    if spec.features:
+        features = compile_job(pipeline, shared.kafka, events_config(pipeline), flink_job_options(pipeline, stores))
+    kafka_users = _kafka_users(names, components, features) if kafka_managed else {}
+    secret_env, plain_env = _environment(components, features, kafka_users, stores, ingest_tokens)
+
     return KubePlan(
         pipeline=pipeline,
         namespace=namespace,
         names=names,
         plan=base,
         components=components,
-        features=_derived(shared, "features") if spec.features else None,
+        features=features,
         stores=stores,
         ingest_tokens=ingest_tokens,
         kafka_bootstrap=bootstrap,
         kafka_managed=kafka_managed,
-        secret_env={c: _secret_env(c, stores, ingest_tokens) for c in components},
+        secret_env=secret_env,
+        plain_env=plain_env,
+        kafka_users=kafka_users,
         notes=tuple(notes),
     )

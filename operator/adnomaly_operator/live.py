@@ -97,7 +97,7 @@ def readiness(kind: str, body: Mapping[str, Any]) -> tuple[bool, str]:
         return _workload(meta, spec, status, "availableReplicas")
     if kind == "StatefulSet":
         return _workload(meta, spec, status, "readyReplicas")
-    if kind in ("Kafka", "KafkaTopic"):
+    if kind in ("Kafka", "KafkaTopic", "KafkaUser"):
         return _strimzi(meta, status)
     if kind == "FlinkDeployment":
         return _flink(meta, status)

@@ -51,6 +51,15 @@ class Names:
     def kafka_bootstrap_service(self) -> str:
         return f"{self.kafka}-kafka-bootstrap"
 
+    def kafka_user(self, component: str) -> str:
+        """A component's KafkaUser, its SCRAM user name and the Secret Strimzi writes its password to."""
+        return f"{self.pipeline}-{component}-kafka"
+
+    @property
+    def kafka_cluster_ca(self) -> str:
+        """Strimzi's Secret with the cluster CA certificate (`ca.crt`), for clients of the TLS listener."""
+        return f"{self.kafka}-cluster-ca-cert"
+
     def topic(self, role: str) -> str:
         return f"{self.pipeline}-{role}"
 
@@ -97,13 +106,8 @@ class Names:
     def flink_service_account(self) -> str:
         return f"{self.pipeline}-flink"
 
-    @property
-    def network_policy_components(self) -> str:
-        return f"{self.pipeline}-components"
-
-    @property
-    def network_policy_stores(self) -> str:
-        return f"{self.pipeline}-stores"
+    def network_policy(self, role: str) -> str:
+        return f"{self.pipeline}-{role}"
 
 
 def pipeline_labels(pipeline: str, component: str, tier: str | None = None) -> dict[str, str]:

@@ -55,6 +55,7 @@ OWNED_KINDS: tuple[Kind, ...] = (
     Kind("kafka.strimzi.io/v1", "Kafka", "kafkas"),
     Kind("kafka.strimzi.io/v1", "KafkaNodePool", "kafkanodepools"),
     Kind("kafka.strimzi.io/v1", "KafkaTopic", "kafkatopics"),
+    Kind("kafka.strimzi.io/v1", "KafkaUser", "kafkausers"),
     Kind("flink.apache.org/v1beta1", "FlinkDeployment", "flinkdeployments"),
     Kind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
 )

@@ -1,6 +1,8 @@
 """Stand-ins for what a bare control plane lacks, for tests and benchmarks (never used in production):
 
-- Strimzi: marks `Kafka` and `KafkaTopic` objects Ready (status subresource, `observedGeneration`);
+- Strimzi: marks `Kafka` and `KafkaTopic` objects Ready (status subresource, `observedGeneration`); for a
+  `KafkaUser`, first writes its credentials Secret (same name, random `password`, `sasl.jaas.config`,
+  owned by the user) as Strimzi's User Operator does;
 - the Flink Kubernetes Operator: marks `FlinkDeployment`s `STABLE` with a `RUNNING` job;
 - a storage provisioner: binds each pending PersistentVolumeClaim to a fresh hostPath PersistentVolume
   (both sides, as the volume controller would);
@@ -18,6 +20,7 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import secrets
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,6 +33,7 @@ from adnomaly_operator.client import ApiError, KubeClient
 from adnomaly_operator.live import readiness
 from adnomaly_operator.resources import Kind, kind_of
 
+SECRET = Kind("v1", "Secret", "secrets")
 PVC = Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims")
 PV = Kind("v1", "PersistentVolume", "persistentvolumes", namespaced=False)
 NODE = Kind("v1", "Node", "nodes", namespaced=False)
@@ -84,6 +88,32 @@ def flink_ready_status(obj: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def strimzi_user_status(obj: Mapping[str, Any]) -> dict[str, Any]:
+    name = obj["metadata"]["name"]
+    return {**strimzi_ready_status(obj), "username": name, "secret": name}
+
+
+def strimzi_user_secret(user: Mapping[str, Any]) -> dict[str, Any]:
+    """The Secret Strimzi's User Operator writes for a SCRAM-SHA-512 KafkaUser (fresh random password)."""
+    meta = user["metadata"]
+    password = secrets.token_urlsafe(24)
+    jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{meta["name"]}" '
+            f'password="{password}";')
+    data = {"password": password, "sasl.jaas.config": jaas}
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {
+            "name": meta["name"], "namespace": meta["namespace"],
+            "labels": {"strimzi.io/kind": "KafkaUser", "strimzi.io/cluster": (meta.get("labels") or {}).get(
+                "strimzi.io/cluster", ""), SIMULATED_LABEL: "true"},
+            "ownerReferences": [{"apiVersion": user["apiVersion"], "kind": "KafkaUser", "name": meta["name"],
+                                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": False}],
+        },
+        "data": encoded,
+    }
+
+
 class Simulator:
     def __init__(
         self, client: KubeClient, *, strimzi: bool = True, flink: bool = True, storage: bool = True,
@@ -116,6 +146,22 @@ class Simulator:
 
         pending = [i for i in items if not readiness(kind_name, i)[0] and not i["metadata"].get("deletionTimestamp")]
         await asyncio.gather(*(make_ready(item) for item in pending))
+
+    async def _users(self) -> None:
+        kind = kind_of("KafkaUser")
+        try:
+            users = (await self.client.request("GET", kind.path(self.namespace)))["items"]
+        except ApiError as exc:
+            if exc.status == 404:
+                return
+            raise
+        for user in users:
+            meta = user["metadata"]
+            if readiness("KafkaUser", user)[0] or meta.get("deletionTimestamp"):
+                continue
+            with contextlib.suppress(ApiError):  # 409: written on an earlier pass
+                await self.client.request("POST", SECRET.path(meta["namespace"]), body=strimzi_user_secret(user))
+        await self._ready_all("KafkaUser", strimzi_user_status)
 
     async def _bind_claims(self) -> None:
         claims = (await self.client.request("GET", PVC.path(self.namespace)))["items"]
@@ -177,6 +223,7 @@ class Simulator:
         if self.strimzi:
             await self._ready_all("Kafka", strimzi_ready_status)
             await self._ready_all("KafkaTopic", strimzi_ready_status)
+            await self._users()
         if self.flink:
             await self._ready_all("FlinkDeployment", flink_ready_status)
 

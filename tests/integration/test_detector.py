@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,13 +19,16 @@ from adnomaly.config import ComponentConfig, EventsConfig, KafkaConfig, SecretEn
 from adnomaly.detection.anomaly import DECODER as ANOMALY_DECODER
 from adnomaly.detection.anomaly import Anomaly
 from adnomaly.detector.config import DETECTOR_SECTION, DetectorConfig
+from adnomaly.detector.metrics import DetectorMetrics
+from adnomaly.detector.runner import DetectorRunner
 from adnomaly.features.record import ENCODER, FeatureRecord, record_key
 from adnomaly.kafka_client import consumer_config, consumer_lag, producer_config
 from adnomaly.services.base import ManagedProcess
 from adnomaly.services.kafka import KafkaBroker
 from adnomaly.services.postgres import PostgresServer
 from adnomaly.sinks.config import render_config
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from prometheus_client import CollectorRegistry
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 DETECTION = {"detectors": [{"name": "low-success", "feature": "downloads", "metric": "success_rate",
@@ -183,12 +187,6 @@ def _table_exists(dsn: str, schema: str) -> bool:
         return conn.execute("SELECT to_regclass(%s)", (f'"{schema}".anomalies',)).fetchone()[0] is not None
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (detection issue, open): the engine's count of normal windows towards `resolved` is not "
-    "persisted, so a kill -9 between two normal windows of an open anomaly can lose its resolution; "
-    "open anomalies themselves are re-adopted",
-)
 def test_detector_killed_mid_stream_publishes_each_anomaly_once(
     kafka: KafkaBroker, postgres: PostgresServer, topic_factory: Callable[..., str],
     detectors: list[Detector], tmp_path: Path,
@@ -230,3 +228,136 @@ def test_detector_killed_mid_stream_publishes_each_anomaly_once(
     table = rows(postgres.dsn, schema)
     assert {r[0] for r in table} == {i for i, _ in expected}
     assert all(r[3] == "resolved" for r in table)
+
+
+class _FailingCommit:
+    """A transactional producer whose `fail_at`-th commit_transaction raises (after PostgreSQL committed)."""
+
+    def __init__(self, producer: Producer, fail_at: int) -> None:
+        self._producer = producer
+        self.fail_at = fail_at
+        self.commits = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._producer, name)
+
+    def commit_transaction(self, *args: object) -> None:
+        self.commits += 1
+        if self.commits == self.fail_at:
+            raise KafkaException(KafkaError(KafkaError._FAIL, "injected: died before the Kafka commit"))
+        self._producer.commit_transaction(*args)
+
+
+def _run_in_thread(runner: DetectorRunner) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            runner.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+def test_detector_dying_between_postgres_and_kafka_commits_resumes_exactly(
+    kafka: KafkaBroker, postgres: PostgresServer, topic_factory: Callable[..., str], tmp_path: Path,
+) -> None:  # fmt: skip
+    """The checkpoint of a batch whose Kafka transaction never committed is skipped: the batch is judged again
+    from the previous checkpoint, and every anomaly, escalation and resolution appears exactly once."""
+    from adnomaly.detection.engine import DetectionEngine
+
+    features, anomalies = topic_factory(partitions=1), topic_factory(partitions=1)
+    schema = f"det_{uuid.uuid4().hex[:8]}"
+    config = ComponentConfig(
+        pipeline="det-crash", component="detector",
+        kafka=KafkaConfig(bootstrap_servers=kafka.bootstrap_servers, topics=TopicNames(
+            raw=f"{features}-raw", dlq=f"{features}-dlq", features=features, anomalies=anomalies)),
+        events=EventsConfig(schema_name="download", time_field="ts", max_event_bytes=65536, max_future_skew_s=86400),
+    )  # fmt: skip
+    section = DetectorConfig(group_id=f"{features}-det", db_schema=schema, transactional_id=f"{features}-det-tx",
+                             detection=DETECTION, batch_size=3, batch_timeout_s=0.1, resolve_after=3)  # fmt: skip
+    records = [record(m, region, 0.5 if (m + shift) % 9 in (0, 1) else 0.97)
+               for m in range(30) for shift, region in enumerate(["eu", "us"])]  # fmt: skip
+    engine = DetectionEngine(pipeline="det-crash", detection=section.detection_spec(), resolve_after=3)
+    expected = {(a.id, a.status) for r in records for a in engine.process(r)}
+    bootstrap = kafka.bootstrap_servers
+    produce(bootstrap, features, records)
+
+    first = DetectorRunner(config, section, postgres.dsn, DetectorMetrics(CollectorRegistry()))
+    first.producer = _FailingCommit(first.producer, fail_at=6)  # type: ignore[assignment]
+    thread, errors = _run_in_thread(first)
+    thread.join(120)
+    assert not thread.is_alive() and errors and "injected" in str(errors[0])
+    with psycopg.connect(postgres.dsn) as conn:
+        seqs = [r[0] for r in conn.execute(f'SELECT seq FROM "{schema}".detector_checkpoints ORDER BY seq')]
+    assert seqs == [5, 6]  # PostgreSQL holds the failed batch's checkpoint; Kafka committed batch 5's offsets
+
+    second = DetectorRunner(config, section, postgres.dsn, DetectorMetrics(CollectorRegistry()))
+    assert second.seq == 5  # resumed from the checkpoint Kafka's offsets agree with
+    thread, errors = _run_in_thread(second)
+    deadline = time.monotonic() + 90
+    while sum(consumer_lag(bootstrap, section.group_id, features).values()) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    second.stopping.set()
+    thread.join(60)
+    assert not errors, errors
+
+    published = [(a.id, a.status) for a, _ in read_anomalies(bootstrap, anomalies, expect=len(expected))]
+    assert len(published) == len(set(published)), "an anomaly was published twice"
+    assert set(published) == expected
+    table = rows(postgres.dsn, schema)
+    assert {r[0] for r in table} == {i for i, _ in expected}
+    final = {i: "resolved" if (i, "resolved") in expected else "open" for i, _ in expected}
+    assert {r[0]: r[3] for r in table} == final
+
+
+def test_detector_raises_malformed_storm_from_the_raw_and_dead_letter_topics(
+    kafka: KafkaBroker, postgres: PostgresServer, topic_factory: Callable[..., str],
+    detectors: list[Detector], tmp_path: Path,
+) -> None:  # fmt: skip
+    """A `_dlq` detector: the share of dead-lettered raw records per window, from the record timestamps of the
+    raw and dead-letter topics, opens one `malformed-storm` anomaly for the storm and resolves it after."""
+    raw, dlq = topic_factory(partitions=2), topic_factory(partitions=1)
+    features, anomalies = topic_factory(partitions=1), topic_factory(partitions=1)
+    schema = f"det_{uuid.uuid4().hex[:8]}"
+    config = ComponentConfig(
+        pipeline="det-dlq", component="detector",
+        kafka=KafkaConfig(bootstrap_servers=kafka.bootstrap_servers,
+                          topics=TopicNames(raw=raw, dlq=dlq, features=features, anomalies=anomalies)),
+        events=EventsConfig(schema_name="download", time_field="ts", max_event_bytes=65536, max_future_skew_s=86400),
+    )  # fmt: skip
+    detection = {"detectors": [{"name": "malformed-storm", "feature": "_dlq", "metric": "invalid_share",
+                                "threshold": {"warningAbove": 0.1, "criticalAbove": 0.3, "minCount": 20}}],
+                 "dlq": {"window": "10s", "allowedLateness": "2s"}}  # fmt: skip
+    section = DetectorConfig(group_id=f"{raw}-det", db_schema=schema, transactional_id=f"{raw}-det-tx",
+                             detection=detection, batch_size=200, batch_timeout_s=0.2)  # fmt: skip
+    # 12 windows of 10 s, 40 raw records each (recent timestamps: old ones would fall out of retention);
+    # 1 in 40 dead-lettered, except windows 5 and 6 (the storm: half of them).
+    base_ms = (int(time.time()) // 10 - 20) * 10_000
+    producer = Producer(producer_config(kafka.bootstrap_servers))
+    for w in range(12):
+        for i in range(40):
+            at = base_ms + w * 10_000 + i * 250
+            producer.produce(raw, value=b"{}", key=str(i).encode(), timestamp=at)
+            if (w in (5, 6) and i % 2 == 0) or i == 7:
+                producer.produce(dlq, value=b"{}", timestamp=at + 150)  # dead letters come a little later
+    assert producer.flush(30) == 0
+
+    detector = Detector(tmp_path / "a", config, section, postgres.dsn)
+    detectors.append(detector)
+    resolved = lambda: any(r[3] == "resolved" for r in rows(postgres.dsn, schema))  # noqa: E731
+    wait_for(lambda: _table_exists(postgres.dsn, schema) and resolved(), 90, "the storm's anomaly resolved", detector)
+    assert detector.terminate() == 0
+    (row,) = rows(postgres.dsn, schema)
+    assert row[1:4] == ("malformed-storm", "critical", "resolved")
+    assert row[4] == {}
+    storm_end = datetime.fromtimestamp((base_ms + 6 * 10_000) / 1000, UTC)
+    assert row[6] == storm_end  # detected at the end of the storm's first window
+    assert row[7] == storm_end + timedelta(seconds=30)  # two normal windows later
+    opened, resolved_copy = (a for a, _ in read_anomalies(kafka.bootstrap_servers, anomalies, expect=2))
+    assert (opened.type, opened.status, resolved_copy.status) == ("malformed-storm", "open", "resolved")
+    assert opened.id == resolved_copy.id == row[0]
+    assert opened.observed == pytest.approx(21 / 40)  # the storm's share, against a background of 1/40

@@ -4,6 +4,8 @@ conditions. Running the operator itself: `adnomaly_operator.testing.OperatorProc
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +22,16 @@ THIRD_PARTY_CRDS = REPO.parent / "shared" / "third_party" / "crds"
 def install_crds(kube: KubeControlPlane) -> None:
     """Our CRD and the upstream ones; then wait until the garbage collector follows owner references
     from Pipelines (it discovers new resource types only periodically)."""
-    testing.install_crds(kube, PIPELINE_CRD, THIRD_PARTY_CRDS)
+    try:
+        testing.install_crds(kube, PIPELINE_CRD, THIRD_PARTY_CRDS)
+    except KubectlError:  # `kubectl wait` on a CRD created a moment ago can fail before it has conditions
+        time.sleep(2)
+        testing.install_crds(kube, PIPELINE_CRD, THIRD_PARTY_CRDS)
     wait_for_garbage_collector(kube)
 
 
 def wait_for_garbage_collector(kube: KubeControlPlane, timeout: float = 180.0) -> None:
-    ns = "gc-canary"
+    ns = f"gc-canary-{uuid.uuid4().hex[:6]}"  # a fresh one: an earlier canary namespace may still be terminating
     kube.kubectl("create", "namespace", ns, check=False)
     owner = json.loads(kube.kubectl("create", f"--namespace={ns}", "-o", "json", "-f", "-",
                                     stdin=json.dumps(pipeline_doc("canary"))).stdout)

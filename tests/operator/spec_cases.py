@@ -50,6 +50,12 @@ INVALID_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
      {"features": [FEATURE],
       "detection": {"detectors": [{"name": "d", "feature": "f", "metric": "n", "threshold": {}}]}},
      "spec.detection.detectors[0].threshold", "detection.detectors.0.threshold"),
+    ("dlq-detector-unknown-metric",
+     {"detection": {"detectors": [
+         {"name": "d", "feature": "_dlq", "metric": "n", "threshold": {"warningAbove": 0.1}}]}},
+     "spec.detection.detectors[0].metric", "the reserved feature `_dlq`"),
+    ("feature-named-dlq", {"features": [{**FEATURE, "name": "_dlq"}]}, "spec.features",
+     "the feature name `_dlq` is reserved"),
     ("negative-replicas", {"components": {"processor": {"replicas": -1}}},
      "spec.components.processor.replicas", "components.processor.replicas"),
     ("bad-deletion-policy", {"deletionPolicy": "Forget"}, "spec.deletionPolicy", "deletionPolicy"),

@@ -24,7 +24,12 @@ from adnomaly_operator.desired import kube_plan
 from adnomaly_operator.names import ANNOTATION_CONFIG_HASH, ANNOTATION_HASH, LABEL_PIPELINE
 from adnomaly_operator.render import Desired, Owner, RenderContext, render
 from adnomaly_operator.resources import kind_of
-from adnomaly_operator.simulate import SimulatorThread, flink_ready_status, strimzi_ready_status
+from adnomaly_operator.simulate import (
+    SimulatorThread,
+    flink_ready_status,
+    strimzi_ready_status,
+    strimzi_user_status,
+)
 from adnomaly_operator.testing import OperatorProcess
 
 from tests.operator.operator_harness import (
@@ -151,18 +156,30 @@ def test_apply_creates_every_owned_object_and_the_api_server_accepts_them(
     assert_no_secret_leaks(cluster, namespace, operator)
 
 
+SECRET_KEYS = ("password", "accessKey", "secretKey", "tokens")  # the random parts (the rest derive from them)
+
+
 def assert_no_secret_leaks(kube: KubeControlPlane, ns: str, operator: OperatorProcess) -> None:
-    """Generated secret values appear nowhere but in their Secrets: not in logs, ConfigMaps, status,
-    events, or any pod's command line."""
-    values = set()
-    for secret in items(kube, ns, "secrets", LABEL_PIPELINE):
+    """Generated secret values — the operator's (database, MinIO, Redis, ingest tokens) and Strimzi's Kafka
+    user passwords — appear nowhere but in their Secrets: not in the operator's log, ConfigMaps, the
+    Pipeline status, Events, pod templates, pods or any other object the pipeline owns."""
+    values: set[str] = set()
+    kafka_users = 0
+    for secret in items(kube, ns, "secrets"):
+        if secret.get("type") == "kubernetes.io/service-account-token":
+            continue
+        kafka_users += (secret["metadata"].get("labels") or {}).get("strimzi.io/kind") == "KafkaUser"
         for key, encoded in (secret.get("data") or {}).items():
-            if key in ("password", "accessKey", "secretKey", "tokens"):  # the random parts
-                values.add(base64.b64decode(encoded).decode())
-    assert values, "no generated secrets found"
+            if key in SECRET_KEYS:
+                value = base64.b64decode(encoded).decode()
+                values |= {value, encoded}
+                values |= {token for token in value.replace(",", "\n").split() if len(token) >= 8}
+    assert values and kafka_users, f"generated secrets found: {len(values)}, Kafka user secrets: {kafka_users}"
     public = json.dumps([
         items(kube, ns, "configmaps"), items(kube, ns, "pipelines"), items(kube, ns, "events.events.k8s.io"),
         items(kube, ns, "events"), items(kube, ns, "deployments,statefulsets,jobs,flinkdeployments"),
+        items(kube, ns, "pods"), items(kube, ns, "kafkas.kafka.strimzi.io,kafkausers.kafka.strimzi.io"),
+        items(kube, ns, "services,networkpolicies,serviceaccounts,roles"),
     ]) + operator.process.log_path.read_text()
     leaked = {v for v in values if v in public}
     assert not leaked, f"{len(leaked)} secret value(s) leaked"
@@ -195,6 +212,13 @@ def test_bring_up_is_ordered_and_ready_follows_strimzi_and_flink_status(
     for topic in topics:
         patch_status(cluster, namespace, "kafkatopics.kafka.strimzi.io", topic["metadata"]["name"],
                      strimzi_ready_status(topic))
+    time.sleep(2)
+    assert items(cluster, namespace, "deployments") == [], "components before their Kafka users are ready"
+    users = items(cluster, namespace, "kafkausers.kafka.strimzi.io")
+    assert {u["metadata"]["name"] for u in users} >= {f"{name}-processor-kafka", f"{name}-features-kafka"}
+    for user in users:
+        patch_status(cluster, namespace, "kafkausers.kafka.strimzi.io", user["metadata"]["name"],
+                     strimzi_user_status(user))
     wait_for(lambda: deployments_ready(status(cluster, namespace, name)), READY_TIMEOUT,
              "every Deployment to be available")
     st = status(cluster, namespace, name)

@@ -88,7 +88,7 @@ def test_invalid_share_windows() -> None:
     for i in range(10):
         assert w.add(_us(i), i % 5 != 0) == []
     (record,) = w.add(_us(61), True)
-    assert record.metrics == {"invalid_share": 0.2, "invalid_count": 2.0}
+    assert record.metrics == {"invalid_share": 0.2, "invalid_count": 2.0, "event_count": 10.0}
     assert record.event_count == 10 and record.dimensions == {}
 
 
@@ -133,10 +133,10 @@ def test_ewma_warmup_detection_and_frozen_baseline() -> None:
     verdicts = [d.judge((), v, 1) for v in values]
     assert verdicts[:5] == [None] * 5
     assert verdicts[5] is not None and verdicts[5].severity is None
-    mean = d.state[()].mean
+    mean = d.state_by_key[()].mean
     spike = d.judge((), 30.0, 1)
     assert spike is not None and spike.severity == "critical"
-    assert d.state[()].mean == mean  # out-of-control windows do not move the baseline
+    assert d.state_by_key[()].mean == mean  # out-of-control windows do not move the baseline
     assert d.judge((), 30.0, 1).severity == "critical"  # type: ignore[union-attr]
 
 
@@ -169,15 +169,27 @@ def test_lifecycle_open_dedup_escalate_resolve() -> None:
     assert opened.context == {"event_count": 100, "traceparent": "00-abc-def-01"}
     assert opened.detected_at == T0 + timedelta(minutes=2)
     assert engine.process(_record(2, 0.5)) == []  # deduplicated: still the same anomaly
-    assert engine.process(_record(3, 0.5, count=3)) == []  # not judged: guard, no resolve
-    assert engine.process(_record(4, 0.95)) == []  # one normal window is not enough
-    (resolved,) = engine.process(_record(5, 0.96))
+    assert engine.process(_record(3, 0.5, count=3)) == []  # too thin to judge: towards resolving...
+    assert engine.process(_record(4, 0.5)) == []  # ...but an alarming window starts the count again
+    assert engine.process(_record(5, 0.95)) == []  # one normal window is not enough
+    (resolved,) = engine.process(_record(6, 0.96))
     assert resolved.id == opened.id and resolved.status == "resolved" and resolved.severity == "critical"
-    assert resolved.resolved_at == T0 + timedelta(minutes=6)
+    assert resolved.resolved_at == T0 + timedelta(minutes=7)
     assert opened.severity == "warning"  # what was published is not mutated
-    (again,) = engine.process(_record(6, 0.5))
+    (again,) = engine.process(_record(7, 0.5))
     assert again.id != opened.id and again.severity == "critical"
-    assert engine.process(_record(6, 0.5, geo="DE"))[0].dimensions == {"geo": "DE"}
+    assert engine.process(_record(7, 0.5, geo="DE"))[0].dimensions == {"geo": "DE"}
+
+
+def test_thin_windows_never_open_but_resolve_a_burst_whose_key_went_quiet() -> None:
+    engine = _engine()
+    assert engine.process(_record(0, 0.1, count=3)) == []  # too thin: never opens
+    (opened,) = engine.process(_record(1, 0.5))
+    assert engine.process(_record(2, 0.1, count=3)) == []
+    (resolved,) = engine.process(_record(3, 0.1, count=2))  # back to thin traffic: resolved, not kept open
+    assert (resolved.id, resolved.status, resolved.resolved_at) == (opened.id, "resolved", T0 + timedelta(minutes=4))
+    (reopened,) = engine.process(_record(9, 0.5))  # the key's next anomaly is a new one
+    assert reopened.id != opened.id
 
 
 def test_replay_gives_identical_records_and_restore_keeps_dedup() -> None:
@@ -240,3 +252,117 @@ def test_bench_detects_a_scenario_without_false_alarms(scenario: str) -> None:
     assert result.labels >= 1
     assert result.recall == 1.0 and result.false_alarms == 0
     assert result.median_delay_s is not None and result.median_delay_s <= 120
+
+
+# -- direction, per-detector settings, state round trip ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("direction", "flags_high", "flags_low"),
+                         [("both", True, True), ("above", True, False), ("below", False, True)])  # fmt: skip
+def test_direction_of_statistical_detectors(direction: str, flags_high: bool, flags_low: bool) -> None:
+    normal = [10.0, 10.5, 9.5, 10.2, 9.8, 10.1, 9.9, 10.3, 10.0, 9.7]
+    for make in (lambda: RobustZDetector(RobustZScore(threshold=4, min_count=1, direction=direction)),
+                 lambda: EwmaDetector(Ewma(alpha=0.3, threshold=4, min_count=1, warmup=5, direction=direction))):
+        high, low = make(), make()
+        for v in normal:
+            high.judge((), v, 1)
+            low.judge((), v, 1)
+        up, down = high.judge((), 30.0, 1), low.judge((), -10.0, 1)
+        assert up is not None and down is not None
+        assert (up.severity is not None, down.severity is not None) == (flags_high, flags_low)
+        assert up.score > 0 > down.score  # the score keeps its sign whatever the direction
+
+
+def test_threshold_min_count_from_the_rule_wins() -> None:
+    assert ThresholdDetector(ThresholdRule(warning_above=1, min_count=3), min_count=50).min_count == 3
+    assert ThresholdDetector(ThresholdRule(warning_above=1), min_count=50).min_count == 50
+
+
+def test_per_detector_resolve_after() -> None:
+    spec = DetectionSpec.model_validate({"detectors": [
+        {"name": "slow", "feature": "f", "metric": "rate", "threshold": {"warningBelow": 0.9}, "resolveAfter": 4},
+        {"name": "fast", "feature": "f", "metric": "rate", "threshold": {"warningBelow": 0.9}},
+    ]})  # fmt: skip
+    engine = DetectionEngine(pipeline="p", detection=spec, resolve_after=1)
+    assert {a.type for a in engine.process(_record(0, 0.5))} == {"slow", "fast"}
+    resolved_at = {}
+    for minute in range(1, 6):
+        for a in engine.process(_record(minute, 0.95)):
+            resolved_at[a.type] = minute
+    assert resolved_at == {"fast": 1, "slow": 4}
+
+
+def _mixed_engine() -> DetectionEngine:
+    spec = DetectionSpec.model_validate({"detectors": [
+        {"name": "low-rate", "feature": "f", "metric": "rate", "threshold": {"warningBelow": 0.9},
+         "resolveAfter": 3},
+        {"name": "rate-z", "feature": "f", "metric": "rate", "robustZScore": {"threshold": 3, "minCount": 1}},
+        {"name": "rate-ewma", "feature": "f", "metric": "rate",
+         "ewma": {"alpha": 0.3, "threshold": 3, "minCount": 1, "warmup": 4}},
+    ]})  # fmt: skip
+    return DetectionEngine(pipeline="p", detection=spec)
+
+
+def _mixed_records() -> list[FeatureRecord]:
+    out = []
+    for minute in range(40):
+        for shift, geo in enumerate(("US", "DE")):
+            bad = (minute + 3 * shift) % 13 in (9, 10)
+            value = 0.5 if bad else 0.95 + 0.01 * ((minute * 7 + shift) % 4)
+            out.append(_record(minute, value, geo=geo))
+    return out
+
+
+def test_snapshot_and_load_resume_exactly_at_every_point() -> None:
+    from adnomaly.detector.checkpoint import DECODER as CP_DECODER
+    from adnomaly.detector.checkpoint import ENCODER as CP_ENCODER
+    from adnomaly.detector.checkpoint import Checkpoint
+
+    records = _mixed_records()
+    whole = _mixed_engine()
+    straight = [ENCODER.encode(a) for r in records for a in whole.process(r)]
+    assert len(straight) > 10 and any(b'"resolved"' in a for a in straight)
+    for cut in range(0, len(records), 7):
+        first = _mixed_engine()
+        before = [ENCODER.encode(a) for r in records[:cut] for a in first.process(r)]
+        state = CP_DECODER.decode(CP_ENCODER.encode(Checkpoint(engine=first.snapshot()))).engine
+        second = _mixed_engine()
+        second.load(state)
+        after = [ENCODER.encode(a) for r in records[cut:] for a in second.process(r)]
+        assert before + after == straight, f"resuming at record {cut} changed the anomalies"
+
+
+def test_load_skips_detectors_that_changed_or_went() -> None:
+    engine = _mixed_engine()
+    for r in _mixed_records()[:24]:  # minutes 0-11: US opened at 9, one normal window since
+        engine.process(r)
+    state = engine.snapshot()
+    assert state.open and state.detectors["rate-z"].state
+    other = _engine()  # only `low-rate` (same method) and `other`
+    other.load(state)
+    assert {key[0] for key in other.open} == {"low-rate"}
+    assert all(o.normal_streak == engine.open[k].normal_streak for k, o in other.open.items())
+    assert [o.normal_streak for o in other.open.values()] == [1]  # the streak survives, not just the anomaly
+
+
+def test_invalid_share_windows_fire_by_the_lagging_partitions_and_round_trip() -> None:
+    w = InvalidShareWindows(60 * US, lateness_us=10 * US)
+    assert w.watermark(["raw:0"]) < _us(0)  # nothing seen yet
+    for i in range(10):
+        assert w.count_raw(_us(i), "raw:0")
+    assert w.count_invalid(_us(1), "dlq:0")
+    assert w.count_raw(_us(100), "raw:0")
+    assert w.watermark(["raw:1"]) < _us(0)  # raw:1 has records to read but none read yet: hold back
+    assert w.fire(w.watermark(["raw:1"])) == []
+    assert w.count_raw(_us(2), "raw:1")  # the other partition's backlog: still counted
+    assert w.watermark(["raw:1"]) == _us(2)
+    assert w.watermark([]) == _us(100)  # all caught up: the newest time seen
+    assert w.fire(_us(65)) == []  # 5 s past the end: still waiting for dead letters
+    assert w.count_invalid(_us(3), "dlq:0")  # a dead letter produced late, still counted
+    restored = InvalidShareWindows.from_state(60 * US, 10 * US, w.state())
+    (record,) = restored.fire(restored.watermark([]))
+    assert record.metrics == {"invalid_share": 2 / 11, "invalid_count": 2.0, "event_count": 11.0}
+    assert record.window_end == T0 + timedelta(minutes=1)
+    assert not restored.count_invalid(_us(5), "dlq:0") and restored.late == 1  # its window fired: dropped
+    with pytest.raises(ValueError, match="window"):
+        InvalidShareWindows(0)

@@ -108,8 +108,11 @@ def test_external_stores_render_no_store_and_reference_the_users_secrets() -> No
     assert env[SecretEnv.POSTGRES_DSN]["valueFrom"]["secretKeyRef"] == {"name": "pg", "key": "url"}
     assert env[SecretEnv.KAFKA_PASSWORD]["valueFrom"]["secretKeyRef"] == {"name": "kafka-creds", "key": "password"}
     ingest = objects_of(items, "Deployment")["clickstream-ingest"]
-    ingest_env = {e["name"]: e for e in ingest["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert ingest_env[SecretEnv.INGEST_TOKENS]["valueFrom"]["secretKeyRef"] == {"name": "tokens", "key": "tokens"}
+    ingest_pod = ingest["spec"]["template"]["spec"]
+    ingest_env = {e["name"]: e for e in ingest_pod["containers"][0]["env"]}
+    assert ingest_env[SecretEnv.INGEST_TOKENS_FILE]["value"] == "/var/run/secrets/adnomaly/ingest/tokens"
+    assert {"name": "ingest-tokens", "secret": {"secretName": "tokens", "items": [{"key": "tokens", "path": "tokens"}]}
+            } in ingest_pod["volumes"]
     config = json.loads(objects_of(items, "ConfigMap")["clickstream-config"]["data"]["processor.json"])
     assert config["kafka"]["bootstrap_servers"] == "kafka.example:9093"
     assert config["kafka"]["security_protocol"] == "SASL_SSL"
@@ -162,7 +165,7 @@ def test_no_secret_reaches_a_config_map_or_a_command_line() -> None:
             for env in container.get("env", []):
                 assert "value" not in env or not any(
                     word in env["name"] for word in ("PASSWORD", "TOKEN", "DSN", "SECRET", "KEY", "AUTH")
-                ), (d.kind, d.name, env["name"])
+                ) or env["name"] == SecretEnv.INGEST_TOKENS_FILE, (d.kind, d.name, env["name"])  # a path
 
 
 def test_component_deployments_are_hardened_probed_and_hash_their_config() -> None:
@@ -189,7 +192,7 @@ def test_component_deployments_are_hardened_probed_and_hash_their_config() -> No
         assert items[("Deployment", name)].stage == STAGE_APPS
         assert (("PodDisruptionBudget", name) in items) is (dep["spec"]["replicas"] >= 2)
         assert (("Service", name) in items) is (component in ("ingest", "serving"))  # HTTP APIs only
-    assert {("NetworkPolicy", "clickstream-components"), ("NetworkPolicy", "clickstream-stores")} <= items.keys()
+    assert {("NetworkPolicy", "clickstream-default-deny"), ("NetworkPolicy", "clickstream-postgres")} <= items.keys()
     metrics = objects_of(items, "Service")["clickstream-metrics"]
     assert metrics["spec"]["clusterIP"] == "None"  # one headless Service scrapes every component
     assert metrics["spec"]["selector"] == {LABEL_PIPELINE: "clickstream", "adnomaly.io/tier": "component"}
@@ -208,13 +211,20 @@ def test_flink_deployment_is_a_pyflink_savepoint_job_with_s3_state() -> None:
     flink = objects_of(items, "FlinkDeployment")["clickstream-features"]
     assert flink["apiVersion"] == "flink.apache.org/v1beta1"
     spec = flink["spec"]
-    assert spec["serviceAccount"] == "clickstream-flink" and spec["flinkVersion"].startswith("v")
+    assert spec["serviceAccount"] == "clickstream-flink" and spec["flinkVersion"] == "v2_2"
     assert spec["job"]["entryClass"] == "org.apache.flink.client.python.PythonDriver"
-    assert spec["job"]["jarURI"].startswith("local:///opt/flink/opt/flink-python")
+    assert spec["job"]["jarURI"] == "local:///opt/flink/opt/flink-python-2.2.1.jar"
+    python = "/opt/adnomaly/venv/bin/python"
+    assert spec["job"]["args"] == ["-pyclientexec", python, "-pyexec", python,
+                                   "-py", "/opt/adnomaly/job/adnomaly_flink_job.py",
+                                   "--config", "/etc/adnomaly/config.json"]
     assert spec["job"]["upgradeMode"] == "savepoint"
     conf = spec["flinkConfiguration"]
-    assert conf["state.checkpoints.dir"] == "s3://adnomaly-data/flink/clickstream/checkpoints"
-    assert conf["state.savepoints.dir"] == "s3://adnomaly-data/flink/clickstream/savepoints"
+    for key in ("state.checkpoints.dir", "execution.checkpointing.dir"):
+        assert conf[key] == "s3://adnomaly-data/flink/clickstream/checkpoints"
+    for key in ("state.savepoints.dir", "execution.checkpointing.savepoint-dir"):
+        assert conf[key] == "s3://adnomaly-data/flink/clickstream/savepoints"
+    assert conf["execution.checkpointing.mode"] == "EXACTLY_ONCE"
     assert spec["jobManager"]["resource"]["memory"] and spec["taskManager"]["resource"]["cpu"]
     env = {e["name"]: e for e in spec["podTemplate"]["spec"]["containers"][0]["env"]}
     secret_ref = env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]
@@ -259,13 +269,14 @@ def test_each_component_gets_only_the_secrets_it_uses() -> None:
         }
         for name, dep in objects_of(items, "Deployment").items()
     }
+    kafka = SecretEnv.KAFKA_PASSWORD  # each Kafka client's own SCRAM user; serving does not use Kafka
     assert env_of == {
-        "generator": set(),
-        "ingest": {SecretEnv.INGEST_TOKENS},
-        "processor": {SecretEnv.POSTGRES_DSN},
-        "detector": {SecretEnv.POSTGRES_DSN},
-        "lake-sink": {SecretEnv.S3_ACCESS_KEY, SecretEnv.S3_SECRET_KEY},
-        "feature-sink": {SecretEnv.POSTGRES_DSN, SecretEnv.REDIS_URL},
+        "generator": {kafka},
+        "ingest": {kafka},  # its tokens: a mounted Secret (see test_render_security)
+        "processor": {kafka, SecretEnv.POSTGRES_DSN},
+        "detector": {kafka, SecretEnv.POSTGRES_DSN},
+        "lake-sink": {kafka, SecretEnv.S3_ACCESS_KEY, SecretEnv.S3_SECRET_KEY},
+        "feature-sink": {kafka, SecretEnv.POSTGRES_DSN, SecretEnv.REDIS_URL},
         "serving": {SecretEnv.REDIS_URL},
     }
     configs = objects_of(items, "ConfigMap")["clickstream-config"]["data"]

@@ -49,7 +49,7 @@ def test_bring_up_is_ordered_by_readiness() -> None:
     assert {d.kind for d in nothing.creates} == {"Secret"}
     stores = {(d.kind, d.name): live_from(d) for d in desired if d.stage <= STAGE_STORES}
     topics = plan_actions(desired, stores, owner_uid=UID, deletion_policy="Retain")
-    assert topics.allowed_stage == STAGE_TOPICS and {d.kind for d in topics.applies} == {"KafkaTopic"}
+    assert topics.allowed_stage == STAGE_TOPICS and {d.kind for d in topics.applies} == {"KafkaTopic", "KafkaUser"}
     unready = {**stores, **{k: replace(v, ready=False) for k, v in stores.items() if k[0] == "Kafka"}}
     assert allowed_stage(desired, unready) == STAGE_STORES
     with_topics = {**stores, **{(d.kind, d.name): live_from(d) for d in desired if d.stage == STAGE_TOPICS}}
@@ -111,7 +111,10 @@ def test_objects_no_longer_desired_are_deleted_or_orphaned_by_policy() -> None:
     live = everything_live(with_ingest)
     live[("Secret", "stranger")] = LiveObject("Secret", "stranger", "u", 1, None, ("someone-else",), True, "")
     retain = plan_actions(without, live, owner_uid=UID, deletion_policy="Retain")
-    assert sorted(f"{o.kind}/{o.name}" for o in retain.deletes) == ["Deployment/p-ingest", "Service/p-ingest"]
+    assert sorted(f"{o.kind}/{o.name}" for o in retain.deletes) == [
+        # its Kafka user (access revoked) and network policy go with it
+        "Deployment/p-ingest", "KafkaUser/p-ingest-kafka", "NetworkPolicy/p-ingest", "Service/p-ingest"
+    ]
     assert [o.name for o in retain.orphans] == ["p-ingest-tokens"]
     delete = plan_actions(without, live, owner_uid=UID, deletion_policy="Delete")
     assert "p-ingest-tokens" in {o.name for o in delete.deletes} and not delete.orphans

@@ -45,11 +45,25 @@ merge patches (status, orphaning under Retain). Owned kinds are watched (list/wa
   resources: ["pipelines/finalizers"]
   verbs: ["update"]
 - apiGroups: [""]
-  resources: ["serviceaccounts", "configmaps", "secrets", "services"]
+  resources: ["serviceaccounts", "secrets", "services"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["apps"]
-  resources: ["deployments", "statefulsets"]
+  resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Owned kinds the Flink job's Role also grants (operator/adnomaly_operator/render/flink.py FLINK_RULES): the
+# API server lets the operator create that Role only if it holds every rule itself (no escalate/bind).
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+- apiGroups: ["apps"]
+  resources: ["deployments/finalizers"]
+  verbs: ["update"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
@@ -60,15 +74,11 @@ merge patches (status, orphaning under Retain). Owned kinds are watched (list/wa
   resources: ["networkpolicies"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # The Flink job's own Role and RoleBinding (the Flink operator's JobManager manages its TaskManager pods).
-# escalate/bind: granting that Role's rules without holding them.
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-- apiGroups: ["rbac.authorization.k8s.io"]
-  resources: ["roles"]
-  verbs: ["escalate", "bind"]
 - apiGroups: ["kafka.strimzi.io"]
-  resources: ["kafkas", "kafkanodepools", "kafkatopics"]
+  resources: ["kafkas", "kafkanodepools", "kafkatopics", "kafkausers"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["flink.apache.org"]
   resources: ["flinkdeployments"]
@@ -90,16 +100,17 @@ merge patches (status, orphaning under Retain). Owned kinds are watched (list/wa
 {{- end }}
 {{- end -}}
 
-{{/* Cluster-scoped reads kopf needs in every mode: CRD observation (and namespaces when cluster-wide). */}}
+{{/*
+Cluster-scoped reads kopf needs in every mode: CRD observation, and namespaces (kopf lists and watches them
+even for a fixed namespace list; without it, it retries forever). Both are metadata reads only.
+*/}}
 {{- define "adnomaly.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
-{{- if not .Values.operator.watchNamespaces }}
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
-{{- end }}
 {{- if .Values.operator.peering.enabled }}
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]

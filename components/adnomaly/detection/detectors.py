@@ -11,7 +11,11 @@ no value, baseline still warming up). Statistical detectors keep bounded per-key
 - ewma: an EWMA control chart; mean and variance are exponentially weighted (alpha), z = (x - mean) / sd;
   an out-of-control window does not move the baseline, so a lasting anomaly stays visible.
 Both statistical detectors floor the scale at `SCALE_FLOOR` of the baseline's magnitude (a metric that is
-constant in normal traffic would otherwise turn the tiniest change into an infinite score).
+constant in normal traffic would otherwise turn the tiniest change into an infinite score), and alert on the
+`direction` their spec asks for (above, below or both sides of the baseline).
+
+Every detector's per-key state round-trips through `state()` / `load_state()` (plain JSON-able values), so
+the detector component can persist it with its consumed offsets and restart exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -20,15 +24,15 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from statistics import median
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from adnomaly.spec import DetectorSpec, Ewma, RobustZScore, ThresholdRule
+from adnomaly.spec import DetectorSpec, Direction, Ewma, RobustZScore, ThresholdRule
 
 Severity = Literal["warning", "critical"]
 SCALE_FLOOR = 0.02  # relative: the smallest scale is 2 % of |baseline|
 ABS_FLOOR = 1e-6
 MIN_BASELINE = 8  # windows a key needs before robustZScore judges it
-DEFAULT_THRESHOLD_MIN_COUNT = 20  # ThresholdRule has no minCount (yet): events a window needs to be judged
+DEFAULT_THRESHOLD_MIN_COUNT = 20  # events a window needs for a threshold rule without its own `minCount`
 
 
 @dataclass(frozen=True)
@@ -42,17 +46,25 @@ class Verdict:
 class Detector(Protocol):
     method: str
 
+    @property
+    def min_count(self) -> int: ...
+
     def judge(self, key: tuple[str, ...], value: float | None, count: int) -> Verdict | None: ...
+
+    def state(self) -> list[Any]: ...
+
+    def load_state(self, state: list[Any]) -> None: ...
 
 
 def _scale(raw: float, center: float) -> float:
     return max(raw, SCALE_FLOOR * abs(center), ABS_FLOOR)
 
 
-def _z_severity(z: float, threshold: float) -> Severity | None:
-    if abs(z) >= 2 * threshold:
+def _z_severity(z: float, threshold: float, direction: Direction = "both") -> Severity | None:
+    signed = z if direction == "above" else -z if direction == "below" else abs(z)
+    if signed >= 2 * threshold:
         return "critical"
-    if abs(z) >= threshold:
+    if signed >= threshold:
         return "warning"
     return None
 
@@ -62,7 +74,13 @@ class ThresholdDetector:
 
     def __init__(self, rule: ThresholdRule, min_count: int = DEFAULT_THRESHOLD_MIN_COUNT) -> None:
         self.rule = rule
-        self.min_count = min_count
+        self.min_count = rule.min_count if rule.min_count is not None else min_count
+
+    def state(self) -> list[Any]:
+        return []  # stateless
+
+    def load_state(self, state: list[Any]) -> None:
+        pass
 
     def judge(self, key: tuple[str, ...], value: float | None, count: int) -> Verdict | None:
         if value is None or count < self.min_count:
@@ -87,6 +105,10 @@ class RobustZDetector:
         self.params = params
         self.history: dict[tuple[str, ...], deque[float]] = {}
 
+    @property
+    def min_count(self) -> int:
+        return self.params.min_count
+
     def judge(self, key: tuple[str, ...], value: float | None, count: int) -> Verdict | None:
         if value is None or count < self.params.min_count:
             return None
@@ -96,9 +118,15 @@ class RobustZDetector:
             center = median(past)
             mad = median(abs(v - center) for v in past)
             z = (value - center) / _scale(1.4826 * mad, center)
-            verdict = Verdict(_z_severity(z, self.params.threshold), value, center, z)
+            verdict = Verdict(_z_severity(z, self.params.threshold, self.params.direction), value, center, z)
         past.append(value)
         return verdict
+
+    def state(self) -> list[Any]:
+        return [[list(key), list(past)] for key, past in self.history.items()]
+
+    def load_state(self, state: list[Any]) -> None:
+        self.history = {tuple(key): deque(past, maxlen=self.params.history) for key, past in state}
 
 
 @dataclass
@@ -113,25 +141,36 @@ class EwmaDetector:
 
     def __init__(self, params: Ewma) -> None:
         self.params = params
-        self.state: dict[tuple[str, ...], _EwmaState] = {}
+        self.state_by_key: dict[tuple[str, ...], _EwmaState] = {}
+
+    @property
+    def min_count(self) -> int:
+        return self.params.min_count
 
     def judge(self, key: tuple[str, ...], value: float | None, count: int) -> Verdict | None:
         if value is None or count < self.params.min_count:
             return None
-        state = self.state.get(key)
+        state = self.state_by_key.get(key)
         if state is None:
-            self.state[key] = _EwmaState(mean=value)
+            self.state_by_key[key] = _EwmaState(mean=value)
             return None
         diff = value - state.mean
         z = diff / _scale(math.sqrt(state.var), state.mean)
-        severity = _z_severity(z, self.params.threshold) if state.seen >= self.params.warmup else None
-        verdict = Verdict(severity, value, state.mean, z) if state.seen >= self.params.warmup else None
+        warm = state.seen >= self.params.warmup
+        severity = _z_severity(z, self.params.threshold, self.params.direction) if warm else None
+        verdict = Verdict(severity, value, state.mean, z) if warm else None
         if severity is None:  # out-of-control windows leave the baseline alone
             alpha = self.params.alpha
             state.mean += alpha * diff
             state.var = (1 - alpha) * (state.var + alpha * diff * diff)
             state.seen += 1
         return verdict
+
+    def state(self) -> list[Any]:
+        return [[list(key), s.mean, s.var, s.seen] for key, s in self.state_by_key.items()]
+
+    def load_state(self, state: list[Any]) -> None:
+        self.state_by_key = {tuple(key): _EwmaState(mean, var, seen) for key, mean, var, seen in state}
 
 
 def build_detector(spec: DetectorSpec, threshold_min_count: int = DEFAULT_THRESHOLD_MIN_COUNT) -> Detector:

@@ -2,9 +2,15 @@
 
 Lifecycle per (detector, key): the first alarming window opens an anomaly (one open anomaly per key and
 detector: later alarming windows only raise its peak severity/score), and `resolve_after` consecutive
-judged normal windows resolve it. Windows a detector cannot judge (min-count guard, warm-up) neither open
-nor resolve. `process` returns the records to publish: the anomaly when it opens and again when it
-resolves (same id; the resolved copy carries `resolved_at`).
+judged normal windows (the detector's `resolveAfter`, else the engine's) resolve it. A window too thin to
+judge (min-count guard) never opens one but counts as normal towards resolving an open one (it shows no
+sign that the anomaly goes on); other windows a detector cannot judge (warm-up, no value) do neither.
+`process` returns the records to publish: the anomaly when it opens and again when it resolves (same id;
+the resolved copy carries `resolved_at`).
+
+`snapshot()` / `load()` round-trip the whole state (every detector's baselines and the open anomalies with
+their normal-window streaks): the detector component stores it in the same PostgreSQL transaction as the
+anomalies, tagged with the consumed offsets, so a restart resumes exactly.
 """
 
 from __future__ import annotations
@@ -16,11 +22,28 @@ from typing import Any
 import msgspec
 
 from adnomaly.detection.anomaly import Anomaly, anomaly_id
-from adnomaly.detection.detectors import DEFAULT_THRESHOLD_MIN_COUNT, Detector, build_detector
+from adnomaly.detection.detectors import DEFAULT_THRESHOLD_MIN_COUNT, Detector, Verdict, build_detector
 from adnomaly.features.record import FeatureRecord
 from adnomaly.spec import DetectionSpec, DetectorSpec
 
 RESOLVE_AFTER = 2
+
+
+class DetectorState(msgspec.Struct, frozen=True):
+    method: str
+    state: list[Any]
+
+
+class OpenState(msgspec.Struct, frozen=True):
+    anomaly: Anomaly
+    normal_streak: int
+
+
+class EngineState(msgspec.Struct, frozen=True):
+    """Everything a restart needs to judge the next window exactly as an uninterrupted run would."""
+
+    detectors: dict[str, DetectorState] = {}
+    open: list[OpenState] = []
 
 
 @dataclass
@@ -44,9 +67,29 @@ class DetectionEngine:
             raise ValueError("resolve_after must be at least 1")
         self._detectors = [(d, build_detector(d, self.threshold_min_count)) for d in self.detection.detectors]
 
+    def snapshot(self) -> EngineState:
+        return EngineState(
+            detectors={spec.name: DetectorState(d.method, d.state()) for spec, d in self._detectors},
+            open=[OpenState(o.anomaly, o.normal_streak) for o in self.open.values()],
+        )
+
+    def load(self, state: EngineState) -> None:
+        """Adopt a snapshot. A detector whose method changed since (or that is new) starts afresh; anomalies of
+        detectors no longer configured stay open in the store (nothing here can judge them any more)."""
+        names = {spec.name: d for spec, d in self._detectors}
+        for name, saved in state.detectors.items():
+            detector = names.get(name)
+            if detector is not None and detector.method == saved.method:
+                detector.load_state(saved.state)
+        self.open = {
+            (o.anomaly.type, tuple(sorted(o.anomaly.dimensions.items()))): _Open(o.anomaly, o.normal_streak)
+            for o in state.open if o.anomaly.type in names
+        }  # fmt: skip
+
     def restore(self, anomalies: list[Anomaly]) -> None:
-        """Re-adopt anomalies still open (read back from the store after a restart): they are not opened
-        twice, and a replay of the very window that opened one publishes it again (same id)."""
+        """Re-adopt anomalies still open (read back from the store after a restart without a matching
+        snapshot): they are not opened twice, and a replay of the very window that opened one publishes it
+        again (same id). Their normal-window streaks are lost; `load` keeps them."""
         for a in anomalies:
             if a.status == "open":
                 self.open[(a.type, tuple(sorted(a.dimensions.items())))] = _Open(a, restored=True)
@@ -58,10 +101,14 @@ class DetectionEngine:
             if spec.feature != record.feature or spec.metric not in record.metrics:
                 continue
             verdict = detector.judge(tuple(v for _, v in key), record.metrics[spec.metric], record.event_count)
-            if verdict is None:
-                continue
             slot = (spec.name, key)
             current = self.open.get(slot)
+            if verdict is None:
+                if current is None or record.event_count >= detector.min_count:
+                    continue
+                # Too few events to judge: no sign the anomaly goes on (a burst's key back to its thin normal
+                # traffic would otherwise stay open for hours and swallow its next anomaly). Counts as normal.
+                verdict = Verdict(None, record.metrics[spec.metric] or 0.0, None, 0.0)
             if verdict.severity is not None:
                 if current is None:
                     anomaly = Anomaly(
@@ -86,7 +133,8 @@ class DetectionEngine:
                         current.anomaly = msgspec.structs.replace(current.anomaly, severity="critical")
             elif current is not None:
                 current.normal_streak += 1
-                if current.normal_streak >= self.resolve_after:
+                resolve_after = spec.resolve_after if spec.resolve_after is not None else self.resolve_after
+                if current.normal_streak >= resolve_after:
                     del self.open[slot]
                     out.append(msgspec.structs.replace(
                         current.anomaly, status="resolved", resolved_at=record.window_end

@@ -13,6 +13,9 @@ class DetectorMetrics:
         self.anomalies = Counter("adnomaly_anomalies_total", "Anomalies opened", ["type", "severity"], **kw)
         self.resolved = Counter("adnomaly_anomalies_resolved_total", "Anomalies resolved", ["type"], **kw)
         self.records = Counter("adnomaly_detector_records_total", "Feature records judged", **kw)
+        self.late = Counter(
+            "adnomaly_detector_late_records_total", "Raw/dead-letter records whose `_dlq` window had fired", **kw
+        )
         self.invalid = Counter("adnomaly_detector_invalid_records_total", "Undecodable feature records", **kw)
         self.batch = Histogram(
             "adnomaly_detector_batch_seconds", "Judge + store + publish of one batch", buckets=LATENCY_BUCKETS, **kw

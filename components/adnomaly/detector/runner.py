@@ -1,12 +1,16 @@
 """The detector loop: consume feature records, judge them, store and publish anomalies, commit.
 
-Per batch: decode each record (undecodable ones are logged and counted, never judged), run the engine
-(carrying the record's `traceparent`/`tracestate` headers and its topic/partition/offset into the
-anomaly's context), upsert the anomalies into PostgreSQL, then, in one Kafka transaction, produce them to
-the anomalies topic (key: anomaly id) and commit the consumed offsets. A crash before the transaction
-commits replays the batch: the table is idempotent and the aborted messages are invisible to
-read_committed consumers, so each anomaly appears once in both. At start, anomalies still open in the
-table are re-adopted, so a restart does not open them twice.
+Per batch: decode each feature record (undecodable ones are logged and counted, never judged); when a
+detector watches the reserved feature `_dlq`, also count the raw and dead-letter topics' record
+timestamps into `_dlq` windows; run the engine in window order (carrying a record's `traceparent`/
+`tracestate` headers and its topic/partition/offset into the anomaly's context). Then, in one PostgreSQL
+transaction, upsert the anomalies and save a checkpoint (the engine's and the windows' state with the
+consumed offsets); then, in one Kafka transaction, produce the anomalies to the anomalies topic (key:
+anomaly id) and commit the same offsets. At start the checkpoint matching Kafka's committed offsets is
+loaded (`adnomaly.detector.checkpoint`), so a restart, even after kill -9, judges on from exactly the state
+of an uninterrupted run: each anomaly, its escalation and its resolution appear once in the topic and the
+table. Without a matching checkpoint (first start of an older deployment, expired group offsets), the
+anomalies still open in the table are re-adopted instead, so they are at least not opened twice.
 """
 
 from __future__ import annotations
@@ -19,16 +23,19 @@ from typing import Any
 
 import msgspec
 import psycopg
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, Message, Producer, TopicPartition
 
 from adnomaly.config import ComponentConfig
 from adnomaly.detection.anomaly import ENCODER, Anomaly
+from adnomaly.detection.dlq import InvalidShareWindows
 from adnomaly.detection.engine import DetectionEngine
-from adnomaly.detector import store
+from adnomaly.detector import checkpoint, store
 from adnomaly.detector.config import DetectorConfig
 from adnomaly.detector.metrics import DetectorMetrics
+from adnomaly.durations import parse_duration
 from adnomaly.features.record import DECODER, FeatureRecord
 from adnomaly.kafka_client import consumer_config, producer_config
+from adnomaly.spec import DLQ_FEATURE
 
 _log = logging.getLogger(__name__)
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -51,52 +58,146 @@ class DetectorRunner:
         self.config = config
         self.section = section
         self.metrics = metrics or DetectorMetrics()
+        detection = section.detection_spec()
         self.engine = DetectionEngine(
-            pipeline=config.pipeline, detection=section.detection_spec(), resolve_after=section.resolve_after,
+            pipeline=config.pipeline, detection=detection, resolve_after=section.resolve_after,
             threshold_min_count=section.threshold_min_count,
         )  # fmt: skip
+        topics = config.kafka.topics
+        self.dlq: InvalidShareWindows | None = None
+        self.topics = [topics.features]
+        if any(d.feature == DLQ_FEATURE for d in detection.detectors):
+            self.dlq = InvalidShareWindows(int(parse_duration(detection.dlq.window) * 1_000_000),
+                                           int(parse_duration(detection.dlq.allowed_lateness) * 1_000_000))  # fmt: skip
+            self.topics += [topics.raw, topics.dlq]
         self.conn = psycopg.connect(dsn, autocommit=True)
         store.ensure_table(self.conn, section.db_schema)
-        self.engine.restore(store.open_anomalies(self.conn, section.db_schema, config.pipeline))
         bootstrap = config.kafka.bootstrap_servers
         self.consumer = Consumer(consumer_config(bootstrap, section.group_id))
         self.producer = Producer(producer_config(bootstrap, transactional_id=section.transactional_id))
+        # Fences a killed predecessor and settles its open transaction: the committed offsets read next are final.
         self.producer.init_transactions(30)
+        self.positions: dict[str, int] = {}
+        self.seq = 0
+        self.resume()
         self.stopping = threading.Event()
+
+    def committed(self) -> dict[str, int]:
+        """The offsets Kafka holds for this group on the consumed topics (partitions never committed: absent)."""
+        partitions = []
+        for topic in self.topics:
+            meta = self.consumer.list_topics(topic, timeout=30).topics.get(topic)
+            if meta is None or meta.error is not None:
+                raise RuntimeError(f"cannot read the partitions of topic {topic!r}: {meta and meta.error}")
+            partitions += [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+        out: dict[str, int] = {}
+        for tp in self.consumer.committed(partitions, timeout=30):
+            if tp.error is not None:
+                raise RuntimeError(f"cannot read the committed offset of {tp.topic}[{tp.partition}]: {tp.error}")
+            if tp.offset >= 0:
+                out[checkpoint.offset_key(tp.topic, tp.partition)] = tp.offset
+        return out
+
+    def resume(self) -> None:
+        """Load the checkpoint matching Kafka's committed offsets, else re-adopt the open anomalies."""
+        committed = self.committed()
+        schema, group = self.section.db_schema, self.section.group_id
+        saved = store.checkpoints(self.conn, schema, group)
+        found = checkpoint.matching(saved, committed, self.topics)
+        if found is None:
+            if saved or committed:
+                _log.warning("no checkpoint matches the committed offsets %s: judging on with fresh baselines, "
+                             "re-adopting the open anomalies", committed)  # fmt: skip
+            store.drop_checkpoints(self.conn, schema, group)
+            self.engine.restore(store.open_anomalies(self.conn, schema, self.config.pipeline))
+            self.positions, self.seq = committed, 0
+            return
+        seq, self.positions, state = found
+        store.drop_checkpoints(self.conn, schema, group, after=seq)  # a batch Kafka never saw committed
+        self.seq = seq
+        cp = checkpoint.DECODER.decode(state)
+        self.engine.load(cp.engine)
+        dlq = self.dlq
+        if dlq is not None and cp.dlq is not None and (cp.dlq.size_us, cp.dlq.lateness_us) == (
+            dlq.size_us, dlq.lateness_us
+        ):  # fmt: skip
+            self.dlq = InvalidShareWindows.from_state(dlq.size_us, dlq.lateness_us, cp.dlq.windows)
+        _log.info("resumed from checkpoint %d (%d open anomalies)", seq, len(self.engine.open))
+
+    def encoded_state(self) -> bytes:
+        dlq = None
+        if self.dlq is not None:
+            dlq = checkpoint.DlqState(self.dlq.size_us, self.dlq.lateness_us, self.dlq.state())
+        return checkpoint.ENCODER.encode(checkpoint.Checkpoint(engine=self.engine.snapshot(), dlq=dlq))
 
     def judge(self, messages: list[Message]) -> list[tuple[Anomaly, list[tuple[str, bytes]]]]:
         out: list[tuple[Anomaly, list[tuple[str, bytes]]]] = []
-        decoded: list[tuple[FeatureRecord, Message]] = []
+        decoded: list[tuple[FeatureRecord, Message | None]] = []
+        topics = self.config.kafka.topics
         for message in messages:
+            if message.topic() != topics.features:
+                self.count_dlq(message)
+                continue
             try:
                 decoded.append((DECODER.decode(message.value() or b""), message))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 self.metrics.invalid.inc()
                 _log.error("skipping an undecodable feature record at %s[%d]@%d: %s",
                            message.topic(), message.partition(), message.offset(), exc)  # fmt: skip
+        if self.dlq is not None:
+            decoded.extend((record, None) for record in self.dlq.fire(self.dlq.watermark(self.lagging())))
         # The features topic is keyed by (feature, key, window end), so one key's windows spread over
         # partitions: judge a batch in window order.
         decoded.sort(key=lambda item: item[0].window_end)
         for record, message in decoded:
             self.metrics.records.inc()
-            context = trace_context(message)
+            context = trace_context(message) if message is not None else {}
             headers = [(k, v.encode()) for k, v in context.items() if k in TRACE_HEADERS]
             out.extend((a, headers) for a in self.engine.process(record, context))
+        return out
+
+    def count_dlq(self, message: Message) -> None:
+        """Count a raw or dead-letter record into the `_dlq` windows (by its Kafka timestamp)."""
+        kind, ms = message.timestamp()
+        if self.dlq is None or kind == TIMESTAMP_NOT_AVAILABLE:
+            return
+        source = checkpoint.offset_key(message.topic(), message.partition())
+        if message.topic() == self.config.kafka.topics.dlq:
+            counted = self.dlq.count_invalid(ms * 1000, source)
+        else:
+            counted = self.dlq.count_raw(ms * 1000, source)
+        if not counted:
+            self.metrics.late.inc()
+
+    def lagging(self) -> list[str]:
+        """The raw and dead-letter partitions with records left to read (by the cached high watermarks)."""
+        topics = self.config.kafka.topics
+        assigned = [tp for tp in self.consumer.assignment() if tp.topic in (topics.raw, topics.dlq)]
+        out = []
+        for tp in self.consumer.position(assigned) if assigned else []:
+            low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            position = tp.offset if tp.offset >= 0 else max(low, 0)
+            if high < 0 or position < high:
+                out.append(checkpoint.offset_key(tp.topic, tp.partition))
         return out
 
     def handle(self, messages: list[Message]) -> None:
         started = time.perf_counter()
         judged = self.judge(messages)
-        store.write(self.conn, self.section.db_schema, [a for a, _ in judged])
-        positions: dict[tuple[str, int], int] = {}
         for message in messages:
-            positions[(message.topic(), message.partition())] = message.offset() + 1
+            self.positions[checkpoint.offset_key(message.topic(), message.partition())] = message.offset() + 1
+        self.seq += 1
+        store.write(self.conn, self.section.db_schema, [a for a, _ in judged],
+                    (self.section.group_id, self.seq, self.positions, self.encoded_state()))  # fmt: skip
         self.producer.begin_transaction()
         try:
             for anomaly, headers in judged:
                 self.producer.produce(self.config.kafka.topics.anomalies, key=anomaly.id.encode(),
                                       value=ENCODER.encode(anomaly), headers=headers)  # fmt: skip
-            offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+            offsets = []
+            for key, offset in self.positions.items():
+                topic, partition = key.rsplit(":", 1)
+                offsets.append(TopicPartition(topic, int(partition), offset))
             self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
             self.producer.commit_transaction(60)
         except Exception:
@@ -110,7 +211,7 @@ class DetectorRunner:
         self.metrics.batch.observe(time.perf_counter() - started)
 
     def run(self, on_batch: Callable[[int], None] | None = None) -> None:
-        self.consumer.subscribe([self.config.kafka.topics.features])
+        self.consumer.subscribe(self.topics)
         try:
             while not self.stopping.is_set():
                 messages = self.consumer.consume(self.section.batch_size, self.section.batch_timeout_s)

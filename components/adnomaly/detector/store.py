@@ -3,12 +3,18 @@
 Rows are keyed by the anomaly's deterministic id. Writing the same anomaly again changes nothing; the
 resolved copy of an open anomaly sets `status`, `severity` and `resolved_at`, and never the other way
 round (a replayed `open` record cannot reopen a resolved row).
+
+`detector_checkpoints` holds the detector's state (baselines, open anomalies with their normal-window
+streaks, `_dlq` windows) tagged with the consumed offsets it reflects, written in the same transaction as
+the batch's anomalies. The last two are kept: the newest, and the one before it for a crash between this
+transaction and the Kafka transaction that commits the same offsets (see `adnomaly.detector.checkpoint`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -38,7 +44,21 @@ CREATE TABLE IF NOT EXISTS anomalies (
 );
 CREATE INDEX IF NOT EXISTS anomalies_open_idx ON anomalies (pipeline, type) WHERE status = 'open';
 CREATE INDEX IF NOT EXISTS anomalies_detected_idx ON anomalies (detected_at);
+CREATE TABLE IF NOT EXISTS detector_checkpoints (
+    group_id text NOT NULL,
+    seq bigint NOT NULL,
+    offsets jsonb NOT NULL,
+    state bytea NOT NULL,
+    saved_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (group_id, seq)
+);
 """
+
+SAVE_CHECKPOINT = """
+INSERT INTO detector_checkpoints (group_id, seq, offsets, state) VALUES (%s, %s, %s, %s)
+ON CONFLICT (group_id, seq) DO UPDATE SET offsets = EXCLUDED.offsets, state = EXCLUDED.state, saved_at = now()
+"""
+KEEP_CHECKPOINTS = 2
 
 UPSERT = """
 INSERT INTO anomalies (id, pipeline, type, detector, severity, status, feature, metric, dimensions,
@@ -72,13 +92,41 @@ def _row(a: Anomaly) -> tuple[object, ...]:
             a.resolved_at)  # fmt: skip
 
 
-def write(conn: psycopg.Connection, db_schema: str, anomalies: Sequence[Anomaly]) -> None:
-    """Upsert `anomalies` in one transaction (in order: an anomaly's open copy before its resolved one)."""
-    if not anomalies:
+def write(conn: psycopg.Connection, db_schema: str, anomalies: Sequence[Anomaly],
+          checkpoint: tuple[str, int, dict[str, int], bytes] | None = None) -> None:  # fmt: skip
+    """Upsert `anomalies` (in order: an anomaly's open copy before its resolved one) and save `checkpoint`
+    (group id, sequence number, offsets, encoded state), all in one transaction."""
+    if not anomalies and checkpoint is None:
         return
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(db_schema)))
-        cur.executemany(UPSERT, [_row(a) for a in anomalies])
+        if anomalies:
+            cur.executemany(UPSERT, [_row(a) for a in anomalies])
+        if checkpoint is not None:
+            group_id, seq, offsets, state = checkpoint
+            cur.execute(SAVE_CHECKPOINT, (group_id, seq, Jsonb(offsets), state))
+            cur.execute("DELETE FROM detector_checkpoints WHERE group_id = %s AND seq <= %s",
+                        (group_id, seq - KEEP_CHECKPOINTS))  # fmt: skip
+
+
+def drop_checkpoints(conn: psycopg.Connection, db_schema: str, group_id: str, after: int = -1) -> None:
+    """Forget the checkpoints of `group_id` newer than `after` (all by default): they reflect batches whose
+    Kafka transaction never committed, so no restart may resume from them."""
+    query = sql.SQL("DELETE FROM {}.detector_checkpoints WHERE group_id = %s AND seq > %s").format(
+        sql.Identifier(db_schema)
+    )
+    with conn.transaction():
+        conn.execute(query, (group_id, after))
+
+
+def checkpoints(conn: psycopg.Connection, db_schema: str, group_id: str) -> list[tuple[int, dict[str, Any], bytes]]:
+    """The kept checkpoints of `group_id` as (seq, offsets, state), newest first."""
+    query = sql.SQL(
+        "SELECT seq, offsets, state FROM {}.detector_checkpoints WHERE group_id = %s ORDER BY seq DESC LIMIT %s"
+    ).format(sql.Identifier(db_schema))
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(query, (group_id, KEEP_CHECKPOINTS))
+        return [(int(seq), dict(offsets), bytes(state)) for seq, offsets, state in cur.fetchall()]
 
 
 def open_anomalies(conn: psycopg.Connection, db_schema: str, pipeline: str) -> list[Anomaly]:

@@ -13,7 +13,7 @@ from typing import Any
 from adnomaly.config import CONFIG_ENV
 from adnomaly.plan import ComponentPlan
 
-from adnomaly_operator.desired import COMPONENT_MODULES, HTTP_PORTS, METRICS_PORT, KubePlan
+from adnomaly_operator.desired import COMPONENT_MODULES, HTTP_PORTS, INGEST_TOKENS_DIR, METRICS_PORT, KubePlan
 from adnomaly_operator.names import (
     ANNOTATION_CONFIG_HASH,
     LABEL_METRICS,
@@ -45,8 +45,8 @@ def config_key(component: str) -> str:
 
 def render_config_map(kp: KubePlan, ctx: RenderContext) -> Desired:
     data = {config_key(name): cp.config.to_json() for name, cp in sorted(kp.components.items())}
-    if kp.features is not None:
-        data[config_key("features")] = kp.features.to_json()
+    if kp.features is not None:  # the Flink job's SQL and options (adnomaly.features.sql.compile_job)
+        data[config_key("features")] = kp.features.to_json().decode()
     cm = obj("v1", "ConfigMap", metadata(kp, ctx, kp.names.config_map, "config"), data=data)
     return Desired(cm, STAGE_BASE)
 
@@ -60,12 +60,11 @@ def _resources(kp: KubePlan, component: str) -> Obj:
     res = section.resources if section is not None else None
     if res is None:
         return DEFAULT_RESOURCES
-    out: Obj = {}
-    if res.requests:
-        out["requests"] = dict(res.requests)
-    if res.limits:
-        out["limits"] = dict(res.limits)
-    return out
+    # what the spec sets wins; the defaults fill the rest, so every pod keeps requests and a memory limit
+    requests = {**DEFAULT_RESOURCES["requests"], **res.requests}
+    # a memory request of its own without a limit: the limit is that request (never a limit below it)
+    default_limits = {"memory": res.requests["memory"]} if "memory" in res.requests else DEFAULT_RESOURCES["limits"]
+    return {"requests": requests, "limits": {**default_limits, **res.limits}}
 
 
 def _probes(component: str, metrics_port: int | None) -> Obj:
@@ -95,13 +94,18 @@ def _ports(component: str, metrics_port: int | None) -> list[Obj]:
     return ports
 
 
+def component_env(kp: KubePlan, component: str) -> list[Obj]:
+    """Non-secret settings as values, secrets only as `secretKeyRef`s (never their values)."""
+    plain = [{"name": var, "value": value} for var, value in sorted(kp.plain_env.get(component, {}).items())]
+    return plain + [secret_env(var, ref) for var, ref in sorted(kp.secret_env.get(component, {}).items())]
+
+
 def _deployment(kp: KubePlan, ctx: RenderContext, cp: ComponentPlan) -> Obj:
     component = cp.name
     metrics_port = cp.config.metrics_port
     meta = metadata(kp, ctx, kp.names.component(component), component, tier="component")
     config_path = f"{CONFIG_DIR}/config.json"
-    env: list[Obj] = [{"name": CONFIG_ENV, "value": config_path}]
-    env += [secret_env(var, ref) for var, ref in sorted(kp.secret_env.get(component, {}).items())]
+    env = [{"name": CONFIG_ENV, "value": config_path}, *component_env(kp, component)]
     container: dict[str, Any] = {
         "name": component,
         "image": ctx.images.component,
@@ -119,6 +123,19 @@ def _deployment(kp: KubePlan, ctx: RenderContext, cp: ComponentPlan) -> Obj:
     }
     if not container["ports"]:
         del container["ports"]
+    volumes = [
+        {"name": "config", "configMap": {
+            "name": kp.names.config_map,
+            "items": [{"key": config_key(component), "path": "config.json"}],
+        }},
+        scratch_volume(),
+    ]
+    if component == "ingest" and kp.ingest_tokens is not None:
+        # a directory mount (not subPath), so the kubelet brings a rotated Secret to the running pods
+        volumes.append({"name": "ingest-tokens", "secret": {
+            "secretName": kp.ingest_tokens.name, "items": [{"key": kp.ingest_tokens.key, "path": "tokens"}],
+        }})
+        container["volumeMounts"].append({"name": "ingest-tokens", "mountPath": INGEST_TOKENS_DIR, "readOnly": True})
     return obj("apps/v1", "Deployment", meta, spec={
         "replicas": cp.replicas,
         "revisionHistoryLimit": 3,
@@ -135,13 +152,7 @@ def _deployment(kp: KubePlan, ctx: RenderContext, cp: ComponentPlan) -> Obj:
                 "securityContext": POD_SECURITY,
                 "terminationGracePeriodSeconds": 60,  # components drain on SIGTERM
                 "containers": [container],
-                "volumes": [
-                    {"name": "config", "configMap": {
-                        "name": kp.names.config_map,
-                        "items": [{"key": config_key(component), "path": "config.json"}],
-                    }},
-                    scratch_volume(),
-                ],
+                "volumes": volumes,
             },
         },
     })

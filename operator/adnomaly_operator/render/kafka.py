@@ -1,4 +1,9 @@
-"""Strimzi objects: a KRaft `Kafka` with one dual-role `KafkaNodePool`, and a `KafkaTopic` per topic. Pure.
+"""Strimzi objects: a KRaft `Kafka` with one dual-role `KafkaNodePool`, a `KafkaTopic` per topic and a
+`KafkaUser` per component. Pure.
+
+Every client authenticates (SCRAM-SHA-512) on both listeners — `plain` (SASL_PLAINTEXT, what the
+components use) and `tls` (SASL_SSL with the cluster CA) — and the `simple` authorizer gives each
+component's user only the ACLs its config needs (`adnomaly.kafka_acls`).
 
 Strimzi >= 1.0 serves only `kafka.strimzi.io/v1`; node pools and KRaft are the only mode, the
 annotations are still what Strimzi's docs (and older 0.4x operators) expect.
@@ -6,9 +11,19 @@ annotations are still what Strimzi's docs (and older 0.4x operators) expect.
 
 from __future__ import annotations
 
-from adnomaly_operator.desired import KAFKA_PORT, KubePlan
-from adnomaly_operator.names import STRIMZI_CLUSTER_LABEL
+from adnomaly.kafka_acls import strimzi_acls
+
+from adnomaly_operator.desired import (
+    FLINK_COMPONENT,
+    KAFKA_PORT,
+    KAFKA_TLS_PORT,
+    KafkaUserPlan,
+    KubePlan,
+    uses_kafka,
+)
+from adnomaly_operator.names import LABEL_COMPONENT, LABEL_PIPELINE, LABEL_TIER, STRIMZI_CLUSTER_LABEL
 from adnomaly_operator.render.common import (
+    CONTAINER_SECURITY,
     STAGE_STORES,
     STAGE_TOPICS,
     Desired,
@@ -34,6 +49,58 @@ def _broker_config(replicas: int) -> Obj:
     }
 
 
+POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}  # Strimzi picks the uid
+OPERATOR_RESOURCES = {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
+KAFKA_RESOURCES = {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+SCRAM_AUTH = {"type": "scram-sha-512"}
+
+
+def kafka_clients(kp: KubePlan) -> list[str]:
+    """The pipeline's components that talk to Kafka (plus the Flink job, as `features`)."""
+    clients = [name for name, cp in sorted(kp.components.items()) if uses_kafka(cp.config)]
+    return clients + ([FLINK_COMPONENT] if kp.features is not None else [])
+
+
+def kafka_client_peers(kp: KubePlan) -> list[Obj]:
+    """NetworkPolicy peers for the pods of the pipeline's Kafka clients."""
+    components = [c for c in kafka_clients(kp) if c != FLINK_COMPONENT]
+    peers: list[Obj] = []
+    if components:
+        peers.append({"podSelector": {
+            "matchLabels": {LABEL_PIPELINE: kp.name, LABEL_TIER: "component"},
+            "matchExpressions": [{"key": LABEL_COMPONENT, "operator": "In", "values": components}],
+        }})
+    if kp.features is not None:
+        peers.append({"podSelector": {"matchLabels": {LABEL_PIPELINE: kp.name, LABEL_TIER: "flink"}}})
+    return peers
+
+
+def _listeners(kp: KubePlan) -> list[Obj]:
+    """Both listeners authenticate; Strimzi's own NetworkPolicy for them admits only the pipeline's clients."""
+    peers = kafka_client_peers(kp)
+    return [
+        {"name": "plain", "port": KAFKA_PORT, "type": "internal", "tls": False, "authentication": SCRAM_AUTH,
+         "networkPolicyPeers": peers},
+        {"name": "tls", "port": KAFKA_TLS_PORT, "type": "internal", "tls": True, "authentication": SCRAM_AUTH,
+         "networkPolicyPeers": peers},
+    ]
+
+
+def kafka_pod_labels(kp: KubePlan) -> dict[str, str]:
+    """Labels the broker pods get through the node pool's pod template (what NetworkPolicies select)."""
+    return {LABEL_PIPELINE: kp.name, LABEL_TIER: "kafka"}
+
+
+def _kafka_user(kp: KubePlan, ctx: RenderContext, user: KafkaUserPlan) -> Desired:
+    acls = strimzi_acls(user.acls)
+    ku = obj(
+        STRIMZI_API, "KafkaUser",
+        metadata(kp, ctx, user.name, "kafka", labels={STRIMZI_CLUSTER_LABEL: kp.names.kafka}),
+        spec={"authentication": SCRAM_AUTH, "authorization": {"type": "simple", "acls": acls}},
+    )
+    return Desired(ku, STAGE_TOPICS, status_key="users")
+
+
 def render_kafka(kp: KubePlan, ctx: RenderContext) -> list[Desired]:
     managed = kp.pipeline.spec.kafka.effective_managed
     if managed is None:
@@ -46,10 +113,19 @@ def render_kafka(kp: KubePlan, ctx: RenderContext) -> list[Desired]:
         spec={
             "kafka": {
                 "version": managed.version,
-                "listeners": [{"name": "plain", "port": KAFKA_PORT, "type": "internal", "tls": False}],
+                "listeners": _listeners(kp),
+                "authorization": {"type": "simple"},
                 "config": _broker_config(managed.replicas),
             },
-            "entityOperator": {"topicOperator": {}},
+            "entityOperator": {
+                "topicOperator": {"resources": dict(OPERATOR_RESOURCES)},
+                "userOperator": {"resources": dict(OPERATOR_RESOURCES)},
+                "template": {
+                    "pod": {"securityContext": POD_SECURITY},
+                    "topicOperatorContainer": {"securityContext": CONTAINER_SECURITY},
+                    "userOperatorContainer": {"securityContext": CONTAINER_SECURITY},
+                },
+            },
         },
     )
     volume: Obj = {
@@ -68,6 +144,12 @@ def render_kafka(kp: KubePlan, ctx: RenderContext) -> list[Desired]:
             "replicas": managed.replicas,
             "roles": ["controller", "broker"],
             "storage": {"type": "jbod", "volumes": [volume]},
+            "resources": dict(KAFKA_RESOURCES),
+            "template": {
+                "pod": {"metadata": {"labels": kafka_pod_labels(kp)}, "securityContext": POD_SECURITY},
+                "kafkaContainer": {"securityContext": CONTAINER_SECURITY},
+                "initContainer": {"securityContext": CONTAINER_SECURITY},
+            },
         },
     )
     out = [
@@ -81,4 +163,5 @@ def render_kafka(kp: KubePlan, ctx: RenderContext) -> list[Desired]:
             spec={"partitions": topic.partitions, "replicas": topic.replicas, "config": dict(topic.config)},
         )
         out.append(Desired(kt, STAGE_TOPICS, status_key="topics", retain=True))
+    out += [_kafka_user(kp, ctx, user) for _, user in sorted(kp.kafka_users.items())]
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import yaml
 from adnomaly.services.helm import CHART, INSTALL_MANIFEST, INSTALL_NAMESPACE, run_helm, template
 from adnomaly.services.kube import KubeControlPlane
+from adnomaly_operator.render.flink import FLINK_RULES
 from adnomaly_operator.testing import install_crds
 
 pytestmark = pytest.mark.operator
@@ -64,11 +66,19 @@ def test_rbac_is_enforced_by_the_api_server(kube: KubeControlPlane, installed: t
     assert can_i(kube, sa, "list", "customresourcedefinitions.apiextensions.k8s.io")
     assert not can_i(kube, sa, "create", "secrets", "-n", "default"), "namespaced install reaches another namespace"
     assert not can_i(kube, sa, "get", "nodes")
-    assert not can_i(kube, sa, "create", "pods", "-n", namespace)
+    assert not can_i(kube, sa, "create", "pods", "-n", "default")
+    assert not can_i(kube, sa, "create", "pods", "--subresource=exec", "-n", namespace)
     assert not can_i(kube, sa, "update", "secrets", "-n", namespace)
-    # the operator renders a Role for the Flink job with rules it does not hold itself: escalate + bind
-    kube.kubectl("create", "role", "flink-probe", "--verb=*", "--resource=pods,configmaps,services",
-                 "-n", namespace, f"--as={sa}", "--dry-run=server")
+    assert not can_i(kube, sa, "escalate", "roles.rbac.authorization.k8s.io", "-n", namespace)
+    assert not can_i(kube, sa, "bind", "roles.rbac.authorization.k8s.io", "-n", namespace)
+    # the Flink job's Role as the operator renders it: accepted, because the operator holds each of its rules
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "flink-probe", "namespace": namespace}, "rules": FLINK_RULES}
+    kube.kubectl("create", "-f", "-", f"--as={sa}", "--dry-run=server", stdin=json.dumps(role))
+    # a wider one is refused: no escalation through the Roles it writes
+    wider = kube.kubectl("create", "role", "flink-wider", "--verb=*", "--resource=pods,configmaps,services",
+                         "-n", namespace, f"--as={sa}", "--dry-run=server", check=False)
+    assert wider.returncode != 0 and "not currently held" in wider.stderr, wider.stderr
     kube.kubectl("create", "role", "flink-probe", "--verb=get", "--resource=pods", "-n", namespace)
     kube.kubectl("create", "rolebinding", "flink-probe", "--role=flink-probe", f"--serviceaccount={namespace}:default",
                  "-n", namespace, f"--as={sa}", "--dry-run=server")

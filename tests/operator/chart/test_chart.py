@@ -10,15 +10,19 @@ import yaml
 from adnomaly.services.base import ServiceError
 from adnomaly.services.helm import CHART, INSTALL_MANIFEST, install_manifest, run_helm
 from adnomaly_operator.main import build_parser
+from adnomaly_operator.render.flink import FLINK_RULES
 from adnomaly_operator.resources import OWNED_KINDS, PIPELINE
 
 from tests.operator.chart.render import by_kind, one, render
+from tests.operator.pod_security import hardening_problems
 
 ROOT = Path(__file__).resolve().parents[3]
 WRITE_VERBS = {"create", "patch", "delete"}
 READ_VERBS = {"get", "list", "watch"}
-# The operator renders a Role for the Flink job with rules it does not hold itself: escalate + bind on roles.
-EXTRA_VERBS = {("rbac.authorization.k8s.io", "roles"): {"escalate", "bind"}}
+# The operator renders a Role for the Flink job and may only do so holding every rule of it (no escalate or
+# bind): update/deletecollection on configmaps, pods and deployments/finalizers come from that Role.
+EXTRA_VERBS = {("", "configmaps"): {"update", "deletecollection"}}
+FLINK_ROLE_ONLY = {("", "pods"), ("apps", "deployments/finalizers")}
 
 
 def owned_verbs(group: str, plural: str) -> set[str]:
@@ -62,6 +66,13 @@ VARIANTS = [(), ("operator.watchNamespaces={team-a,team-b}",), ("operator.peerin
 
 
 @pytest.mark.parametrize("sets", VARIANTS)
+def test_the_operator_pod_is_hardened(helm: Path, sets: tuple[str, ...]) -> None:
+    for deployment in by_kind(render(helm, *sets), "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert not hardening_problems(pod, deployment["metadata"]["name"])
+
+
+@pytest.mark.parametrize("sets", VARIANTS)
 def test_rbac_has_no_wildcards(helm: Path, sets: tuple[str, ...]) -> None:
     for kind in ("ClusterRole", "Role"):
         for rule in rules_of(render(helm, *sets), kind):
@@ -83,10 +94,63 @@ def test_cluster_wide_rbac_covers_exactly_what_the_operator_uses(helm: Path) -> 
     known = {(k.group, k.plural) for k in OWNED_KINDS} | {
         ("adnomaly.io", "pipelines"), ("adnomaly.io", "pipelines/status"), ("adnomaly.io", "pipelines/finalizers"),
         ("events.k8s.io", "events"), ("", "events"), ("", "namespaces"),
-        ("apiextensions.k8s.io", "customresourcedefinitions"),
+        ("apiextensions.k8s.io", "customresourcedefinitions"), *FLINK_ROLE_ONLY,
     }
     extra = {(g, r) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]} - known
     assert not extra, f"RBAC grants resources the operator does not use: {sorted(extra)}"
+
+
+# Every rule the chart grants, exactly: (apiGroup, resource, verbs). Widening any of them fails this test.
+READ, WRITE = ("get", "list", "watch"), ("create", "patch", "delete")
+PIPELINE_RULES = [
+    ("adnomaly.io", "pipelines", (*READ, "patch", "update")),
+    ("adnomaly.io", "pipelines/status", ("get", "patch", "update")),
+    ("adnomaly.io", "pipelines/finalizers", ("update",)),
+    *[("", r, (*READ, *WRITE)) for r in ("serviceaccounts", "secrets", "services")],
+    ("apps", "statefulsets", (*READ, *WRITE)),
+    ("", "configmaps", (*READ, "create", "update", "patch", "delete", "deletecollection")),
+    ("apps", "deployments", (*READ, *WRITE)),
+    ("", "pods", (*READ, "create", "delete")),
+    ("apps", "deployments/finalizers", ("update",)),
+    ("batch", "jobs", (*READ, *WRITE)),
+    ("policy", "poddisruptionbudgets", (*READ, *WRITE)),
+    ("networking.k8s.io", "networkpolicies", (*READ, *WRITE)),
+    *[("rbac.authorization.k8s.io", r, (*READ, *WRITE)) for r in ("roles", "rolebindings")],
+    *[("kafka.strimzi.io", r, (*READ, *WRITE)) for r in ("kafkas", "kafkanodepools", "kafkatopics", "kafkausers")],
+    ("flink.apache.org", "flinkdeployments", (*READ, *WRITE)),
+    ("monitoring.coreos.com", "servicemonitors", (*READ, *WRITE)),
+    ("events.k8s.io", "events", ("create",)),
+    ("", "events", ("create",)),
+]
+CRD_READ = ("apiextensions.k8s.io", "customresourcedefinitions", READ)
+NAMESPACES_READ = ("", "namespaces", READ)
+
+
+def flat(rules: list[dict]) -> list[tuple[str, str, tuple[str, ...]]]:
+    return [(g, r, tuple(rule["verbs"])) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]]
+
+
+def test_rbac_rules_are_exactly_the_expected_list(helm: Path) -> None:
+    cluster_wide = render(helm)
+    assert flat(one(cluster_wide, "ClusterRole")["rules"]) == [CRD_READ, NAMESPACES_READ, *PIPELINE_RULES]
+    assert not by_kind(cluster_wide, "Role")
+    namespaced = render(helm, "operator.watchNamespaces={team-a,team-b}")
+    assert flat(one(namespaced, "ClusterRole")["rules"]) == [CRD_READ, NAMESPACES_READ]  # kopf lists namespaces
+    for role in by_kind(namespaced, "Role"):
+        assert flat(role["rules"]) == PIPELINE_RULES, role["metadata"]["namespace"]
+    peering = render(helm, "operator.peering.enabled=true")
+    kopf = [("kopf.dev", "clusterkopfpeerings", (*READ, "patch")), ("kopf.dev", "kopfpeerings", (*READ, "patch"))]
+    assert flat(one(peering, "ClusterRole")["rules"]) == [CRD_READ, NAMESPACES_READ, kopf[0], *PIPELINE_RULES, kopf[1]]
+
+
+def test_the_operator_holds_every_rule_of_the_flink_role_it_renders(helm: Path) -> None:
+    """Without escalate/bind the API server refuses a Role its creator does not fully hold."""
+    held = {(g, r, v) for g, r, verbs in PIPELINE_RULES for v in verbs}
+    for rule in FLINK_RULES:
+        for g in rule["apiGroups"]:
+            for r in rule["resources"]:
+                for v in rule["verbs"]:
+                    assert (g, r, v) in held, (g, r, v)
 
 
 def test_namespaced_rbac_is_one_role_per_namespace(helm: Path) -> None:
@@ -95,9 +159,10 @@ def test_namespaced_rbac_is_one_role_per_namespace(helm: Path) -> None:
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert sorted(b["metadata"]["namespace"] for b in by_kind(objects, "RoleBinding")) == ["team-a", "team-b"]
     cluster = rules_of(objects, "ClusterRole")
-    assert [(r["apiGroups"], r["resources"]) for r in cluster] == [
-        (["apiextensions.k8s.io"], ["customresourcedefinitions"])
-    ], "a namespaced operator may only read CRDs cluster-wide"
+    assert [(r["apiGroups"], r["resources"], r["verbs"]) for r in cluster] == [
+        (["apiextensions.k8s.io"], ["customresourcedefinitions"], ["get", "list", "watch"]),
+        ([""], ["namespaces"], ["get", "list", "watch"]),
+    ], "a namespaced operator may only read CRDs and namespaces cluster-wide"
     for kind in OWNED_KINDS:
         assert granted(roles[0]["rules"], kind.group, kind.plural) == owned_verbs(kind.group, kind.plural)
     args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
