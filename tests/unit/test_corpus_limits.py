@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -19,6 +18,8 @@ from adnomaly.events.codec import (
 from adnomaly.ingest.body import MAX_LINES, BodyError, check_line_count
 from adnomaly.processor.batch import DeadLetter, copy_row
 from adnomaly.processor.dlq import DeadLetterQueue, dead_letter_headers
+
+from tests.unit.test_processor_loop import Msg
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 PROBE = {"node_id": "n1", "node_name": "edge-1", "region": "eu-west", "latency_ms": 12.5, "uptime": 3600,
@@ -76,26 +77,6 @@ def test_copy_rows_escape_json_whitespace() -> None:
     assert row.count(b"\t") == 3 and row.count(b"\n") == 1 and b"\r" not in row
 
 
-class Message(SimpleNamespace):
-    def error(self) -> None:
-        return None
-
-    def value(self) -> bytes | None:
-        return self.v
-
-    def key(self) -> bytes | None:
-        return self.k
-
-    def topic(self) -> str:
-        return "raw"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return 5
-
-
 class Producer:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
@@ -111,12 +92,12 @@ class Producer:
 
 
 def test_dead_letters_too_big_for_a_producer_are_cut_and_say_so() -> None:
-    big = Message(v=b"v" * (DLQ_MAX_VALUE_BYTES + 10), k=b"k" * (DLQ_MAX_KEY_BYTES + 3))
-    small = Message(v=b"{", k=None)
+    big = Msg(b"v" * (DLQ_MAX_VALUE_BYTES + 10), 0, 5, key_=b"k" * (DLQ_MAX_KEY_BYTES + 3))
+    small = Msg(b"{", 0, 6)
     producer = Producer()
     DeadLetterQueue(producer, "dlq", "p").send([DeadLetter(big, "oversize", "too big"), DeadLetter(small, "x", "y")])
     cut, whole = producer.sent
-    assert cut["value"] == big.v[:DLQ_MAX_VALUE_BYTES] and cut["key"] == big.k[:DLQ_MAX_KEY_BYTES]
+    assert cut["value"] == big.raw[:DLQ_MAX_VALUE_BYTES] and cut["key"] == big.key_[:DLQ_MAX_KEY_BYTES]
     assert cut["headers"]["truncated_from"] == str(DLQ_MAX_VALUE_BYTES + 10).encode()
     assert cut["headers"]["key_truncated_from"] == str(DLQ_MAX_KEY_BYTES + 3).encode()
     assert whole["value"] == b"{" and whole["key"] is None

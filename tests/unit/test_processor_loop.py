@@ -22,10 +22,11 @@ from adnomaly.processor.batch import UNSTORABLE, DeadLetter, prepare_batch
 from adnomaly.processor.dlq import DeadLetterQueue
 from adnomaly.processor.metrics import ProcessorMetrics
 from adnomaly.processor.runner import LoopSettings, Processor, committable
-from confluent_kafka import TopicPartition
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TopicPartition
 from prometheus_client import CollectorRegistry
 
 TOPIC = "p-raw"
+RECORD_TIME_MS = 1_700_000_000_000  # a fake record's Kafka timestamp: this plus its offset
 NOW = datetime.now(UTC).replace(microsecond=0).isoformat()
 DECODE = codec_for(schema="clickstream").decode
 
@@ -54,6 +55,9 @@ class Msg:
 
     def offset(self) -> int:
         return self.off
+
+    def timestamp(self) -> tuple[int, int]:
+        return TIMESTAMP_CREATE_TIME, RECORD_TIME_MS + self.off
 
 
 def event(event_id: str) -> bytes:
@@ -310,6 +314,8 @@ def test_commit_comes_after_the_write_and_the_dead_letter_acknowledgements(depth
     assert max(i for i, e in enumerate(r.log) if kind("dlq-acked")(e)) < commit
     assert sorted(int(dict(d["headers"])["source_offset"]) for d in r.producer.delivered) == [1, 1]
     assert {dict(d["headers"])["reason_code"] for d in r.producer.delivered} == {b"malformed_json", b"empty"}
+    # a dead letter keeps its raw record's timestamp (the detector's `_dlq` windows count it there)
+    assert [d["timestamp"] for d in r.producer.delivered] == [RECORD_TIME_MS + 1] * 2
     assert r.metric("adnomaly_processor_events_total", result="stored") == 3
     assert r.metric("adnomaly_processor_events_total", result="duplicate") == 1
     assert r.metric("adnomaly_processor_events_total", result="invalid") == 2

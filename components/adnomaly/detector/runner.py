@@ -34,7 +34,7 @@ from adnomaly.detector.config import DetectorConfig
 from adnomaly.detector.metrics import DetectorMetrics
 from adnomaly.durations import parse_duration
 from adnomaly.features.record import DECODER, FeatureRecord
-from adnomaly.kafka_client import consumer_config, producer_config
+from adnomaly.kafka_client import CONSUMER_TUNING, consumer_config, producer_config
 from adnomaly.spec import DLQ_FEATURE
 
 _log = logging.getLogger(__name__)
@@ -73,8 +73,9 @@ class DetectorRunner:
         self.conn = psycopg.connect(dsn, autocommit=True)
         store.ensure_table(self.conn, section.db_schema)
         bootstrap = config.kafka.bootstrap_servers
-        self.consumer = Consumer(consumer_config(bootstrap, section.group_id))
-        self.producer = Producer(producer_config(bootstrap, transactional_id=section.transactional_id))
+        security = {"security.protocol": config.kafka.security_protocol}
+        self.consumer = Consumer(consumer_config(bootstrap, section.group_id, **security, **CONSUMER_TUNING))
+        self.producer = Producer(producer_config(bootstrap, transactional_id=section.transactional_id, **security))
         # Fences a killed predecessor and settles its open transaction: the committed offsets read next are final.
         self.producer.init_transactions(30)
         self.positions: dict[str, int] = {}

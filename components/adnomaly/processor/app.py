@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from adnomaly.config import ComponentConfig, SecretEnv, load_config, secret_from_env
 from adnomaly.events.codec import codec_for_events
-from adnomaly.kafka_client import consumer_config, producer_config
+from adnomaly.kafka_client import CONSUMER_TUNING, consumer_config, producer_config
 from adnomaly.observability import serve_metrics
 from adnomaly.processor.dlq import DeadLetterQueue
 from adnomaly.processor.metrics import ProcessorMetrics
@@ -31,8 +31,6 @@ _log = logging.getLogger("adnomaly.processor")
 
 # A crashed processor's partitions move to the others after 10 s instead of librdkafka's default 45 s
 # (heartbeats come from librdkafka's own thread, so a busy batch does not miss them).
-CONSUMER_TUNING: dict[str, Any] = {"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000}
-
 # PostgreSQL connections writing batches at the same time: with two, one batch is copied and inserted
 # while the previous one waits for its commit to be flushed to disk (see runner's module docstring).
 WRITER_CONNECTIONS = 2

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
+
 from adnomaly.events.codec import DLQ_MAX_KEY_BYTES, DLQ_MAX_VALUE_BYTES
 from adnomaly.processor.batch import DeadLetter
 
@@ -91,10 +93,15 @@ class DeadLetterQueue:
         headers = dead_letter_headers(letter, self.pipeline)
         value, key = msg.value(), msg.key()
         value, key = value and value[:DLQ_MAX_VALUE_BYTES], key and key[:DLQ_MAX_KEY_BYTES]
+        # The dead letter keeps its raw record's timestamp, so the `_dlq` windows count it where it arrived.
+        kind, timestamp = msg.timestamp()
+        stamp = {"timestamp": timestamp} if kind != TIMESTAMP_NOT_AVAILABLE and timestamp > 0 else {}
         self._unacked += 1
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+                self._producer.produce(
+                    self.topic, value=value, key=key, headers=headers, on_delivery=on_delivery, **stamp
+                )
                 return
             except BufferError:  # local queue full: serve delivery reports, then try again
                 self._producer.poll(0.1)

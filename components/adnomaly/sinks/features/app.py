@@ -19,9 +19,8 @@ from confluent_kafka import Consumer
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from adnomaly.config import ComponentConfig, SecretEnv, secret_from_env
-from adnomaly.kafka_client import consumer_config
+from adnomaly.kafka_client import CONSUMER_TUNING, consumer_config
 from adnomaly.observability import serve_metrics
-from adnomaly.processor.app import CONSUMER_TUNING
 from adnomaly.sinks.config import FEATURE_SINK_SECTION, FeatureSinkConfig, load_section
 from adnomaly.sinks.features.metrics import FeatureSinkMetrics
 from adnomaly.sinks.features.runner import FeatureSink, FeatureSinkSettings

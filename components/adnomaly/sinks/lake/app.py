@@ -20,9 +20,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from adnomaly.config import ComponentConfig, SecretEnv
 from adnomaly.events.codec import codec_for_events
-from adnomaly.kafka_client import consumer_config
+from adnomaly.kafka_client import CONSUMER_TUNING, consumer_config
 from adnomaly.observability import serve_metrics
-from adnomaly.processor.app import CONSUMER_TUNING
 from adnomaly.sinks.config import LAKE_SECTION, LakeConfig, load_section
 from adnomaly.sinks.lake.buffer import FlushPolicy
 from adnomaly.sinks.lake.metrics import LakeMetrics
