@@ -14,7 +14,7 @@ with `ALTER TABLE ... SET`, which is never printed; an error that might quote it
 
 Locally: `python adnomaly_flink_job.py --config job.json` runs it in PyFlink's embedded mini-cluster (the
 Kafka connector jar comes in through `pipeline.jars`, set with `--set`). On Kubernetes the Flink operator
-starts it through `org.apache.flink.client.python.PythonDriver -py /opt/adnomaly/adnomaly_flink_job.py
+starts it through `org.apache.flink.client.python.PythonDriver -py /opt/adnomaly/job/adnomaly_flink_job.py
 --config …` in application mode; the connector jar is in the image's lib/.
 """
 
