@@ -8,11 +8,14 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import threading
 from types import FrameType
 
 from adnomaly.config import SecretEnv, secret_from_env
 from adnomaly.detector.config import DETECTOR_SECTION, DetectorConfig
+from adnomaly.detector.metrics import DetectorMetrics
 from adnomaly.detector.runner import DetectorRunner
+from adnomaly.detector.supervise import run_until_stopped
 from adnomaly.observability import serve_metrics
 from adnomaly.sinks.config import load_section
 
@@ -25,16 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     config, section = load_section(args.config, DETECTOR_SECTION, DetectorConfig)
     dsn = secret_from_env(SecretEnv.POSTGRES_DSN)
     assert dsn is not None
-    runner = DetectorRunner(config, section, dsn)
+    metrics = DetectorMetrics()  # one registry for the process, whichever runner is current
+    stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        runner.stopping.set()
+        stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     serve_metrics(config.metrics_port)
-    runner.run()
-    return 0
+    return run_until_stopped(lambda: DetectorRunner(config, section, dsn, metrics), stopping)
 
 
 if __name__ == "__main__":
