@@ -14,7 +14,7 @@ import httpx
 from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from adnomaly.kafka_client import consumer_lag
+from adnomaly.kafka_client import consumer_config, consumer_lag
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Progress:
 
 def topic_end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
     """Sum of the high watermarks of every partition of `topic` (messages ever written to it)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "adnomaly-progress", "enable.auto.commit": False})
+    consumer = Consumer(consumer_config(bootstrap, "adnomaly-progress"))  # never commits: reads watermarks only
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)
         partitions = metadata.topics[topic].partitions
