@@ -171,6 +171,28 @@ def test_accepted_events_are_in_the_raw_topic_exactly_once_with_their_keys(
         assert headers["reason"].split(b":")[0] in (b"schema_violation", b"malformed_json")
 
 
+def read_response(sock: socket.socket) -> bytes:
+    """One HTTP response with its Content-Length body (headers and body may arrive in separate segments)."""
+    answer = b""
+    while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < content_length(answer):
+        try:
+            data = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not data:
+            break
+        answer += data
+    return answer
+
+
+def content_length(answer: bytes) -> int:
+    for line in answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
 def test_chunked_body_over_the_limit_is_413_on_the_wire(live_ingest: LiveIngest) -> None:
     with socket.create_connection(("127.0.0.1", live_ingest.config.ingest.port), timeout=10) as sock:  # type: ignore[union-attr]
         sock.sendall(
@@ -186,7 +208,7 @@ def test_chunked_body_over_the_limit_is_413_on_the_wire(live_ingest: LiveIngest)
                 sock.sendall(chunk)
             except (BrokenPipeError, ConnectionResetError, TimeoutError):
                 break  # the server stopped reading or closed the connection: what we want
-        answer = sock.recv(65536)
+        answer = read_response(sock)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"body_too_large" in answer
 
