@@ -230,6 +230,48 @@ def test_detector_killed_mid_stream_publishes_each_anomaly_once(
     assert all(r[3] == "resolved" for r in table)
 
 
+def test_detector_rides_out_a_postgres_outage_in_the_same_process(
+    kafka: KafkaBroker, make_postgres: Callable[..., PostgresServer], topic_factory: Callable[..., str],
+    detectors: list[Detector], tmp_path: Path,
+) -> None:  # fmt: skip
+    postgres = make_postgres()
+    features, anomalies = topic_factory(partitions=1), topic_factory(partitions=1)
+    schema = f"det_{uuid.uuid4().hex[:8]}"
+    config = ComponentConfig(
+        pipeline="det-outage", component="detector",
+        kafka=KafkaConfig(bootstrap_servers=kafka.bootstrap_servers, topics=TopicNames(
+            raw=f"{features}-raw", dlq=f"{features}-dlq", features=features, anomalies=anomalies)),
+        events=EventsConfig(schema_name="download", time_field="ts", max_event_bytes=65536, max_future_skew_s=86400),
+    )  # fmt: skip
+    section = DetectorConfig(group_id=f"{features}-det", db_schema=schema, transactional_id=f"{features}-det-tx",
+                             detection=DETECTION, batch_size=10, batch_timeout_s=0.1)  # fmt: skip
+    bootstrap = kafka.bootstrap_servers
+    produce(bootstrap, features, [record(m, "eu", s) for m, s in enumerate([0.97, 0.98, 0.5])])  # opens at 2
+    detector = Detector(tmp_path, config, section, postgres.dsn)
+    detectors.append(detector)
+    wait_for(lambda: _table_exists(postgres.dsn, schema) and len(rows(postgres.dsn, schema)) == 1, 90,
+             "the anomaly row", detector)  # fmt: skip
+    pid = detector.process.pid
+
+    postgres.kill()
+    produce(bootstrap, features, [record(m, "eu", 0.97) for m in (3, 4)])  # resolves at 4: judged during the outage
+    deadline = time.monotonic() + 60
+    while "detector interrupted" not in detector.log and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "detector interrupted" in detector.log, detector.log[-3000:]
+    assert detector.process.running, f"the detector exited during the outage:\n{detector.log[-3000:]}"
+    postgres.start()
+
+    wait_for(lambda: all(r[3] == "resolved" for r in rows(postgres.dsn, schema)), 120, "resolved after the outage",
+             detector)  # fmt: skip
+    wait_for(lambda: sum(consumer_lag(bootstrap, section.group_id, features).values()) == 0, 60, "lag 0", detector)
+    assert detector.process.pid == pid, "the detector was restarted instead of recovering"
+    assert detector.terminate() == 0
+    published = sorted(a.status for a, _ in read_anomalies(bootstrap, anomalies, expect=2))
+    assert published == ["open", "resolved"]
+    assert postgres.password not in detector.log
+
+
 class _FailingCommit:
     """A transactional producer whose `fail_at`-th commit_transaction raises (after PostgreSQL committed)."""
 
