@@ -251,7 +251,8 @@ def _environment(
         client = component == FLINK_COMPONENT or uses_kafka(components[component].config)
         kafka_secret, kafka_plain = _kafka_env(kafka_users.get(component), stores) if client else ({}, {})
         secret_env[component] = {**kafka_secret, **(_secret_env(component, stores) if component in components else {})}
-        plain_env[component] = dict(kafka_plain)
+        planned = components[component].env if component in components else {}  # e.g. OTEL_* from the spec
+        plain_env[component] = {**planned, **kafka_plain}
         if component == "ingest" and ingest_tokens is not None:  # the file of the mounted tokens Secret
             plain_env[component][SecretEnv.INGEST_TOKENS_FILE] = INGEST_TOKENS_FILE
     return secret_env, plain_env

@@ -198,6 +198,19 @@ def test_component_deployments_are_hardened_probed_and_hash_their_config() -> No
     assert metrics["spec"]["selector"] == {LABEL_PIPELINE: "clickstream", "adnomaly.io/tier": "component"}
 
 
+def test_tracing_in_the_spec_reaches_every_component_pod_as_otel_env_and_rolls_it() -> None:
+    traced = pipeline(**FEATURES, observability={"tracing": {"otlpEndpoint": "http://otel:4318", "sampleRatio": 0.5}})
+    before = objects_of(rendered(pipeline(**FEATURES)), "Deployment")
+    for name, dep in objects_of(rendered(traced), "Deployment").items():
+        (container,) = dep["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel:4318"
+        assert env["OTEL_TRACES_SAMPLER_ARG"] == "0.5"
+        assert env["OTEL_SERVICE_NAME"] == "adnomaly-" + name.removeprefix("clickstream-")
+        untraced = before[name]["spec"]["template"]["metadata"]["annotations"][ANNOTATION_CONFIG_HASH]
+        assert dep["spec"]["template"]["metadata"]["annotations"][ANNOTATION_CONFIG_HASH] != untraced
+
+
 def test_processor_replicas_are_capped_at_the_raw_partitions() -> None:
     p = pipeline(components={"processor": {"replicas": 9}},
                  kafka={"topics": {"raw": {"partitions": 4, "retention": "1d"}}})
