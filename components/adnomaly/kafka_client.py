@@ -229,6 +229,42 @@ def admin_client(bootstrap: str, *, env: Mapping[str, str] | None = None, **over
     return AdminClient(admin_config(bootstrap, env=env, **overrides))
 
 
+class PartitionPause:
+    """Pauses a consumer's whole assignment while its owner waits (a store down, a batch being written) and
+    resumes it after; partitions assigned meanwhile follow the current state.
+
+    Call `assigned(partitions)` from the consumer's on_assign: librdkafka keeps a partition's pause flag
+    across a revoke and a later assign, and `resume()` only resumes the assignment of the moment, so a
+    partition revoked during a wait would otherwise come back paused and never deliver again.
+    """
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+        self.paused = False
+
+    def pause(self) -> None:
+        assignment = self._consumer.assignment()
+        if assignment:
+            self._consumer.pause(assignment)
+        self.paused = True
+
+    def resume(self) -> None:
+        if not self.paused:
+            return
+        assignment = self._consumer.assignment()
+        if assignment:
+            self._consumer.resume(assignment)
+        self.paused = False
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        if not partitions:
+            return
+        if self.paused:
+            self._consumer.pause(partitions)
+        else:
+            self._consumer.resume(partitions)
+
+
 @dataclass(frozen=True)
 class TopicSettings:
     """Desired shape of one topic. `config` holds topic-level configs as strings (e.g. retention.ms)."""

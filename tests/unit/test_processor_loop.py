@@ -496,3 +496,18 @@ def test_process_runs_one_batch_to_its_commit(letters: int, depth: int) -> None:
     assert r.consumer.committed == {(TOPIC, 0): 1 + letters}
     assert len(r.producer.delivered) == letters
     assert all(isinstance(letter, DeadLetter) for letter in batch.dead) and len(batch.dead) == letters
+
+
+def test_a_partition_revoked_while_paused_delivers_again_when_assigned_back(depth: int) -> None:
+    # librdkafka (like FakeConsumer) keeps a partition's pause flag across a revoke and a later assign
+    r = rig(depth)
+    r.processor._pauses.pause()  # waiting for a store, partitions paused
+    r.consumer.assigned.remove((TOPIC, 1))  # a rebalance takes partition 1 meanwhile
+    r.processor._pauses.resume()  # the wait ends: only partition 0 is resumed
+    assert (TOPIC, 1) in r.consumer.paused
+    r.consumer.assigned.append((TOPIC, 1))
+    r.processor._on_assign(r.consumer, [TopicPartition(TOPIC, 1)])
+    assert not r.consumer.paused
+    r.consumer.add(1, [event("back")])
+    r.drain()
+    assert sorted(r.db.rows) == [b"back"]

@@ -38,6 +38,7 @@ from typing import Any, Protocol, TypeVar
 from confluent_kafka import KafkaException, TopicPartition
 
 from adnomaly.events.codec import ValidEvent
+from adnomaly.kafka_client import PartitionPause
 from adnomaly.processor.batch import UNSTORABLE, Batch, DeadLetter, Message, prepare_batch
 from adnomaly.processor.dlq import DeadLetterQueue
 from adnomaly.processor.metrics import DUPLICATE, INVALID, STORED, ProcessorMetrics
@@ -151,7 +152,7 @@ class Processor:
         self._writer = ThreadPoolExecutor(max_workers=len(self._stores), thread_name_prefix="adnomaly-pg-writer")
         self._stopping = False
         self._subscribed = False
-        self._paused = False
+        self._pauses = PartitionPause(consumer)
         self._finishing = False
         self._in_rebalance = False  # inside a rebalance callback (that is, inside consume())
         self._inflight: deque[_InFlight] = deque()  # oldest first
@@ -422,10 +423,10 @@ class Processor:
                 except TimeoutError:
                     pass
                 if self._subscribed and not self._stopping and not self._in_rebalance:
-                    self._pause()
+                    self._pauses.pause()
                     self._carry.extend(self._consumer.consume(num_messages=self.settings.batch_size, timeout=0))
         finally:
-            self._resume()
+            self._pauses.resume()
 
     def _retrying(self, attempt: Callable[[], T], what: str, first_error: Exception | None = None) -> T | None:
         """`attempt()` until it succeeds, backing off between tries with the partitions paused.
@@ -462,7 +463,7 @@ class Processor:
                 self._idle(delay)
         finally:
             if failures:
-                self._resume()
+                self._pauses.resume()
 
     def _idle(self, seconds: float) -> None:
         """Wait `seconds` while staying in the consumer group: partitions paused, `consume` still called."""
@@ -474,30 +475,17 @@ class Processor:
             if not self._subscribed:
                 self._sleep(min(left, self.settings.idle_slice_s))
                 continue
-            self._pause()  # every time: partitions assigned meanwhile must not deliver either
+            self._pauses.pause()  # every time: partitions assigned meanwhile must not deliver either
             late = self._consumer.consume(
                 num_messages=self.settings.batch_size, timeout=min(left, self.settings.idle_slice_s)
             )
             self._carry.extend(late)
 
-    def _pause(self) -> None:
-        assignment = self._consumer.assignment()
-        if assignment:
-            self._consumer.pause(assignment)
-        self._paused = True
-
-    def _resume(self) -> None:
-        if not self._paused:
-            return
-        assignment = self._consumer.assignment()
-        if assignment:
-            self._consumer.resume(assignment)
-        self._paused = False
-
     # -- rebalances and lag ------------------------------------------------------------------------------
 
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         _log.info("assigned %s", _describe(partitions))
+        self._pauses.assigned(partitions)
         self._next_lag_update = min(self._next_lag_update, self._clock() + 1.0)  # gauges for the new ones soon
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:

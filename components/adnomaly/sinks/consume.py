@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 from confluent_kafka import KafkaException, TopicPartition
 from prometheus_client import Counter, Gauge
 
+from adnomaly.kafka_client import PartitionPause
 from adnomaly.processor.retry import backoff_delay
 
 _log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class Waiter:
         self._backoff = backoff
         self._clock = clock
         self._retries = retries
-        self._paused = False
+        self._pauses = PartitionPause(consumer)
 
     def idle(self, seconds: float) -> None:
         """Wait `seconds` (less when a stop is requested) with every partition paused."""
@@ -118,32 +119,15 @@ class Waiter:
                 self.resume()
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
-        """Call from the sink's on_assign: new partitions deliver unless the sink is waiting right now.
-
-        librdkafka keeps a partition's pause flag across a revoke and a later assign, and `resume()` only
-        resumes the assignment of the moment: a partition revoked while the sink waited (a store down and a
-        rebalance at once) would otherwise come back paused and never deliver again.
-        """
-        if not partitions:
-            return
-        if self._paused:
-            self._consumer.pause(partitions)
-        else:
-            self._consumer.resume(partitions)
+        """Call from the sink's on_assign: new partitions deliver unless the sink is waiting right now
+        (see PartitionPause)."""
+        self._pauses.assigned(partitions)
 
     def pause(self) -> None:
-        assignment = self._consumer.assignment()
-        if assignment:
-            self._consumer.pause(assignment)
-        self._paused = True
+        self._pauses.pause()
 
     def resume(self) -> None:
-        if not self._paused:
-            return
-        assignment = self._consumer.assignment()
-        if assignment:
-            self._consumer.resume(assignment)
-        self._paused = False
+        self._pauses.resume()
 
 
 def commit(consumer: Consumer, offsets: Sequence[TopicPartition]) -> None:
