@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -85,6 +86,23 @@ def rows(dsn: str, schema: str) -> list[tuple]:
         ).fetchall()
 
 
+def detector_setup(
+    kafka: KafkaBroker, topic_factory: Callable[..., str], pipeline: str, *, raw: str | None = None,
+    dlq: str | None = None, detection: dict = DETECTION, **options: Any,
+) -> tuple[ComponentConfig, DetectorConfig]:
+    """A detector's component config and section on fresh features/anomalies topics and its own schema."""
+    features, anomalies = topic_factory(partitions=1), topic_factory(partitions=1)
+    config = ComponentConfig(
+        pipeline=pipeline, component="detector",
+        kafka=KafkaConfig(bootstrap_servers=kafka.bootstrap_servers, topics=TopicNames(
+            raw=raw or f"{features}-raw", dlq=dlq or f"{features}-dlq", features=features, anomalies=anomalies)),
+        events=EventsConfig(schema_name="download", time_field="ts", max_event_bytes=65536, max_future_skew_s=86400),
+    )  # fmt: skip
+    section = DetectorConfig(group_id=f"{features}-det", db_schema=f"det_{uuid.uuid4().hex[:8]}",
+                             transactional_id=f"{features}-det-tx", detection=detection, **options)  # fmt: skip
+    return config, section
+
+
 class Detector:
     def __init__(self, workdir: Path, config: ComponentConfig, section: DetectorConfig, dsn: str) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -133,16 +151,8 @@ def test_detector_end_to_end_exactly_once_across_restart(
     kafka: KafkaBroker, postgres: PostgresServer, topic_factory: Callable[..., str],
     detectors: list[Detector], tmp_path: Path,
 ) -> None:  # fmt: skip
-    features, anomalies = topic_factory(partitions=1), topic_factory(partitions=1)
-    schema = f"det_{uuid.uuid4().hex[:8]}"
-    config = ComponentConfig(
-        pipeline="det-itest", component="detector",
-        kafka=KafkaConfig(bootstrap_servers=kafka.bootstrap_servers, topics=TopicNames(
-            raw=f"{features}-raw", dlq=f"{features}-dlq", features=features, anomalies=anomalies)),
-        events=EventsConfig(schema_name="download", time_field="ts", max_event_bytes=65536, max_future_skew_s=86400),
-    )  # fmt: skip
-    section = DetectorConfig(group_id=f"{features}-det", db_schema=schema, transactional_id=f"{features}-det-tx",
-                             detection=DETECTION, batch_size=50, batch_timeout_s=0.2)  # fmt: skip
+    config, section = detector_setup(kafka, topic_factory, "det-itest", batch_size=50, batch_timeout_s=0.2)
+    features, anomalies, schema = config.kafka.topics.features, config.kafka.topics.anomalies, section.db_schema
     bootstrap = kafka.bootstrap_servers
     # eu: normal, an outage at minutes 2-3 (opens at 2, escalates at 3), normal again at 4-5 (resolves at 5)
     eu = [record(m, "eu", s) for m, s in enumerate([0.97, 0.98, 0.85, 0.4, 0.97, 0.99])]
@@ -193,16 +203,8 @@ def test_detector_killed_mid_stream_publishes_each_anomaly_once(
 ) -> None:  # fmt: skip
     from adnomaly.detection.engine import DetectionEngine
 
-    features, anomalies = topic_factory(partitions=1), topic_factory(partitions=1)
-    schema = f"det_{uuid.uuid4().hex[:8]}"
-    config = ComponentConfig(
-        pipeline="det-kill", component="detector",
-        kafka=KafkaConfig(bootstrap_servers=kafka.bootstrap_servers, topics=TopicNames(
-            raw=f"{features}-raw", dlq=f"{features}-dlq", features=features, anomalies=anomalies)),
-        events=EventsConfig(schema_name="download", time_field="ts", max_event_bytes=65536, max_future_skew_s=86400),
-    )  # fmt: skip
-    section = DetectorConfig(group_id=f"{features}-det", db_schema=schema, transactional_id=f"{features}-det-tx",
-                             detection=DETECTION, batch_size=4, batch_timeout_s=0.1)  # fmt: skip
+    config, section = detector_setup(kafka, topic_factory, "det-kill", batch_size=4, batch_timeout_s=0.1)
+    features, anomalies, schema = config.kafka.topics.features, config.kafka.topics.anomalies, section.db_schema
     # three regions, each 2 bad windows out of every 8 (shifted), 60 minutes
     records = [record(m, region, 0.5 if (m + shift) % 8 in (0, 1) else 0.97)
                for m in range(60) for shift, region in enumerate(["eu", "us", "ap"])]  # fmt: skip
@@ -235,16 +237,8 @@ def test_detector_rides_out_a_postgres_outage_in_the_same_process(
     detectors: list[Detector], tmp_path: Path,
 ) -> None:  # fmt: skip
     postgres = make_postgres()
-    features, anomalies = topic_factory(partitions=1), topic_factory(partitions=1)
-    schema = f"det_{uuid.uuid4().hex[:8]}"
-    config = ComponentConfig(
-        pipeline="det-outage", component="detector",
-        kafka=KafkaConfig(bootstrap_servers=kafka.bootstrap_servers, topics=TopicNames(
-            raw=f"{features}-raw", dlq=f"{features}-dlq", features=features, anomalies=anomalies)),
-        events=EventsConfig(schema_name="download", time_field="ts", max_event_bytes=65536, max_future_skew_s=86400),
-    )  # fmt: skip
-    section = DetectorConfig(group_id=f"{features}-det", db_schema=schema, transactional_id=f"{features}-det-tx",
-                             detection=DETECTION, batch_size=10, batch_timeout_s=0.1)  # fmt: skip
+    config, section = detector_setup(kafka, topic_factory, "det-outage", batch_size=10, batch_timeout_s=0.1)
+    features, anomalies, schema = config.kafka.topics.features, config.kafka.topics.anomalies, section.db_schema
     bootstrap = kafka.bootstrap_servers
     produce(bootstrap, features, [record(m, "eu", s) for m, s in enumerate([0.97, 0.98, 0.5])])  # opens at 2
     detector = Detector(tmp_path, config, section, postgres.dsn)
@@ -311,16 +305,9 @@ def test_detector_dying_between_postgres_and_kafka_commits_resumes_exactly(
     from the previous checkpoint, and every anomaly, escalation and resolution appears exactly once."""
     from adnomaly.detection.engine import DetectionEngine
 
-    features, anomalies = topic_factory(partitions=1), topic_factory(partitions=1)
-    schema = f"det_{uuid.uuid4().hex[:8]}"
-    config = ComponentConfig(
-        pipeline="det-crash", component="detector",
-        kafka=KafkaConfig(bootstrap_servers=kafka.bootstrap_servers, topics=TopicNames(
-            raw=f"{features}-raw", dlq=f"{features}-dlq", features=features, anomalies=anomalies)),
-        events=EventsConfig(schema_name="download", time_field="ts", max_event_bytes=65536, max_future_skew_s=86400),
-    )  # fmt: skip
-    section = DetectorConfig(group_id=f"{features}-det", db_schema=schema, transactional_id=f"{features}-det-tx",
-                             detection=DETECTION, batch_size=3, batch_timeout_s=0.1, resolve_after=3)  # fmt: skip
+    config, section = detector_setup(kafka, topic_factory, "det-crash", batch_size=3, batch_timeout_s=0.1,
+                                     resolve_after=3)
+    features, anomalies, schema = config.kafka.topics.features, config.kafka.topics.anomalies, section.db_schema
     records = [record(m, region, 0.5 if (m + shift) % 9 in (0, 1) else 0.97)
                for m in range(30) for shift, region in enumerate(["eu", "us"])]  # fmt: skip
     engine = DetectionEngine(pipeline="det-crash", detection=section.detection_spec(), resolve_after=3)
@@ -363,19 +350,12 @@ def test_detector_raises_malformed_storm_from_the_raw_and_dead_letter_topics(
     """A `_dlq` detector: the share of dead-lettered raw records per window, from the record timestamps of the
     raw and dead-letter topics, opens one `malformed-storm` anomaly for the storm and resolves it after."""
     raw, dlq = topic_factory(partitions=2), topic_factory(partitions=1)
-    features, anomalies = topic_factory(partitions=1), topic_factory(partitions=1)
-    schema = f"det_{uuid.uuid4().hex[:8]}"
-    config = ComponentConfig(
-        pipeline="det-dlq", component="detector",
-        kafka=KafkaConfig(bootstrap_servers=kafka.bootstrap_servers,
-                          topics=TopicNames(raw=raw, dlq=dlq, features=features, anomalies=anomalies)),
-        events=EventsConfig(schema_name="download", time_field="ts", max_event_bytes=65536, max_future_skew_s=86400),
-    )  # fmt: skip
     detection = {"detectors": [{"name": "malformed-storm", "feature": "_dlq", "metric": "invalid_share",
                                 "threshold": {"warningAbove": 0.1, "criticalAbove": 0.3, "minCount": 20}}],
                  "dlq": {"window": "10s", "allowedLateness": "2s"}}  # fmt: skip
-    section = DetectorConfig(group_id=f"{raw}-det", db_schema=schema, transactional_id=f"{raw}-det-tx",
-                             detection=detection, batch_size=200, batch_timeout_s=0.2)  # fmt: skip
+    config, section = detector_setup(kafka, topic_factory, "det-dlq", raw=raw, dlq=dlq, detection=detection,
+                                     batch_size=200, batch_timeout_s=0.2)
+    anomalies, schema = config.kafka.topics.anomalies, section.db_schema
     # 12 windows of 10 s, 40 raw records each (recent timestamps: old ones would fall out of retention);
     # 1 in 40 dead-lettered, except windows 5 and 6 (the storm: half of them).
     base_ms = (int(time.time()) // 10 - 20) * 10_000
