@@ -13,13 +13,14 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-import psycopg
 from confluent_kafka import KafkaException
+
+from adnomaly.processor.retry import backoff_delay
+from adnomaly.processor.store import TRANSIENT_ERRORS as POSTGRES_TRANSIENT_ERRORS
 
 _log = logging.getLogger("adnomaly.detector")
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError, psycopg.InterfaceError,
-                                                     KafkaException)  # fmt: skip
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (*POSTGRES_TRANSIENT_ERRORS, KafkaException)
 MAX_DELAY_S = 30.0
 
 
@@ -30,8 +31,9 @@ class Runner(Protocol):
 
 
 def retry_delay(attempt: int) -> float:
-    """Seconds to wait before attempt `attempt` (1, 2, 4, ... capped at MAX_DELAY_S)."""
-    return min(MAX_DELAY_S, 2.0 ** max(0, attempt - 1))
+    """Seconds to wait before attempt `attempt` (1, 2, 4, ... capped at MAX_DELAY_S): the processor's
+    back-off without jitter (one detector per pipeline: nothing to keep out of lock-step)."""
+    return backoff_delay(max(0, attempt - 1), base=1.0, cap=MAX_DELAY_S, rand=lambda: 1.0)
 
 
 def run_until_stopped(make_runner: Callable[[], Runner], stopping: threading.Event) -> int:
