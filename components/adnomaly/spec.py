@@ -357,6 +357,30 @@ class Ewma(SpecModel):
     direction: Direction = Field(default="both", description="Alert on values above, below or both sides")
 
 
+class Auto(SpecModel):
+    """The untuned ensemble (level, daily and weekly profiles, moving mean; see adnomaly.detection.auto)."""
+
+    threshold: float = Field(
+        default=0.9, gt=0, lt=1, description="Anomaly score (0-1) at which a window alarms as a warning"
+    )
+    critical_threshold: float = Field(default=0.99, gt=0, lt=1, description="Anomaly score of a critical alarm")
+    min_count: int = Field(default=1, ge=1, description="Events a window needs before it is judged")
+    direction: Direction = Field(default="both", description="Alert on values above, below or both sides")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Auto:
+        if self.critical_threshold < self.threshold:
+            raise ValueError("auto: criticalThreshold must be at least threshold")
+        return self
+
+
+METHODS = ("threshold", "robustZScore", "ewma", "auto")
+# Consecutive normal windows that resolve an open anomaly, per method, when the detector sets none. `auto`
+# judges every window of a key and its evidence flickers around the threshold while a series is turbulent;
+# a long hold-down keeps one turbulent episode one anomaly (100 windows: 100 minutes at a 1-minute slide).
+DEFAULT_RESOLVE_AFTER = {"threshold": 2, "robustZScore": 2, "ewma": 2, "auto": 100}
+
+
 class DetectorSpec(SpecModel):
     name: Name
     feature: FieldName
@@ -364,15 +388,29 @@ class DetectorSpec(SpecModel):
     threshold: ThresholdRule | None = None
     robust_z_score: RobustZScore | None = None
     ewma: Ewma | None = None
+    auto: Auto | None = None
     resolve_after: int | None = Field(
-        default=None, ge=1, le=1000, description="Consecutive normal windows that resolve an open anomaly (default 2)"
-    )
+        default=None, ge=1, le=10_000,
+        description="Consecutive normal windows that resolve an open anomaly (default 2; 100 for auto)",
+    )  # fmt: skip
+
+    @property
+    def method(self) -> str:
+        return next(
+            name for name, m in zip(METHODS, (self.threshold, self.robust_z_score, self.ewma, self.auto), strict=True)
+            if m is not None
+        )  # fmt: skip
+
+    @property
+    def hold_down(self) -> int:
+        """The resolveAfter in force: the detector's own, else its method's default."""
+        return self.resolve_after if self.resolve_after is not None else DEFAULT_RESOLVE_AFTER[self.method]
 
     @model_validator(mode="after")
     def _one_method(self) -> DetectorSpec:
-        methods = [m for m in (self.threshold, self.robust_z_score, self.ewma) if m is not None]
+        methods = [m for m in (self.threshold, self.robust_z_score, self.ewma, self.auto) if m is not None]
         if len(methods) != 1:
-            raise ValueError("a detector takes exactly one of `threshold`, `robustZScore`, `ewma`")
+            raise ValueError("a detector takes exactly one of `threshold`, `robustZScore`, `ewma`, `auto`")
         if self.feature == DLQ_FEATURE and self.metric not in DLQ_METRICS:
             raise ValueError(
                 f"detector `{self.name}`: the reserved feature `{DLQ_FEATURE}` has the metrics "

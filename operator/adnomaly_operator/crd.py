@@ -154,9 +154,13 @@ CEL_RULES: dict[str, list[Rule]] = {
         Rule("has(self.warningAbove) || has(self.criticalAbove) || has(self.warningBelow) || has(self.criticalBelow)",
              "a threshold needs at least one bound"),
     ],
+    "Auto": [
+        Rule("!has(self.criticalThreshold) || !has(self.threshold) || self.criticalThreshold >= self.threshold",
+             "auto: criticalThreshold must be at least threshold", ".criticalThreshold"),
+    ],
     "DetectorSpec": [
-        Rule("[has(self.threshold), has(self.robustZScore), has(self.ewma)].filter(m, m).size() == 1",
-             "a detector takes exactly one of `threshold`, `robustZScore`, `ewma`"),
+        Rule("[has(self.threshold), has(self.robustZScore), has(self.ewma), has(self.auto)].filter(m, m).size() == 1",
+             "a detector takes exactly one of `threshold`, `robustZScore`, `ewma`, `auto`"),
         Rule(
             f"self.feature != '{DLQ_FEATURE}' || self.metric in {_cel_list(DLQ_METRICS)}",
             f"the reserved feature `{DLQ_FEATURE}` has the metrics {', '.join(DLQ_METRICS)}", ".metric",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -127,17 +128,39 @@ def test_robust_z_constant_baseline_uses_a_relative_floor() -> None:
     assert d.judge((), 110.0, 1).severity is not None  # type: ignore[union-attr]
 
 
-def test_ewma_warmup_detection_and_frozen_baseline() -> None:
+def test_ewma_warmup_detection_and_clipped_baseline() -> None:
     d = EwmaDetector(Ewma(alpha=0.3, threshold=4, min_count=1, warmup=5))
     values = [10.0, 10.4, 9.6, 10.2, 9.8, 10.1]
     verdicts = [d.judge((), v, 1) for v in values]
     assert verdicts[:5] == [None] * 5
     assert verdicts[5] is not None and verdicts[5].severity is None
-    mean = d.state_by_key[()].mean
+    before = d.state_by_key[()]
+    mean, sd = before.mean, max(math.sqrt(before.var), 0.02 * before.mean, before.quantum)  # the floored scale
     spike = d.judge((), 30.0, 1)
-    assert spike is not None and spike.severity == "critical"
-    assert d.state_by_key[()].mean == mean  # out-of-control windows do not move the baseline
+    assert spike is not None and spike.severity == "critical" and spike.score >= 0.75
+    # an out-of-control window moves the baseline by a clipped step only (alpha * 3 sd), variance untouched
+    assert d.state_by_key[()].mean == pytest.approx(mean + 0.3 * 3 * sd)
+    assert d.state_by_key[()].var == pytest.approx(before.var)
     assert d.judge((), 30.0, 1).severity == "critical"  # type: ignore[union-attr]
+
+
+def test_ewma_adopts_a_lasting_level_shift() -> None:
+    """The old chart froze on its first out-of-control window and alarmed for ever after a level shift."""
+    d = EwmaDetector(Ewma(alpha=0.3, threshold=4, min_count=1, warmup=5))
+    for v in [10.0, 10.4, 9.6, 10.2, 9.8, 10.1, 9.9, 10.3]:
+        d.judge((), v, 1)
+    severities = [d.judge((), 30.0 + (i % 3) * 0.2, 1).severity for i in range(200)]  # type: ignore[union-attr]
+    assert severities[0] == "critical"
+    assert severities[-50:] == [None] * 50  # the shift became the new normal
+
+
+def test_z_detectors_floor_their_scale_at_the_series_quantum() -> None:
+    """A quantised series (steps of 0.5) that sat still for a while: its next ordinary step is no anomaly."""
+    d = RobustZDetector(RobustZScore(threshold=4, min_count=1, history=20))
+    for v in [1.0, 1.5, 1.0, 1.5] + [1.0] * 20:
+        d.judge((), v, 1)
+    verdict = d.judge((), 1.5, 1)
+    assert verdict is not None and verdict.severity is None and abs(verdict.statistic) <= 1.0
 
 
 # -- lifecycle ------------------------------------------------------------------------------------------
@@ -270,7 +293,9 @@ def test_direction_of_statistical_detectors(direction: str, flags_high: bool, fl
         up, down = high.judge((), 30.0, 1), low.judge((), -10.0, 1)
         assert up is not None and down is not None
         assert (up.severity is not None, down.severity is not None) == (flags_high, flags_low)
-        assert up.score > 0 > down.score  # the score keeps its sign whatever the direction
+        assert up.statistic > 0 > down.statistic  # the statistic keeps its sign whatever the direction
+        assert all(0.0 <= v.score <= 1.0 for v in (up, down))
+        assert (up.score >= 0.5, down.score >= 0.5) == (flags_high, flags_low)  # the score sees only the direction
 
 
 def test_threshold_min_count_from_the_rule_wins() -> None:

@@ -20,7 +20,7 @@ class Anomaly(msgspec.Struct, kw_only=True):
     id: str
     pipeline: str
     type: str  # the detector's name in the spec, e.g. "ctr-spike"
-    detector: str  # method: threshold | robustZScore | ewma
+    detector: str  # method: auto | threshold | robustZScore | ewma
     severity: Literal["warning", "critical"]
     status: Literal["open", "resolved"]
     feature: str
@@ -29,8 +29,10 @@ class Anomaly(msgspec.Struct, kw_only=True):
     window_start: datetime
     window_end: datetime
     observed: float
-    expected: float | None
-    score: float
+    expected: float | None  # what the detector's model expected (a bound crossed, for a threshold rule)
+    score: float  # the anomaly score in [0, 1] of the opening window
+    statistic: float | None = None  # the raw statistic behind the score (z, auto's surprise, the value)
+    reason: str = ""  # one line: why this window is anomalous
     context: dict[str, Any] = {}
     detected_at: datetime
     resolved_at: datetime | None = None

@@ -1,18 +1,22 @@
 """Detectors: pure per-key judges of one metric of one feature, built from a `DetectorSpec`.
 
-Each detector sees one window's value of its metric for one key and returns a `Verdict` (severity
-`warning`/`critical` or None for normal) or None when it cannot judge yet (too few events in the window,
-no value, baseline still warming up). Statistical detectors keep bounded per-key state.
+Each detector sees one window's value of its metric for one key and returns a `Verdict` — a continuous
+anomaly score in [0, 1], the raw statistic behind it, the expected value, a one-line reason and the severity
+(`warning`/`critical`, or None for normal) that the score's crossing of the detector's thresholds gives — or
+None when it cannot judge yet (too few events in the window, no value, baseline still warming up).
 
-- threshold: fixed bounds (above and/or below; critical wins over warning).
-- robustZScore: z = (x - median) / (1.4826 * MAD) over the key's last `history` windows; warning at
-  |z| >= threshold, critical at |z| >= 2 * threshold. The window is added to the history after judging
-  (the median shrugs off a short anomaly; a lasting level shift becomes the new normal).
-- ewma: an EWMA control chart; mean and variance are exponentially weighted (alpha), z = (x - mean) / sd;
-  an out-of-control window does not move the baseline, so a lasting anomaly stays visible.
-Both statistical detectors floor the scale at `SCALE_FLOOR` of the baseline's magnitude (a metric that is
-constant in normal traffic would otherwise turn the tiniest change into an infinite score), and alert on the
-`direction` their spec asks for (above, below or both sides of the baseline).
+- auto: the untuned ensemble of `adnomaly.detection.auto` (the default method); score = 1 - 10^(-S/6) for
+  its surprise S, warning at `threshold` (0.9), critical at `criticalThreshold` (0.99).
+- threshold: fixed bounds (above and/or below; critical wins over warning). Its score is its verdict:
+  0 normal, 0.5 warning, 1 critical (a rule knows no likelihood to be continuous in).
+- robustZScore: z = (x - median) / (1.4826 * MAD) over the key's last `history` windows.
+- ewma: an EWMA control chart; mean and variance exponentially weighted (alpha), z = (x - mean) / sd. A
+  window out of control moves the baseline by a clipped step (3 sd), so a lasting level shift is adopted
+  within a few dozen windows instead of freezing the chart for ever.
+For both z-methods the score is 1 - 2^(-|z| / threshold): 0.5 at the threshold (warning) and 0.75 at twice it
+(critical), so severities are what they were. Their scale is floored at `SCALE_FLOOR` of the baseline's
+magnitude and at the series' own quantum (the smallest step between two distinct values seen), so a
+constant or quantised series does not turn its next ordinary step into z ~ 10^6.
 
 Every detector's per-key state round-trips through `state()` / `load_state()` (plain JSON-able values), so
 the detector component can persist it with its consumed offsets and restart exactly where it stopped.
@@ -26,7 +30,8 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any, Literal, Protocol
 
-from adnomaly.spec import DetectorSpec, Direction, Ewma, RobustZScore, ThresholdRule
+from adnomaly.detection.auto import AutoModel
+from adnomaly.spec import Auto, DetectorSpec, Direction, Ewma, RobustZScore, ThresholdRule
 
 Severity = Literal["warning", "critical"]
 SCALE_FLOOR = 0.02  # relative: the smallest scale is 2 % of |baseline|
@@ -40,7 +45,9 @@ class Verdict:
     severity: Severity | None
     observed: float
     expected: float | None  # the bound crossed, or the baseline
-    score: float  # the observed value (threshold) or the z-score (statistical)
+    score: float  # the anomaly score in [0, 1]
+    statistic: float = 0.0  # what the score was computed from: the value (threshold), z, or auto's surprise
+    reason: str = ""
 
 
 class Detector(Protocol):
@@ -49,24 +56,34 @@ class Detector(Protocol):
     @property
     def min_count(self) -> int: ...
 
-    def judge(self, key: tuple[str, ...], value: float | None, count: int) -> Verdict | None: ...
+    def judge(self, key: tuple[str, ...], value: float | None, count: int, at: float = 0.0) -> Verdict | None:
+        """`at` is the window's end as Unix seconds (the seasonal models' phase)."""
+        ...
 
     def state(self) -> list[Any]: ...
 
     def load_state(self, state: list[Any]) -> None: ...
 
 
-def _scale(raw: float, center: float) -> float:
-    return max(raw, SCALE_FLOOR * abs(center), ABS_FLOOR)
+def _scale(raw: float, center: float, quantum: float = 0.0) -> float:
+    return max(raw, SCALE_FLOOR * abs(center), quantum, ABS_FLOOR)
 
 
-def _z_severity(z: float, threshold: float, direction: Direction = "both") -> Severity | None:
+def _quantum(previous: float, current: float, quantum: float) -> float:
+    """The smallest step between two distinct consecutive values seen so far (0 until one is seen)."""
+    step = abs(current - previous)
+    if step == 0.0:
+        return quantum
+    return step if quantum == 0.0 else min(quantum, step)
+
+
+def _z_verdict(z: float, threshold: float, direction: Direction, observed: float, expected: float) -> Verdict:
     signed = z if direction == "above" else -z if direction == "below" else abs(z)
-    if signed >= 2 * threshold:
-        return "critical"
-    if signed >= threshold:
-        return "warning"
-    return None
+    severity: Severity | None = "critical" if signed >= 2 * threshold else "warning" if signed >= threshold else None
+    score = 1.0 - 2.0 ** (-max(0.0, signed) / threshold)
+    side = "above" if z > 0 else "below"
+    reason = f"{observed:.6g} is {abs(z):.3g} robust standard deviations {side} the baseline {expected:.6g}"
+    return Verdict(severity, observed, expected, score, z, reason)
 
 
 class ThresholdDetector:
@@ -82,20 +99,21 @@ class ThresholdDetector:
     def load_state(self, state: list[Any]) -> None:
         pass
 
-    def judge(self, key: tuple[str, ...], value: float | None, count: int) -> Verdict | None:
+    def judge(self, key: tuple[str, ...], value: float | None, count: int, at: float = 0.0) -> Verdict | None:
         if value is None or count < self.min_count:
             return None
         r = self.rule
-        for severity, above, below in (
-            ("critical", r.critical_above, r.critical_below),
-            ("warning", r.warning_above, r.warning_below),
+        for severity, score, above, below in (
+            ("critical", 1.0, r.critical_above, r.critical_below),
+            ("warning", 0.5, r.warning_above, r.warning_below),
         ):
-            if above is not None and value > above:
-                return Verdict(severity, value, above, value)  # type: ignore[arg-type]
-            if below is not None and value < below:
-                return Verdict(severity, value, below, value)  # type: ignore[arg-type]
+            for bound, crossed, side in ((above, above is not None and value > above, "above"),
+                                         (below, below is not None and value < below, "below")):  # fmt: skip
+                if crossed:
+                    reason = f"{value:.6g} is {side} the {severity} bound {bound:.6g}"
+                    return Verdict(severity, value, bound, score, value, reason)  # type: ignore[arg-type]
         bounds = [b for b in (r.warning_above, r.critical_above, r.warning_below, r.critical_below) if b is not None]
-        return Verdict(None, value, bounds[0], value)
+        return Verdict(None, value, bounds[0], 0.0, value)
 
 
 class RobustZDetector:
@@ -104,29 +122,38 @@ class RobustZDetector:
     def __init__(self, params: RobustZScore) -> None:
         self.params = params
         self.history: dict[tuple[str, ...], deque[float]] = {}
+        self.quantum: dict[tuple[str, ...], float] = {}
 
     @property
     def min_count(self) -> int:
         return self.params.min_count
 
-    def judge(self, key: tuple[str, ...], value: float | None, count: int) -> Verdict | None:
+    def judge(self, key: tuple[str, ...], value: float | None, count: int, at: float = 0.0) -> Verdict | None:
         if value is None or count < self.params.min_count:
             return None
         past = self.history.setdefault(key, deque(maxlen=self.params.history))
+        quantum = self.quantum.get(key, 0.0)
         verdict = None
         if len(past) >= min(MIN_BASELINE, self.params.history):
             center = median(past)
             mad = median(abs(v - center) for v in past)
-            z = (value - center) / _scale(1.4826 * mad, center)
-            verdict = Verdict(_z_severity(z, self.params.threshold, self.params.direction), value, center, z)
+            z = (value - center) / _scale(1.4826 * mad, center, quantum)
+            verdict = _z_verdict(z, self.params.threshold, self.params.direction, value, center)
+        if past:
+            self.quantum[key] = _quantum(past[-1], value, quantum)
         past.append(value)
         return verdict
 
     def state(self) -> list[Any]:
-        return [[list(key), list(past)] for key, past in self.history.items()]
+        return [[list(key), list(past), self.quantum.get(key, 0.0)] for key, past in self.history.items()]
 
     def load_state(self, state: list[Any]) -> None:
-        self.history = {tuple(key): deque(past, maxlen=self.params.history) for key, past in state}
+        # (checkpoints written before the quantum floor hold [key, past] only)
+        self.history = {tuple(entry[0]): deque(entry[1], maxlen=self.params.history) for entry in state}
+        self.quantum = {tuple(entry[0]): entry[2] if len(entry) > 2 else 0.0 for entry in state}
+
+
+HUBER_SD = 3.0  # an out-of-control window moves the EWMA baseline by at most this many standard deviations
 
 
 @dataclass
@@ -134,6 +161,8 @@ class _EwmaState:
     mean: float
     var: float = 0.0
     seen: int = 1
+    quantum: float = 0.0
+    last: float = 0.0
 
 
 class EwmaDetector:
@@ -147,30 +176,67 @@ class EwmaDetector:
     def min_count(self) -> int:
         return self.params.min_count
 
-    def judge(self, key: tuple[str, ...], value: float | None, count: int) -> Verdict | None:
+    def judge(self, key: tuple[str, ...], value: float | None, count: int, at: float = 0.0) -> Verdict | None:
         if value is None or count < self.params.min_count:
             return None
         state = self.state_by_key.get(key)
         if state is None:
-            self.state_by_key[key] = _EwmaState(mean=value)
+            self.state_by_key[key] = _EwmaState(mean=value, last=value)
             return None
         diff = value - state.mean
-        z = diff / _scale(math.sqrt(state.var), state.mean)
+        sd = _scale(math.sqrt(state.var), state.mean, state.quantum)
+        z = diff / sd
         warm = state.seen >= self.params.warmup
-        severity = _z_severity(z, self.params.threshold, self.params.direction) if warm else None
-        verdict = Verdict(severity, value, state.mean, z) if warm else None
-        if severity is None:  # out-of-control windows leave the baseline alone
-            alpha = self.params.alpha
+        verdict = _z_verdict(z, self.params.threshold, self.params.direction, value, state.mean) if warm else None
+        alpha = self.params.alpha
+        if verdict is not None and verdict.severity is not None:
+            # Out of control: a clipped step, so a spike barely moves the baseline but a lasting shift is
+            # adopted (the variance is left alone: the anomaly must not widen the band that judges it).
+            state.mean += alpha * max(-HUBER_SD * sd, min(HUBER_SD * sd, diff))
+        else:
             state.mean += alpha * diff
             state.var = (1 - alpha) * (state.var + alpha * diff * diff)
-            state.seen += 1
+        state.seen += 1
+        state.quantum = _quantum(state.last, value, state.quantum)
+        state.last = value
         return verdict
 
     def state(self) -> list[Any]:
-        return [[list(key), s.mean, s.var, s.seen] for key, s in self.state_by_key.items()]
+        return [[list(key), s.mean, s.var, s.seen, s.quantum, s.last] for key, s in self.state_by_key.items()]
 
     def load_state(self, state: list[Any]) -> None:
-        self.state_by_key = {tuple(key): _EwmaState(mean, var, seen) for key, mean, var, seen in state}
+        self.state_by_key = {tuple(key): _EwmaState(*rest) for key, *rest in state}
+
+
+class AutoDetector:
+    method = "auto"
+
+    def __init__(self, params: Auto) -> None:
+        self.params = params
+        self.model = AutoModel(params)
+
+    @property
+    def min_count(self) -> int:
+        return self.params.min_count
+
+    def judge(self, key: tuple[str, ...], value: float | None, count: int, at: float = 0.0) -> Verdict | None:
+        if value is None or count < self.params.min_count:
+            return None
+        evidence = self.model.judge(key, at, value)
+        if evidence is None:
+            return None
+        p = self.params
+        score = evidence.score
+        severity: Severity | None = (
+            "critical" if score >= p.critical_threshold else "warning" if score >= p.threshold else None
+        )
+        return Verdict(severity, value, evidence.expected, evidence.score, evidence.surprise, evidence.reason)
+
+    def state(self) -> list[Any]:
+        return self.model.state()
+
+    def load_state(self, state: list[Any]) -> None:
+        self.model.load_state(state)
 
 
 def build_detector(spec: DetectorSpec, threshold_min_count: int = DEFAULT_THRESHOLD_MIN_COUNT) -> Detector:
@@ -178,5 +244,7 @@ def build_detector(spec: DetectorSpec, threshold_min_count: int = DEFAULT_THRESH
         return ThresholdDetector(spec.threshold, threshold_min_count)
     if spec.robust_z_score is not None:
         return RobustZDetector(spec.robust_z_score)
-    assert spec.ewma is not None
-    return EwmaDetector(spec.ewma)
+    if spec.ewma is not None:
+        return EwmaDetector(spec.ewma)
+    assert spec.auto is not None
+    return AutoDetector(spec.auto)

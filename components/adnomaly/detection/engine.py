@@ -15,7 +15,8 @@ anomalies, tagged with the consumed offsets, so a restart resumes exactly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,30 @@ from adnomaly.detection.detectors import DEFAULT_THRESHOLD_MIN_COUNT, Detector, 
 from adnomaly.features.record import FeatureRecord
 from adnomaly.spec import DetectionSpec, DetectorSpec
 
-RESOLVE_AFTER = 2
+RESOLVE_AFTER = 2  # the z-methods' and rules' default; `auto` holds down longer (spec.DEFAULT_RESOLVE_AFTER)
+
+
+def opening_scores(scores: Sequence[float | None], hold_down: int) -> list[float]:
+    """The lifecycle at every threshold at once: row i's value is the highest threshold at which it opens an
+    anomaly (0 where it opens none at any threshold).
+
+    At a threshold t a row opens an anomaly when its score is >= t and no anomaly is open, and an open one
+    resolves after `hold_down` consecutive rows below t (rows a detector cannot judge count as normal). So row
+    i opens at t exactly when score_i >= t > max(score over the `hold_down` rows before i): its opening value
+    is score_i where score_i exceeds that maximum, else 0. Thresholding these values at any t gives the
+    engine's opened anomalies at t — which is what NAB's threshold sweep needs from a detector's results.
+    """
+    out: list[float] = []
+    window: deque[tuple[int, float]] = deque()  # (row, score), scores decreasing: the sliding maximum
+    for i, raw in enumerate(scores):
+        score = 0.0 if raw is None else raw
+        while window and window[0][0] < i - hold_down:
+            window.popleft()
+        out.append(score if not window or score > window[0][1] else 0.0)
+        while window and window[-1][1] <= score:
+            window.pop()
+        window.append((i, score))
+    return out
 
 
 class DetectorState(msgspec.Struct, frozen=True):
@@ -57,13 +81,13 @@ class _Open:
 class DetectionEngine:
     pipeline: str
     detection: DetectionSpec
-    resolve_after: int = RESOLVE_AFTER
+    resolve_after: int | None = None  # for detectors without their own resolveAfter; None: the method's default
     threshold_min_count: int = DEFAULT_THRESHOLD_MIN_COUNT
     _detectors: list[tuple[DetectorSpec, Detector]] = field(init=False)
     open: dict[tuple[str, tuple[tuple[str, str], ...]], _Open] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.resolve_after < 1:
+        if self.resolve_after is not None and self.resolve_after < 1:
             raise ValueError("resolve_after must be at least 1")
         self._detectors = [(d, build_detector(d, self.threshold_min_count)) for d in self.detection.detectors]
 
@@ -100,7 +124,8 @@ class DetectionEngine:
         for spec, detector in self._detectors:
             if spec.feature != record.feature or spec.metric not in record.metrics:
                 continue
-            verdict = detector.judge(tuple(v for _, v in key), record.metrics[spec.metric], record.event_count)
+            verdict = detector.judge(tuple(v for _, v in key), record.metrics[spec.metric], record.event_count,
+                                     record.window_end.timestamp())  # fmt: skip
             slot = (spec.name, key)
             current = self.open.get(slot)
             if verdict is None:
@@ -117,7 +142,8 @@ class DetectionEngine:
                         severity=verdict.severity, status="open", feature=record.feature, metric=spec.metric,
                         dimensions=dict(record.dimensions), window_start=record.window_start,
                         window_end=record.window_end, observed=verdict.observed, expected=verdict.expected,
-                        score=verdict.score, context={"event_count": record.event_count, **(context or {})},
+                        score=verdict.score, statistic=verdict.statistic, reason=verdict.reason,
+                        context={"event_count": record.event_count, **(context or {})},
                         detected_at=record.window_end,
                     )  # fmt: skip
                     self.open[slot] = _Open(anomaly)
@@ -129,11 +155,11 @@ class DetectionEngine:
                         out.append(current.anomaly)
                     current.restored = False
                     current.normal_streak = 0
-                    if verdict.severity == "critical":
+                    if verdict.severity == "critical" and current.anomaly.severity != "critical":
                         current.anomaly = msgspec.structs.replace(current.anomaly, severity="critical")
             elif current is not None:
                 current.normal_streak += 1
-                resolve_after = spec.resolve_after if spec.resolve_after is not None else self.resolve_after
+                resolve_after = spec.resolve_after or self.resolve_after or spec.hold_down
                 if current.normal_streak >= resolve_after:
                     del self.open[slot]
                     out.append(msgspec.structs.replace(

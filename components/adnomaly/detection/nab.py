@@ -108,3 +108,106 @@ def normalised_score(files: Sequence[FileResult], profile: Profile = STANDARD) -
     if perfect == null:
         return 0.0
     return 100.0 * (score - null) / (perfect - null)
+
+
+# --- Threshold optimisation, as NAB's `run.py --optimize` does it --------------------------------------------
+# A detector that writes a continuous score per row is judged at the one threshold (shared by every file of
+# the corpus) that maximises the profile's total; a row alarms when its score is >= the threshold. The sweep
+# visits every distinct score once, from the highest down, so it is exact rather than a search.
+
+
+@dataclass(frozen=True)
+class ScoredFile:
+    """One data file as the sweep sees it: a score per row and the labelled windows as row ranges."""
+
+    name: str
+    scores: Sequence[float]
+    windows: Sequence[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Optimum:
+    threshold: float
+    raw: float  # the corpus total at that threshold
+    normalised: float
+    alarms: int  # scored rows at or above the threshold
+    false_alarms: int  # of those, rows outside every window
+    windows_hit: int
+    windows: int
+
+
+def row_weights(n: int, windows: Sequence[tuple[int, int]], profile: Profile) -> list[tuple[float, int | None]]:
+    """Each scored row's contribution if it alarms, and the window it lies in (None outside windows).
+
+    Rows of the probationary period are left out (NAB ignores them), so the list has n - probation entries
+    for rows probation..n-1."""
+    probation = probationary_rows(n)
+    max_tp = scaled_sigmoid(-1.0)
+    ordered = sorted(windows)
+    out: list[tuple[float, int | None]] = []
+    k = 0  # the next window not yet passed
+    for i in range(probation, n):
+        while k < len(ordered) and ordered[k][1] < i:
+            k += 1
+        if k < len(ordered) and ordered[k][0] <= i:
+            left, right = ordered[k]
+            out.append((profile.tp * scaled_sigmoid(-(right - i + 1) / (right - left + 1)) / max_tp, k))
+        elif k == 0:
+            out.append((-profile.fp, None))  # before the first window: sigma(3) = -1
+        else:
+            left, right = ordered[k - 1]
+            width = right - left + 1
+            position = abs(right - i) / (width - 1) if width > 1 else math.inf
+            out.append((profile.fp * scaled_sigmoid(position), None))
+    return out
+
+
+def optimise_threshold(files: Sequence[ScoredFile], profile: Profile = STANDARD) -> Optimum:
+    """The threshold that maximises the corpus total, the total there and its normalised score."""
+    points: list[tuple[float, float, int | None]] = []  # (score, weight, global window id)
+    window_ids = 0
+    scorable_windows = 0
+    for f in files:
+        n = len(f.scores)
+        probation = probationary_rows(n)
+        weights = row_weights(n, f.windows, profile)
+        seen: set[int] = set()
+        for offset, (weight, window) in enumerate(weights):
+            gid = None if window is None else window_ids + window
+            if gid is not None:
+                seen.add(gid)
+            points.append((float(f.scores[probation + offset]), weight, gid))
+        window_ids += len(f.windows)
+        scorable_windows += len(seen)  # a window wholly inside the probationary period is not scored
+    points.sort(key=lambda p: p[0], reverse=True)
+    null = -profile.fn * scorable_windows
+    perfect = profile.tp * scorable_windows
+    best_in_window: dict[int, float] = {}
+    fp_total = 0.0
+    tp_total = 0.0  # sum over hit windows of their best weight
+    alarms = false_alarms = 0
+    best = Optimum(math.inf, null, 0.0, 0, 0, 0, scorable_windows)
+    i = 0
+    while i < len(points):
+        threshold = points[i][0]
+        while i < len(points) and points[i][0] == threshold:
+            _, weight, gid = points[i]
+            alarms += 1
+            if gid is None:
+                fp_total += weight
+                false_alarms += 1
+            else:
+                previous = best_in_window.get(gid)
+                if previous is None:
+                    best_in_window[gid] = weight
+                    tp_total += weight
+                elif weight > previous:
+                    best_in_window[gid] = weight
+                    tp_total += weight - previous
+            i += 1
+        hit = len(best_in_window)
+        raw = tp_total + fp_total - profile.fn * (scorable_windows - hit)
+        if raw > best.raw:
+            normalised = 100.0 * (raw - null) / (perfect - null) if perfect != null else 0.0
+            best = Optimum(threshold, raw, normalised, alarms, false_alarms, hit, scorable_windows)
+    return best

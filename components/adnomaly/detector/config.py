@@ -22,7 +22,9 @@ class DetectorConfig(BaseModel):
     db_schema: str = Field(description="PostgreSQL schema holding this pipeline's tables")
     transactional_id: str = Field(description="Kafka transactional id; stable across restarts")
     detection: dict[str, Any] = Field(description="The pipeline's `spec.detection`, in spec (camelCase) form")
-    resolve_after: int = Field(default=2, ge=1, description="Normal windows that resolve an open anomaly")
+    resolve_after: int | None = Field(
+        default=None, ge=1, description="Normal windows that resolve an open anomaly (None: each method's default)"
+    )
     threshold_min_count: int = Field(default=20, ge=1, description="Events a window needs for threshold rules")
     batch_size: int = Field(default=500, ge=1)
     batch_timeout_s: float = Field(default=0.5, gt=0)

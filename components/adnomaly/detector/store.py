@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS anomalies (
     detected_at timestamptz NOT NULL,
     resolved_at timestamptz
 );
+-- added with anomaly scores in [0, 1]: the raw statistic behind the score and a one-line reason
+ALTER TABLE anomalies ADD COLUMN IF NOT EXISTS statistic double precision;
+ALTER TABLE anomalies ADD COLUMN IF NOT EXISTS reason text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS anomalies_open_idx ON anomalies (pipeline, type) WHERE status = 'open';
 CREATE INDEX IF NOT EXISTS anomalies_detected_idx ON anomalies (detected_at);
 CREATE TABLE IF NOT EXISTS detector_checkpoints (
@@ -62,16 +65,16 @@ KEEP_CHECKPOINTS = 2
 
 UPSERT = """
 INSERT INTO anomalies (id, pipeline, type, detector, severity, status, feature, metric, dimensions,
-    window_start, window_end, observed, expected, score, context, detected_at, resolved_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    window_start, window_end, observed, expected, score, statistic, reason, context, detected_at, resolved_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, severity = EXCLUDED.severity,
     resolved_at = EXCLUDED.resolved_at
 WHERE anomalies.status = 'open' AND EXCLUDED.status = 'resolved'
 """
 
 COLUMNS = ("id", "pipeline", "type", "detector", "severity", "status", "feature", "metric", "dimensions",
-           "window_start", "window_end", "observed", "expected", "score", "context", "detected_at",
-           "resolved_at")  # fmt: skip
+           "window_start", "window_end", "observed", "expected", "score", "statistic", "reason", "context",
+           "detected_at", "resolved_at")  # fmt: skip
 
 
 def _lock_key(db_schema: str) -> int:
@@ -88,8 +91,8 @@ def ensure_table(conn: psycopg.Connection, db_schema: str) -> None:
 
 def _row(a: Anomaly) -> tuple[object, ...]:
     return (a.id, a.pipeline, a.type, a.detector, a.severity, a.status, a.feature, a.metric, Jsonb(a.dimensions),
-            a.window_start, a.window_end, a.observed, a.expected, a.score, Jsonb(a.context), a.detected_at,
-            a.resolved_at)  # fmt: skip
+            a.window_start, a.window_end, a.observed, a.expected, a.score, a.statistic, a.reason, Jsonb(a.context),
+            a.detected_at, a.resolved_at)  # fmt: skip
 
 
 def write(conn: psycopg.Connection, db_schema: str, anomalies: Sequence[Anomaly],

@@ -1,0 +1,106 @@
+"""How rare is this magnitude for this key? An empirical tail probability with bounded, decaying state.
+
+Why not a z-score: real series are zero-inflated (tweet counts at night), quantised (EC2 CPU in 0.066 %
+steps), constant for hours, or heavy-tailed (travel times). Any scale estimate (standard deviation, MAD)
+collapses to ~0 on such a series and turns the next ordinary value into z ≈ 10⁶. A rank does not: the
+p-value of a residual magnitude r is the share of the key's own past magnitudes that were at least r, so a
+value seen often before is never rare, whatever its distance from the mean.
+
+State: a histogram of past magnitudes on a log₂ grid (half-octave bins over ±20 octaves around the first
+non-zero magnitude the key showed, plus one bin for exact zeros), weighted by recency with an exponential
+forgetting factor (an effective memory of `memory` observations). The weights grow geometrically instead
+of every bin shrinking (one multiplication per update, not one per bin), and are rescaled long before they
+overflow. Beyond the largest magnitudes seen the empirical share runs out, so past the level that only
+`TAIL_SHARE` of the mass exceeds, the tail is exponential with the mean excess over that level as its scale
+(the peaks-over-threshold model of SPOT, Siffer et al., KDD 2017, with a shape of 0): a magnitude twice as far
+out is rarer still, never "as rare as the rarest seen".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+BINS_PER_OCTAVE = 2
+OCTAVES = 20  # each side of the reference magnitude: a dynamic range of 2^40
+NBINS = 2 * OCTAVES * BINS_PER_OCTAVE  # bin 0 is exact zero; 1..NBINS the log grid
+TAIL_SHARE = 0.02  # beyond the magnitude only this share exceeds, the exponential tail takes over
+MIN_TAIL_MASS = 20.0  # ...but the tail level keeps at least this many (weighted) observations above it
+RESCALE_AT = 1e200
+
+
+class DecayingTail:
+    """P(past magnitude >= r) for a key, from an exponentially weighted histogram of its magnitudes."""
+
+    __slots__ = ("counts", "memory", "ref", "seen", "total", "warmup", "weight")
+
+    def __init__(self, memory: int, warmup: int) -> None:
+        self.memory = memory
+        self.warmup = warmup
+        self.ref = 0.0  # the reference magnitude: the grid's centre (0 until a non-zero one is seen)
+        self.counts = [0.0] * (NBINS + 1)
+        self.weight = 1.0  # the weight of the next observation
+        self.total = 0.0
+        self.seen = 0
+
+    def _bin(self, r: float) -> tuple[int, float]:
+        """The bin of r and r's position inside it (0 at the bottom edge, 1 at the top)."""
+        if r <= 0.0 or self.ref == 0.0:
+            return 0, 0.0
+        x = (math.log2(r / self.ref) + OCTAVES) * BINS_PER_OCTAVE
+        if x < 0.0:
+            return 1, 0.0
+        if x >= NBINS:
+            return NBINS, 1.0
+        i = int(x)
+        return i + 1, x - i
+
+    def _edge(self, b: int) -> float:
+        """The magnitude at the bottom edge of log bin b."""
+        return self.ref * 2.0 ** ((b - 1) / BINS_PER_OCTAVE - OCTAVES)
+
+    def p_value(self, r: float) -> float | None:
+        """The tail probability of r, or None while the key has fewer than `warmup` observations."""
+        if self.seen < self.warmup:
+            return None
+        counts, total = self.counts, self.total
+        b, frac = self._bin(r)
+        if b == 0:
+            return 1.0  # nothing is below zero: an exact zero is never rare
+        above = sum(counts[b + 1 :]) + (1.0 - frac) * counts[b]
+        tail_mass = max(TAIL_SHARE * total, MIN_TAIL_MASS * total / min(self.seen, self.memory))
+        if above >= tail_mass:
+            return (above + self.weight) / (total + self.weight)
+        # Exponential tail above the level u that `tail_mass` of the past exceeds.
+        mass = 0.0
+        level = NBINS
+        while level > 1 and mass + counts[level] < tail_mass:
+            mass += counts[level]
+            level -= 1
+        u = self._edge(level)
+        mass += counts[level]
+        excess = sum(counts[j] * (self._edge(j) * 1.19 - u) for j in range(level, NBINS + 1) if counts[j])
+        beta = max(excess / mass if mass else 0.0, 0.1 * u, 1e-300)
+        share = (mass + self.weight) / (total + self.weight)
+        return share * math.exp(-max(0.0, r - u) / beta)
+
+    def add(self, r: float) -> None:
+        if self.ref == 0.0 and r > 0.0:
+            self.ref = r
+        b, _ = self._bin(r)
+        self.counts[b] += self.weight
+        self.total += self.weight
+        self.seen += 1
+        self.weight *= 1.0 + 1.0 / self.memory
+        if self.weight > RESCALE_AT:
+            scale = 1.0 / self.weight
+            self.counts = [c * scale for c in self.counts]
+            self.total *= scale
+            self.weight = 1.0
+
+    def state(self) -> list[Any]:
+        return [self.ref, self.weight, self.total, self.seen, self.counts]
+
+    def load_state(self, state: list[Any]) -> None:
+        self.ref, self.weight, self.total, self.seen, counts = state
+        self.counts = list(counts)
