@@ -5,12 +5,13 @@ series is one key of one detector, one row per window (event count 1), judged by
 detector component runs; NAB's rules hold: one parameter set for every file, a detector sees only the rows up
 to the current one, the first 15 % of each file is probationary (NAB ignores alarms there).
 
-A row's NAB anomaly score is its *opening* score (`adnomaly.detection.engine.opening_scores`): the highest
-threshold at which the detection engine's lifecycle opens an anomaly on that row. Thresholding those at any t
-gives exactly the anomalies the pipeline opens with threshold t, so NAB's threshold optimisation (one
-threshold per profile for the whole corpus, `adnomaly.detection.nab.optimise_threshold`) judges the pipeline's
-behaviour, lifecycle included. A binary detector is not exempt: a method that alarms too often scores 0, as
-NAB's "never alarm" baseline does.
+A row's NAB anomaly score is its *opening* score (`adnomaly.detection.engine.opening_scores`): its score
+where it rises above every score of the lifecycle's hold-down before it, else 0. Thresholded at any t, these
+rows hold every anomaly the pipeline opens with threshold t, plus escalations of one still open (which
+the engine folds into it), so NAB's threshold optimisation (one threshold per profile for the whole corpus,
+`adnomaly.detection.nab.optimise_threshold`) judges the pipeline's behaviour, lifecycle included, and its
+figures are a lower bound of the engine's. A binary detector is not exempt: a method that alarms too often
+scores 0, as NAB's "never alarm" baseline does.
 
 With `--results-dir OUT --detector-name NAME` the run also writes NAB results files,
 OUT/NAME/<category>/NAME_<file>.csv (`timestamp,value,anomaly_score,label`), which NAB's own

@@ -9,8 +9,9 @@ sees all of these, and no fixed z-threshold means the same on two series. So:
 - four models, each learnt online with bounded state per key, each giving an expected value:
   * `level`: a robust exponentially weighted level (Huber-clipped updates, so a spike barely moves it but a
     lasting shift is adopted within a few dozen windows — it never freezes);
-  * `daily` and `weekly`: seasonal profiles (288 five-minute bins of the day, 168 hours of the week), each
-    bin an exponentially weighted mean of the values seen at that phase;
+  * `daily` and `weekly`: additive seasonal profiles (288 five-minute bins of the day, 168 hours of the
+    week) around their own deseasonalised robust level, each bin's offset learnt from the values seen at
+    that phase (Holt-Winters without trend, so a level shift does not leave a week of stale expectations);
   * `mean`: the level of the moving mean over the last 24 windows (a change of rate or density rather than
     of single values: more spikes, a run of non-zero values in a mostly-zero series);
 - each model's absolute error is turned into a tail probability by `DecayingTail` against that model's own
@@ -83,29 +84,44 @@ class RobustLevel:
 
 
 class SeasonalProfile:
-    """The expected value at each phase of a period, learnt from the values seen at that phase."""
+    """Additive seasonality around its own level (Holt-Winters without trend): the expected value at a phase is
+    a deseasonalised level plus that phase's learnt offset. The level takes a level shift within a few dozen
+    windows, so a profile does not keep expecting the old level at every phase for days (daily) or weeks
+    (weekly) until each bin has been revisited often enough."""
 
-    __slots__ = ("bins", "period", "values")
+    __slots__ = ("bins", "level", "offsets", "period")
 
     def __init__(self, period: int, bins: int) -> None:
         self.period = period
         self.bins = bins
-        self.values: list[float | None] = [None] * bins
+        self.level = RobustLevel()
+        self.offsets: list[float | None] = [None] * bins
 
     def error(self, at: float, x: float) -> tuple[float | None, float | None]:
         b = int((at % self.period) * self.bins / self.period)
-        expected = self.values[b]
-        if expected is None:
-            self.values[b] = x
+        offset = self.offsets[b]
+        level = self.level
+        if not level.primed:
+            level.error(x)
+            self.offsets[b] = 0.0
             return None, None
-        self.values[b] = expected + PROFILE_ALPHA * (x - expected)
+        before = level.level
+        if offset is None:  # the first visit of this phase: learn it, judge nothing (the level follows x)
+            self.offsets[b] = x - before
+            level.error(x)
+            return None, None
+        level.error(x - offset)
+        self.offsets[b] = offset + PROFILE_ALPHA * (x - before - offset)
+        expected = before + offset
         return x - expected, expected
 
     def state(self) -> list[Any]:
-        return self.values
+        return [self.level.state(), self.offsets]
 
     def load_state(self, state: list[Any]) -> None:
-        self.values = list(state)
+        level, offsets = state
+        self.level.load_state(level)
+        self.offsets = list(offsets)
 
 
 @dataclass(frozen=True)

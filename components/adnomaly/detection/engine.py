@@ -31,14 +31,15 @@ RESOLVE_AFTER = 2  # the z-methods' and rules' default; `auto` holds down longer
 
 
 def opening_scores(scores: Sequence[float | None], hold_down: int) -> list[float]:
-    """The lifecycle at every threshold at once: row i's value is the highest threshold at which it opens an
-    anomaly (0 where it opens none at any threshold).
+    """The lifecycle as one score per row, for benchmarks that threshold scores themselves (NAB).
 
-    At a threshold t a row opens an anomaly when its score is >= t and no anomaly is open, and an open one
-    resolves after `hold_down` consecutive rows below t (rows a detector cannot judge count as normal). So row
-    i opens at t exactly when score_i >= t > max(score over the `hold_down` rows before i): its opening value
-    is score_i where score_i exceeds that maximum, else 0. Thresholding these values at any t gives the
-    engine's opened anomalies at t — which is what NAB's threshold sweep needs from a detector's results.
+    At a threshold t a row opens an anomaly when its score is >= t and no anomaly is open; an open one resolves
+    after `hold_down` consecutive rows below t (rows a detector cannot judge count as normal). So row i opens
+    at t exactly when score_i >= t > m_i, where m_i is the highest score of the `hold_down` rows before it.
+    A benchmark can only ask "score >= t", so row i gets score_i where score_i > m_i and 0 elsewhere: at every
+    t this keeps every row the engine opens on, and adds the rows that climb above an anomaly still open at
+    t (escalations, which the engine folds into that anomaly). The benchmark sees at least the engine's
+    alarms and never fewer false ones: its figures are a lower bound of the engine's.
     """
     out: list[float] = []
     window: deque[tuple[int, float]] = deque()  # (row, score), scores decreasing: the sliding maximum

@@ -11,9 +11,10 @@ non-zero magnitude the key showed, plus one bin for exact zeros), weighted by re
 forgetting factor (an effective memory of `memory` observations). The weights grow geometrically instead
 of every bin shrinking (one multiplication per update, not one per bin), and are rescaled long before they
 overflow. Beyond the largest magnitudes seen the empirical share runs out, so past the level that only
-`TAIL_SHARE` of the mass exceeds, the tail is exponential with the mean excess over that level as its scale
-(the peaks-over-threshold model of SPOT, Siffer et al., KDD 2017, with a shape of 0): a magnitude twice as far
-out is rarer still, never "as rare as the rarest seen".
+`TAIL_SHARE` of the mass exceeds, the tail is a generalised Pareto distribution fitted to the excesses over
+that level by their moments (the peaks-over-threshold model of SPOT, Siffer et al., KDD 2017): a magnitude
+twice as far out is rarer still, never "as rare as the rarest seen", and a heavy-tailed series (counts,
+latencies) gets a heavy tail rather than the overconfident exponential one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ NBINS = 2 * OCTAVES * BINS_PER_OCTAVE  # bin 0 is exact zero; 1..NBINS the log g
 TAIL_SHARE = 0.02  # beyond the magnitude only this share exceeds, the exponential tail takes over
 MIN_TAIL_MASS = 20.0  # ...but the tail level keeps at least this many (weighted) observations above it
 RESCALE_AT = 1e200
+BIN_MIDDLE = 2.0 ** (0.5 / BINS_PER_OCTAVE)  # a log bin's geometric middle over its bottom edge
+MAX_SHAPE = 0.5  # the tail's shape estimate is capped (beyond it, moments are no longer finite)
 
 
 class DecayingTail:
@@ -71,7 +74,8 @@ class DecayingTail:
         tail_mass = max(TAIL_SHARE * total, MIN_TAIL_MASS * total / min(self.seen, self.memory))
         if above >= tail_mass:
             return (above + self.weight) / (total + self.weight)
-        # Exponential tail above the level u that `tail_mass` of the past exceeds.
+        # Generalised Pareto tail above the level u that `tail_mass` of the past exceeds, its shape and scale
+        # from the moments of the excesses (an exponential tail has shape 0; heavy tails, e.g. counts, more).
         mass = 0.0
         level = NBINS
         while level > 1 and mass + counts[level] < tail_mass:
@@ -79,10 +83,26 @@ class DecayingTail:
             level -= 1
         u = self._edge(level)
         mass += counts[level]
-        excess = sum(counts[j] * (self._edge(j) * 1.19 - u) for j in range(level, NBINS + 1) if counts[j])
-        beta = max(excess / mass if mass else 0.0, 0.1 * u, 1e-300)
+        m1 = m2 = 0.0
+        for j in range(level, NBINS + 1):
+            c = counts[j]
+            if c:
+                e = self._edge(j) * BIN_MIDDLE - u
+                m1 += c * e
+                m2 += c * e * e
+        mean = m1 / mass if mass else 0.0
+        var = m2 / mass - mean * mean if mass else 0.0
+        ratio = mean * mean / var if var > 0.0 else 1.0
+        shape = min(MAX_SHAPE, max(0.0, 0.5 * (1.0 - ratio)))
+        # The scale is the moment estimate that goes with the unclamped shape. Where the excesses look
+        # lighter-tailed than exponential (shape < 0: a bounded tail), that is wider than their mean: a tail
+        # fitted to a few dozen excesses is not extrapolated as light, so far values stay merely very rare.
+        scale = max(0.5 * mean * (ratio + 1.0) if var > 0.0 else mean, 0.1 * u, 1e-300)
         share = (mass + self.weight) / (total + self.weight)
-        return share * math.exp(-max(0.0, r - u) / beta)
+        excess = max(0.0, r - u) / scale
+        if shape < 1e-6:
+            return share * math.exp(-excess)
+        return share * (1.0 + shape * excess) ** (-1.0 / shape)
 
     def add(self, r: float) -> None:
         if self.ref == 0.0 and r > 0.0:
@@ -99,8 +119,15 @@ class DecayingTail:
             self.weight = 1.0
 
     def state(self) -> list[Any]:
-        return [self.ref, self.weight, self.total, self.seen, self.counts]
+        """Plain values; the histogram sparse ([bin, weight, bin, weight, ...]: most bins stay empty)."""
+        sparse: list[float] = []
+        for i, c in enumerate(self.counts):
+            if c:
+                sparse += (i, c)
+        return [self.ref, self.weight, self.total, self.seen, sparse]
 
     def load_state(self, state: list[Any]) -> None:
-        self.ref, self.weight, self.total, self.seen, counts = state
-        self.counts = list(counts)
+        self.ref, self.weight, self.total, self.seen, sparse = state
+        self.counts = [0.0] * (NBINS + 1)
+        for i in range(0, len(sparse), 2):
+            self.counts[int(sparse[i])] = sparse[i + 1]
