@@ -82,3 +82,66 @@ def test_window_rows_map_timestamps_to_rows() -> None:
     times = [float(t) for t in range(0, 1000, 10)]
     assert window_rows(times, [(400.0, 490.0), (5000.0, 6000.0)]) == [(40, 49)]
     assert window_rows(times, [(395.0, 494.0)]) == [(40, 49)]
+
+
+# -- threshold optimisation (NAB's `--optimize`) --------------------------------------------------------------
+
+
+def test_the_sweep_picks_the_threshold_that_maximises_the_corpus_total() -> None:
+    from adnomaly.detection.nab import ScoredFile, optimise_threshold
+
+    a = [0.0] * N
+    a[40] = 0.9  # the window's first row: a full true positive
+    a[20] = 0.5  # a false positive before the window (-0.11) at a lower score
+    b = [0.0] * N
+    b[45] = 0.4  # inside b's window: 0.85979 if the threshold reaches 0.4
+    best = optimise_threshold([ScoredFile("a", a, WINDOW), ScoredFile("b", b, WINDOW)])
+    # t = 0.9: 1 - 1 = 0; t = 0.5: 1 - 0.11 - 1; t = 0.4: 1 - 0.11 + 0.85979 = 1.74979 (best)
+    assert best.threshold == 0.4
+    assert best.raw == pytest.approx(1.0 - 0.11 + 0.859793, abs=1e-6)
+    assert (best.alarms, best.false_alarms, best.windows_hit, best.windows) == (3, 1, 2, 2)
+    assert best.normalised == pytest.approx(100 * (best.raw + 2) / 4)
+
+
+def test_every_row_at_or_above_the_threshold_is_an_alarm() -> None:
+    """NAB thresholds scores row by row: a detector that keeps its score high pays every row outside windows."""
+    from adnomaly.detection.nab import ScoredFile, optimise_threshold
+
+    flat = [0.0] * N
+    for i in range(20, 30):
+        flat[i] = 1.0  # ten false positives at the top score, and nothing in the window
+    best = optimise_threshold([ScoredFile("f", flat, WINDOW)])
+    assert best.alarms == 0 and best.normalised == 0.0  # never alarming beats it, as for NAB's null detector
+
+
+def test_the_sweep_agrees_with_raw_score_at_its_threshold() -> None:
+    import random
+
+    from adnomaly.detection.nab import ScoredFile, optimise_threshold
+
+    rng = random.Random(3)
+    files, results = [], []
+    for k in range(4):
+        n = 300 + 50 * k
+        windows = [(100 + 10 * k, 140 + 10 * k), (200, 230)]
+        values = [rng.random() ** 3 for _ in range(n)]
+        files.append(ScoredFile(f"f{k}", values, windows))
+    best = optimise_threshold(files)
+    for f in files:
+        fired = [i for i, s in enumerate(f.scores) if s >= best.threshold]
+        results.append(FileResult(f.name, len(f.scores), fired, list(f.windows)))
+    assert best.normalised == pytest.approx(normalised_score(results), abs=1e-9)
+    for nudge in (0.999, 1.001):  # and no neighbouring threshold does better
+        cut = best.threshold * nudge
+        fired_all = [FileResult(f.name, len(f.scores), [i for i, s in enumerate(f.scores) if s >= cut],
+                                list(f.windows)) for f in files]  # fmt: skip
+        assert normalised_score(fired_all) <= best.normalised + 1e-9
+
+
+def test_a_window_inside_the_probationary_period_is_not_scored() -> None:
+    from adnomaly.detection.nab import ScoredFile, optimise_threshold
+
+    scores = [0.0] * N
+    scores[40] = 1.0
+    best = optimise_threshold([ScoredFile("f", scores, [(2, 8), (40, 49)])])  # rows 0-14 are probationary
+    assert best.windows == 1 and best.normalised == pytest.approx(100.0)

@@ -129,7 +129,7 @@ def evaluate(spec: DetectorSpec, corpus: Sequence[Series]) -> tuple[dict[str, An
         best = optimise_threshold(files, weights)
         result[profile] = round(best.normalised, 2)
         result[f"{profile}_detail"] = {
-            "threshold": round(best.threshold, 6) if best.alarms else None, "alarms": best.alarms,
+            "threshold": best.threshold if best.alarms else None, "alarms": best.alarms,
             "false_alarms": best.false_alarms, "windows_hit": best.windows_hit, "windows": best.windows,
         }  # fmt: skip
     result["rows_per_second"] = round(rows / cpu) if cpu > 0 else None
@@ -153,7 +153,7 @@ def write_results(out: Path, name: str, corpus: Sequence[Series], scored: Sequen
             writer = csv.writer(f)
             writer.writerow(["timestamp", "value", "anomaly_score", "label"])
             for stamp, value, score, label in zip(series.stamps, series.values, scores, inside, strict=True):
-                writer.writerow([stamp, repr(value), f"{score:.10f}", label])
+                writer.writerow([stamp, repr(value), repr(score), label])
 
 
 def _detectors(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
