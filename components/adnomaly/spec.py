@@ -361,7 +361,7 @@ class Auto(SpecModel):
     """The untuned ensemble (level, daily and weekly profiles, moving mean; see adnomaly.detection.auto)."""
 
     threshold: float = Field(
-        default=0.9, gt=0, lt=1, description="Anomaly score (0-1) at which a window alarms as a warning"
+        default=0.95, gt=0, lt=1, description="Anomaly score (0-1) at which a window alarms as a warning"
     )
     critical_threshold: float = Field(default=0.99, gt=0, lt=1, description="Anomaly score of a critical alarm")
     min_count: int = Field(default=1, ge=1, description="Events a window needs before it is judged")

@@ -41,6 +41,7 @@ from adnomaly.spec import Auto
 LEVEL_ALPHA = 0.02  # ~50 windows of memory for the level
 HUBER = 3.0  # a level update moves by at most 3 mean absolute deviations
 PROFILE_ALPHA = 0.1  # each seasonal bin remembers ~10 visits
+SETTLED_VISITS = round(1 / PROFILE_ALPHA)
 DAY_S, DAY_BINS = 86_400, 288
 WEEK_S, WEEK_BINS = 7 * 86_400, 168
 MEAN_WINDOWS = 24
@@ -87,15 +88,18 @@ class SeasonalProfile:
     """Additive seasonality around its own level (Holt-Winters without trend): the expected value at a phase is
     a deseasonalised level plus that phase's learnt offset. The level takes a level shift within a few dozen
     windows, so a profile does not keep expecting the old level at every phase for days (daily) or weeks
-    (weekly) until each bin has been revisited often enough."""
+    (weekly) until each bin has been revisited often enough. A bin's offset is the plain mean of its first
+    visits and exponentially weighted after 1/PROFILE_ALPHA of them, so what the first, still unsettled
+    visits taught it is not remembered for weeks."""
 
-    __slots__ = ("bins", "level", "offsets", "period")
+    __slots__ = ("bins", "level", "offsets", "period", "visits")
 
     def __init__(self, period: int, bins: int) -> None:
         self.period = period
         self.bins = bins
         self.level = RobustLevel()
         self.offsets: list[float | None] = [None] * bins
+        self.visits = [0] * bins
 
     def error(self, at: float, x: float) -> tuple[float | None, float | None]:
         b = int((at % self.period) * self.bins / self.period)
@@ -104,24 +108,29 @@ class SeasonalProfile:
         if not level.primed:
             level.error(x)
             self.offsets[b] = 0.0
+            self.visits[b] = 1
             return None, None
         before = level.level
         if offset is None:  # the first visit of this phase: learn it, judge nothing (the level follows x)
             self.offsets[b] = x - before
+            self.visits[b] = 1
             level.error(x)
             return None, None
         level.error(x - offset)
-        self.offsets[b] = offset + PROFILE_ALPHA * (x - before - offset)
+        visits = min(self.visits[b] + 1, SETTLED_VISITS)
+        self.visits[b] = visits
+        self.offsets[b] = offset + max(PROFILE_ALPHA, 1.0 / visits) * (x - before - offset)
         expected = before + offset
         return x - expected, expected
 
     def state(self) -> list[Any]:
-        return [self.level.state(), self.offsets]
+        return [self.level.state(), self.offsets, self.visits]
 
     def load_state(self, state: list[Any]) -> None:
-        level, offsets = state
+        level, offsets, visits = state
         self.level.load_state(level)
         self.offsets = list(offsets)
+        self.visits = list(visits)
 
 
 @dataclass(frozen=True)
