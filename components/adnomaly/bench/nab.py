@@ -17,8 +17,10 @@ With `--results-dir OUT --detector-name NAME` the run also writes NAB results fi
 OUT/NAME/<category>/NAME_<file>.csv (`timestamp,value,anomaly_score,label`), which NAB's own
 `run.py -d NAME --optimize --score --normalize` scores.
 
-Cost is reported too: rows per second per detector (one core, the detector alone) and the JSON size of one
-key's state after a whole file (mean and max over the files).
+Cost is reported too: rows per second per detector (CPU time of one core, judging and the lifecycle's
+opening scores) beside the same loop's ceiling measured in the same run (a stateless threshold rule through
+the very same path: what the loop costs without a model), their ratio, and the JSON size of one key's state
+after a whole file (mean and max over the files).
 """
 
 from __future__ import annotations
@@ -114,14 +116,22 @@ def score_series(spec: DetectorSpec, series: Series) -> tuple[list[float], int]:
     return opening_scores(scores, spec.hold_down), state_bytes
 
 
-def evaluate(spec: DetectorSpec, corpus: Sequence[Series]) -> tuple[dict[str, Any], list[list[float]]]:
+CEILING = {"threshold": {"warningAbove": 1e300}}  # never fires: the loop's own cost
+
+
+def _timed(spec: DetectorSpec, corpus: Sequence[Series]) -> tuple[float, list[list[float]], list[int]]:
     started = time.process_time()
     scored, sizes = [], []
     for series in corpus:
         scores, size = score_series(spec, series)
         scored.append(scores)
         sizes.append(size)
-    cpu = time.process_time() - started
+    return time.process_time() - started, scored, sizes
+
+
+def evaluate(spec: DetectorSpec, corpus: Sequence[Series]) -> tuple[dict[str, Any], list[list[float]]]:
+    cpu, scored, sizes = _timed(spec, corpus)
+    ceiling_cpu, _, _ = _timed(detector_spec("ceiling", CEILING), corpus)
     rows = sum(len(s.values) for s in corpus)
     files = [ScoredFile(s.relative, scores, s.windows) for s, scores in zip(corpus, scored, strict=True)]
     result: dict[str, Any] = {}
@@ -133,6 +143,8 @@ def evaluate(spec: DetectorSpec, corpus: Sequence[Series]) -> tuple[dict[str, An
             "false_alarms": best.false_alarms, "windows_hit": best.windows_hit, "windows": best.windows,
         }  # fmt: skip
     result["rows_per_second"] = round(rows / cpu) if cpu > 0 else None
+    result["ceiling_rows_per_second"] = round(rows / ceiling_cpu) if ceiling_cpu > 0 else None
+    result["ratio"] = round(ceiling_cpu / cpu, 3) if cpu > 0 else None
     result["state_bytes_per_key"] = {
         "mean": round(sum(sizes) / len(sizes)) if sizes else 0, "max": max(sizes, default=0),
     }  # fmt: skip

@@ -138,7 +138,19 @@ class Evidence:
     score: float  # in [0, 1]
     surprise: float  # S, the sum of the two largest -log10 p
     expected: float | None  # the expectation of the most surprised model
-    reason: str
+    value: float
+    top: tuple[tuple[float, int], ...]  # (surprise, model index) of the two most surprised models
+
+    def reason(self) -> str:
+        """One line for an alarm (built on demand: most windows are normal and need none)."""
+        (first, which), *second = self.top
+        text = f"{self.value:.6g} is rare for its {SIGNALS[which]} model"
+        if self.expected is not None:
+            text += f" (expected {self.expected:.6g})"
+        text += f": p={10 ** -first:.2g}"
+        for surprise, other in second:
+            text += f", {SIGNALS[other]} p={10 ** -surprise:.2g}"
+        return text
 
 
 class AutoKey:
@@ -179,24 +191,16 @@ class AutoKey:
                 continue
             magnitude = abs(error) if sign == 0 else max(0.0, sign * error)
             long_tail, short_tail = self.tails[i]
-            p_long, p_short = long_tail.p_value(magnitude), short_tail.p_value(magnitude)
-            long_tail.add(magnitude)
-            short_tail.add(magnitude)
+            p_long, p_short = long_tail.observe(magnitude), short_tail.observe(magnitude)
             if p_long is None or p_short is None:
                 continue
             surprises.append((-0.5 * math.log10(max(p_long * p_short, 1e-300)), i, expected))
         if not surprises:
             return None
         surprises.sort(reverse=True)
-        total = surprises[0][0] + (surprises[1][0] if len(surprises) > 1 else 0.0)
-        top, which, expected = surprises[0]
-        reason = f"{x:.6g} is rare for its {SIGNALS[which]} model"
-        if expected is not None:
-            reason += f" (expected {expected:.6g})"
-        reason += f": p={10 ** -top:.2g}"
-        if len(surprises) > 1:
-            reason += f", {SIGNALS[surprises[1][1]]} p={10 ** -surprises[1][0]:.2g}"
-        return Evidence(1.0 - 10.0 ** (-total / SURPRISE_SCALE), total, expected, reason)
+        top = tuple((s, i) for s, i, _ in surprises[:2])
+        total = sum(s for s, _ in top)
+        return Evidence(1.0 - 10.0 ** (-total / SURPRISE_SCALE), total, surprises[0][2], x, top)
 
     def state(self) -> list[Any]:
         return [

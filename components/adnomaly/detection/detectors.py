@@ -230,7 +230,8 @@ class AutoDetector:
         severity: Severity | None = (
             "critical" if score >= p.critical_threshold else "warning" if score >= p.threshold else None
         )
-        return Verdict(severity, value, evidence.expected, evidence.score, evidence.surprise, evidence.reason)
+        reason = evidence.reason() if severity is not None else ""
+        return Verdict(severity, value, evidence.expected, score, evidence.surprise, reason)
 
     def state(self) -> list[Any]:
         return self.model.state()

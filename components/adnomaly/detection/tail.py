@@ -62,12 +62,24 @@ class DecayingTail:
         """The magnitude at the bottom edge of log bin b."""
         return self.ref * 2.0 ** ((b - 1) / BINS_PER_OCTAVE - OCTAVES)
 
+    def observe(self, r: float) -> float | None:
+        """p_value(r), then add(r): the way a stream uses the tail (r's bin is located once)."""
+        if self.ref == 0.0 and r > 0.0:
+            self.ref = r
+        b, frac = self._bin(r)
+        p = self._p_value(r, b, frac) if self.seen >= self.warmup else None
+        self._add(b)
+        return p
+
     def p_value(self, r: float) -> float | None:
         """The tail probability of r, or None while the key has fewer than `warmup` observations."""
         if self.seen < self.warmup:
             return None
-        counts, total = self.counts, self.total
         b, frac = self._bin(r)
+        return self._p_value(r, b, frac)
+
+    def _p_value(self, r: float, b: int, frac: float) -> float:
+        counts, total = self.counts, self.total
         if b == 0:
             return 1.0  # nothing is below zero: an exact zero is never rare
         above = sum(counts[b + 1 :]) + (1.0 - frac) * counts[b]
@@ -107,7 +119,9 @@ class DecayingTail:
     def add(self, r: float) -> None:
         if self.ref == 0.0 and r > 0.0:
             self.ref = r
-        b, _ = self._bin(r)
+        self._add(self._bin(r)[0])
+
+    def _add(self, b: int) -> None:
         self.counts[b] += self.weight
         self.total += self.weight
         self.seen += 1
