@@ -377,8 +377,8 @@ class Auto(SpecModel):
 METHODS = ("threshold", "robustZScore", "ewma", "auto")
 # Consecutive normal windows that resolve an open anomaly, per method, when the detector sets none. `auto`
 # judges every window of a key and its evidence flickers around the threshold while a series is turbulent;
-# a long hold-down keeps one turbulent episode one anomaly (100 windows: 100 minutes at a 1-minute slide).
-DEFAULT_RESOLVE_AFTER = {"threshold": 2, "robustZScore": 2, "ewma": 2, "auto": 100}
+# a longer hold-down keeps one turbulent episode one anomaly (20 windows: 20 minutes at a 1-minute slide).
+DEFAULT_RESOLVE_AFTER = {"threshold": 2, "robustZScore": 2, "ewma": 2, "auto": 20}
 
 
 class DetectorSpec(SpecModel):
@@ -391,7 +391,7 @@ class DetectorSpec(SpecModel):
     auto: Auto | None = None
     resolve_after: int | None = Field(
         default=None, ge=1, le=10_000,
-        description="Consecutive normal windows that resolve an open anomaly (default 2; 100 for auto)",
+        description="Consecutive normal windows that resolve an open anomaly (default 2; 20 for auto)",
     )  # fmt: skip
 
     @property

@@ -35,7 +35,7 @@ def scores(values: list[float], params: Auto | None = None) -> list[float | None
     return out
 
 
-def alarms(values: list[float], threshold: float = Auto().threshold, hold_down: int = 100) -> list[int]:
+def alarms(values: list[float], threshold: float = Auto().threshold, hold_down: int = 20) -> list[int]:
     return [i for i, s in enumerate(opening_scores(scores(values), hold_down)) if s >= threshold]
 
 
@@ -250,6 +250,6 @@ def test_opening_scores_is_the_running_maximum_rule(values: list[float], hold_do
 
 def test_build_detector_knows_auto() -> None:
     spec = DetectorSpec.model_validate({"name": "a", "feature": "f", "metric": "m", "auto": {}})
-    assert spec.method == "auto" and spec.hold_down == 100
+    assert spec.method == "auto" and spec.hold_down == 20
     assert isinstance(build_detector(spec), AutoDetector)
     assert math.isclose(Auto().threshold, 0.95) and math.isclose(Auto().critical_threshold, 0.99)

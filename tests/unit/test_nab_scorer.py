@@ -145,3 +145,30 @@ def test_a_window_inside_the_probationary_period_is_not_scored() -> None:
     scores[40] = 1.0
     best = optimise_threshold([ScoredFile("f", scores, [(2, 8), (40, 49)])])  # rows 0-14 are probationary
     assert best.windows == 1 and best.normalised == pytest.approx(100.0)
+
+
+def test_the_lifecycle_sweep_scores_the_engine_rule_exactly() -> None:
+    """Row i alarms at t when score_i >= t > prior_max_i: checked against the per-file scorer at the optimum and
+    at every other threshold."""
+    import random
+
+    from adnomaly.detection.engine import prior_maxima
+    from adnomaly.detection.nab import LifecycleFile, optimise_lifecycle
+
+    rng = random.Random(5)
+    files = []
+    for k in range(3):
+        n = 400
+        scores = [rng.random() ** 4 for _ in range(n)]
+        files.append(LifecycleFile(f"f{k}", scores, prior_maxima(scores, 5), [(120 + 30 * k, 170 + 30 * k)]))
+
+    def opened(f: LifecycleFile, t: float) -> list[int]:
+        return [i for i, (s, m) in enumerate(zip(f.scores, f.prior_max, strict=True)) if s >= t > m]
+
+    def total(t: float) -> float:
+        return normalised_score([FileResult(f.name, len(f.scores), opened(f, t), list(f.windows)) for f in files])
+
+    best = optimise_lifecycle(files)
+    assert best.normalised == pytest.approx(total(best.threshold), abs=1e-9)
+    candidates = sorted({s for f in files for s in f.scores if s > 0})
+    assert max(total(t) for t in candidates[::7]) <= best.normalised + 1e-9

@@ -5,13 +5,16 @@ series is one key of one detector, one row per window (event count 1), judged by
 detector component runs; NAB's rules hold: one parameter set for every file, a detector sees only the rows up
 to the current one, the first 15 % of each file is probationary (NAB ignores alarms there).
 
-A row's NAB anomaly score is its *opening* score (`adnomaly.detection.engine.opening_scores`): its score
-where it rises above every score of the lifecycle's hold-down before it, else 0. Thresholded at any t, these
-rows hold every anomaly the pipeline opens with threshold t, plus escalations of one still open (which
-the engine folds into it), so NAB's threshold optimisation (one threshold per profile for the whole corpus,
-`adnomaly.detection.nab.optimise_threshold`) judges the pipeline's behaviour, lifecycle included, and its
-figures are a lower bound of the engine's. A binary detector is not exempt: a method that alarms too often
-scores 0, as NAB's "never alarm" baseline does.
+Two figures per profile, both with NAB's weights, probation and threshold optimisation (one threshold per
+profile for the whole corpus):
+- the NAB figure (`standard`, `reward_low_fp`, `reward_low_fn`): each row's anomaly score is its *opening*
+  score (`adnomaly.detection.engine.opening_scores`: its score where it rises above every score of the
+  lifecycle's hold-down before it, else 0), thresholded as NAB does (`optimise_threshold`). These are the
+  results files NAB's own `run.py` scores. "score >= t" cannot express the lifecycle exactly: it also counts
+  rows that climb above an anomaly still open (escalations);
+- the pipeline's figure (`lifecycle`): the engine's own rule at every threshold, exactly
+  (`optimise_lifecycle`): what the detector component would have raised.
+A binary detector is not exempt: a method that alarms too often scores 0, as NAB's "never alarm" does.
 
 With `--results-dir OUT --detector-name NAME` the run also writes NAB results files,
 OUT/NAME/<category>/NAME_<file>.csv (`timestamp,value,anomaly_score,label`), which NAB's own
@@ -36,8 +39,18 @@ from pathlib import Path
 from typing import Any
 
 from adnomaly.detection.detectors import build_detector
-from adnomaly.detection.engine import opening_scores
-from adnomaly.detection.nab import LOW_FN, LOW_FP, STANDARD, ScoredFile, optimise_threshold, window_rows
+from adnomaly.detection.engine import prior_maxima
+from adnomaly.detection.nab import (
+    LOW_FN,
+    LOW_FP,
+    STANDARD,
+    LifecycleFile,
+    Optimum,
+    ScoredFile,
+    optimise_lifecycle,
+    optimise_threshold,
+    window_rows,
+)
 from adnomaly.spec import DetectorSpec
 
 # One parameter set per method for every file (NAB's rule). `auto` runs exactly as a pipeline declares it.
@@ -103,8 +116,8 @@ def detector_spec(name: str, method: dict[str, Any]) -> DetectorSpec:
     return DetectorSpec.model_validate({"name": "nab", "feature": "nab", "metric": "value", **method})
 
 
-def score_series(spec: DetectorSpec, series: Series) -> tuple[list[float], int]:
-    """The row-by-row opening scores of one series, and the JSON size of the key's state afterwards."""
+def score_series(spec: DetectorSpec, series: Series) -> tuple[list[float | None], int]:
+    """The row-by-row scores of one series (None: not judged), and the JSON size of the key's state after."""
     detector = build_detector(spec, threshold_min_count=1)
     key = ("nab",)
     scores: list[float | None] = []
@@ -112,36 +125,47 @@ def score_series(spec: DetectorSpec, series: Series) -> tuple[list[float], int]:
     for at, value in zip(series.times, series.values, strict=True):
         verdict = judge(key, value, 1, at)
         scores.append(None if verdict is None else verdict.score)
-    state_bytes = len(json.dumps(detector.state()))
-    return opening_scores(scores, spec.hold_down), state_bytes
+    return scores, len(json.dumps(detector.state()))
 
 
 CEILING = {"threshold": {"warningAbove": 1e300}}  # never fires: the loop's own cost
 
 
-def _timed(spec: DetectorSpec, corpus: Sequence[Series]) -> tuple[float, list[list[float]], list[int]]:
+def _timed(spec: DetectorSpec, corpus: Sequence[Series]) -> tuple[float, list[LifecycleFile], list[int]]:
+    """CPU seconds to judge the corpus and derive each row's opening score; per file its rows' scores and
+    prior maxima; per file the state size."""
     started = time.process_time()
-    scored, sizes = [], []
+    files, sizes = [], []
     for series in corpus:
         scores, size = score_series(spec, series)
-        scored.append(scores)
+        plain = [0.0 if s is None else s for s in scores]
+        files.append(LifecycleFile(series.relative, plain, prior_maxima(plain, spec.hold_down), series.windows))
         sizes.append(size)
-    return time.process_time() - started, scored, sizes
+    return time.process_time() - started, files, sizes
+
+
+def _detail(best: Optimum) -> dict[str, Any]:
+    return {"threshold": best.threshold if best.alarms else None, "alarms": best.alarms,
+            "false_alarms": best.false_alarms, "windows_hit": best.windows_hit, "windows": best.windows}  # fmt: skip
 
 
 def evaluate(spec: DetectorSpec, corpus: Sequence[Series]) -> tuple[dict[str, Any], list[list[float]]]:
-    cpu, scored, sizes = _timed(spec, corpus)
+    """The detector's figures on the corpus, and each file's opening scores (its NAB results)."""
+    cpu, files, sizes = _timed(spec, corpus)
     ceiling_cpu, _, _ = _timed(detector_spec("ceiling", CEILING), corpus)
     rows = sum(len(s.values) for s in corpus)
-    files = [ScoredFile(s.relative, scores, s.windows) for s, scores in zip(corpus, scored, strict=True)]
+    scored = [[s if s > m else 0.0 for s, m in zip(f.scores, f.prior_max, strict=True)] for f in files]
+    opening = [ScoredFile(f.name, scores, f.windows) for f, scores in zip(files, scored, strict=True)]
     result: dict[str, Any] = {}
+    lifecycle: dict[str, Any] = {}
     for profile, weights in PROFILES:
-        best = optimise_threshold(files, weights)
+        best = optimise_threshold(opening, weights)
         result[profile] = round(best.normalised, 2)
-        result[f"{profile}_detail"] = {
-            "threshold": best.threshold if best.alarms else None, "alarms": best.alarms,
-            "false_alarms": best.false_alarms, "windows_hit": best.windows_hit, "windows": best.windows,
-        }  # fmt: skip
+        result[f"{profile}_detail"] = _detail(best)
+        exact = optimise_lifecycle(files, weights)
+        lifecycle[profile] = round(exact.normalised, 2)
+        lifecycle[f"{profile}_detail"] = _detail(exact)
+    result["lifecycle"] = lifecycle
     result["rows_per_second"] = round(rows / cpu) if cpu > 0 else None
     result["ceiling_rows_per_second"] = round(rows / ceiling_cpu) if ceiling_cpu > 0 else None
     result["ratio"] = round(ceiling_cpu / cpu, 3) if cpu > 0 else None

@@ -15,6 +15,7 @@ anomalies, tagged with the consumed offsets, so a restart resumes exactly.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,28 +31,38 @@ from adnomaly.spec import DetectionSpec, DetectorSpec
 RESOLVE_AFTER = 2  # the z-methods' and rules' default; `auto` holds down longer (spec.DEFAULT_RESOLVE_AFTER)
 
 
-def opening_scores(scores: Sequence[float | None], hold_down: int) -> list[float]:
-    """The lifecycle as one score per row, for benchmarks that threshold scores themselves (NAB).
+def prior_maxima(scores: Sequence[float | None], hold_down: int) -> list[float]:
+    """Per row, the highest score of the `hold_down` rows before it (-inf for the first row; None counts as 0).
 
-    At a threshold t a row opens an anomaly when its score is >= t and no anomaly is open; an open one resolves
-    after `hold_down` consecutive rows below t (rows a detector cannot judge count as normal). So row i opens
-    at t exactly when score_i >= t > m_i, where m_i is the highest score of the `hold_down` rows before it.
-    A benchmark can only ask "score >= t", so row i gets score_i where score_i > m_i and 0 elsewhere: at every
-    t this keeps every row the engine opens on, and adds the rows that climb above an anomaly still open at
-    t (escalations, which the engine folds into that anomaly). The benchmark sees at least the engine's
-    alarms and never fewer false ones: its figures are a lower bound of the engine's.
-    """
+    The lifecycle in one line: at a threshold t, row i opens an anomaly exactly when score_i >= t > m_i. (An
+    anomaly opens when a row reaches t while none is open, and an open one resolves after `hold_down`
+    consecutive rows below t; rows a detector cannot judge count as normal.)"""
     out: list[float] = []
     window: deque[tuple[int, float]] = deque()  # (row, score), scores decreasing: the sliding maximum
     for i, raw in enumerate(scores):
-        score = 0.0 if raw is None else raw
         while window and window[0][0] < i - hold_down:
             window.popleft()
-        out.append(score if not window or score > window[0][1] else 0.0)
+        out.append(window[0][1] if window else -math.inf)
+        score = 0.0 if raw is None else raw
         while window and window[-1][1] <= score:
             window.pop()
         window.append((i, score))
     return out
+
+
+def opening_scores(scores: Sequence[float | None], hold_down: int) -> list[float]:
+    """The lifecycle as one score per row, for benchmarks that threshold scores themselves (NAB): score_i where
+    it exceeds every score of its hold-down (`prior_maxima`), else 0.
+
+    "score >= t" cannot say "and m_i < t", so thresholded at t these rows are every row the engine opens on
+    plus the rows that climb above an anomaly still open at t (escalations, which the engine folds into that
+    anomaly). Outside NAB's windows those count as false alarms, inside as detections, so the two views can
+    differ either way: `adnomaly.detection.nab.optimise_lifecycle` scores the engine's own rule exactly.
+    """
+    return [
+        (0.0 if s is None else s) if (0.0 if s is None else s) > m else 0.0
+        for s, m in zip(scores, prior_maxima(scores, hold_down), strict=True)
+    ]
 
 
 class DetectorState(msgspec.Struct, frozen=True):

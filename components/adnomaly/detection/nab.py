@@ -211,3 +211,95 @@ def optimise_threshold(files: Sequence[ScoredFile], profile: Profile = STANDARD)
             normalised = 100.0 * (raw - null) / (perfect - null) if perfect != null else 0.0
             best = Optimum(threshold, raw, normalised, alarms, false_alarms, hit, scorable_windows)
     return best
+
+
+# --- The engine's own lifecycle, at its best threshold ---------------------------------------------------------
+# NAB thresholds one score per row ("alarm where score >= t"). The detection engine's lifecycle is not of that
+# form: at threshold t, row i opens an anomaly when score_i >= t > m_i (m_i: the highest score of the rows of
+# its hold-down before it). `optimise_lifecycle` sweeps every threshold with that rule exactly, so a benchmark
+# can report what the pipeline itself would have raised beside what NAB's own scorer makes of results files.
+
+
+@dataclass(frozen=True)
+class LifecycleFile:
+    name: str
+    scores: Sequence[float]
+    prior_max: Sequence[float]  # per row: the highest score of its hold-down rows before it (-inf if none)
+    windows: Sequence[tuple[int, int]]
+
+
+def optimise_lifecycle(files: Sequence[LifecycleFile], profile: Profile = STANDARD) -> Optimum:
+    """The best threshold for the engine's rule, and the corpus total there (same weights as NAB's)."""
+    import heapq
+
+    events: list[tuple[float, int, int, float, int | None]] = []  # (value, kind 0 enter/1 leave, row id, ...)
+    window_ids = scorable = row_id = 0
+    for f in files:
+        n = len(f.scores)
+        probation = probationary_rows(n)
+        seen: set[int] = set()
+        for offset, (weight, window) in enumerate(row_weights(n, f.windows, profile)):
+            i = probation + offset
+            gid = None if window is None else window_ids + window
+            if gid is not None:
+                seen.add(gid)
+            s, m = float(f.scores[i]), float(f.prior_max[i])
+            if s > m:  # active for thresholds in (m, s]
+                events.append((s, 0, row_id, weight, gid))
+                events.append((m, 1, row_id, weight, gid))
+            row_id += 1
+        window_ids += len(f.windows)
+        scorable += len(seen)
+    events.sort(key=lambda e: (-e[0], e[1]))
+    null, perfect = -profile.fn * scorable, profile.tp * scorable
+    heaps: dict[int, list[tuple[float, int]]] = {}
+    active: set[int] = set()
+    best_of: dict[int, float] = {}
+    tp_total = fp_total = 0.0
+    alarms = false_alarms = 0
+    best = Optimum(math.inf, null, 0.0, 0, 0, 0, scorable)
+
+    def settle(gid: int) -> None:
+        nonlocal tp_total
+        heap = heaps[gid]
+        while heap and heap[0][1] not in active:
+            heapq.heappop(heap)
+        top = -heap[0][0] if heap else None
+        before = best_of.pop(gid, None)
+        if before is not None:
+            tp_total -= before
+        if top is not None:
+            best_of[gid] = top
+            tp_total += top
+
+    k = 0
+    while k < len(events):
+        value = events[k][0]
+        while k < len(events) and events[k][0] == value:
+            _, kind, rid, weight, gid = events[k]
+            if kind == 0:
+                active.add(rid)
+                alarms += 1
+                if gid is None:
+                    fp_total += weight
+                    false_alarms += 1
+                else:
+                    heapq.heappush(heaps.setdefault(gid, []), (-weight, rid))
+                    settle(gid)
+            else:
+                active.discard(rid)
+                alarms -= 1
+                if gid is None:
+                    fp_total -= weight
+                    false_alarms -= 1
+                else:
+                    settle(gid)
+            k += 1
+        if value <= 0.0:
+            break  # a threshold of 0 or below is no threshold
+        hit = len(best_of)
+        raw = tp_total + fp_total - profile.fn * (scorable - hit)
+        if raw > best.raw + 1e-12:
+            normalised = 100.0 * (raw - null) / (perfect - null) if perfect != null else 0.0
+            best = Optimum(value, raw, normalised, alarms, false_alarms, hit, scorable)
+    return best
