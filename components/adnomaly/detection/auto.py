@@ -30,12 +30,11 @@ window, about 1.3 k floats of state per key (see `bench detection-cost`).
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from adnomaly.detection.tail import DecayingTail
+from adnomaly.detection.tail import TailPair
 from adnomaly.spec import Auto
 
 LEVEL_ALPHA = 0.02  # ~50 windows of memory for the level
@@ -165,7 +164,7 @@ class AutoKey:
         self.mean_level = RobustLevel()
         self.recent: deque[float] = deque(maxlen=MEAN_WINDOWS)
         self.recent_sum = 0.0
-        self.tails = [(DecayingTail(LONG_MEMORY, WARMUP), DecayingTail(SHORT_MEMORY, WARMUP)) for _ in SIGNALS]
+        self.tails = [TailPair(LONG_MEMORY, SHORT_MEMORY, WARMUP) for _ in SIGNALS]
 
     def _errors(self, at: float, x: float) -> list[tuple[float | None, float | None]]:
         """(signed error, expected value) of each model, in SIGNALS order; every model learns x."""
@@ -190,11 +189,9 @@ class AutoKey:
             if error is None:
                 continue
             magnitude = abs(error) if sign == 0 else max(0.0, sign * error)
-            long_tail, short_tail = self.tails[i]
-            p_long, p_short = long_tail.observe(magnitude), short_tail.observe(magnitude)
-            if p_long is None or p_short is None:
-                continue
-            surprises.append((-0.5 * math.log10(max(p_long * p_short, 1e-300)), i, expected))
+            surprise = self.tails[i].surprise(magnitude)
+            if surprise is not None:
+                surprises.append((surprise, i, expected))
         if not surprises:
             return None
         surprises.sort(reverse=True)
@@ -205,7 +202,7 @@ class AutoKey:
     def state(self) -> list[Any]:
         return [
             self.level.state(), self.daily.state(), self.weekly.state(), self.mean_level.state(),
-            list(self.recent), self.recent_sum, [[a.state(), b.state()] for a, b in self.tails],
+            list(self.recent), self.recent_sum, [pair.state() for pair in self.tails],
         ]  # fmt: skip
 
     @classmethod
@@ -218,9 +215,8 @@ class AutoKey:
         key.mean_level.load_state(mean_level)
         key.recent.extend(recent)
         key.recent_sum = recent_sum
-        for (a, b), (sa, sb) in zip(key.tails, tails, strict=True):
-            a.load_state(sa)
-            b.load_state(sb)
+        for pair, saved in zip(key.tails, tails, strict=True):
+            pair.load_state(saved)
         return key
 
 

@@ -145,3 +145,34 @@ class DecayingTail:
         self.counts = [0.0] * (NBINS + 1)
         for i in range(0, len(sparse), 2):
             self.counts[int(sparse[i])] = sparse[i + 1]
+
+
+class TailPair:
+    """A long and a short memory of the same magnitudes: rare against weeks *and* against days.
+
+    Both see the same stream, so they share the reference magnitude and every bin look-up; `surprise` is
+    the geometric mean of their two p-values on a -log10 scale (None while either warms up)."""
+
+    __slots__ = ("long", "short")
+
+    def __init__(self, long_memory: int, short_memory: int, warmup: int) -> None:
+        self.long = DecayingTail(long_memory, warmup)
+        self.short = DecayingTail(short_memory, warmup)
+
+    def surprise(self, r: float) -> float | None:
+        long, short = self.long, self.short
+        if long.ref == 0.0 and r > 0.0:
+            long.ref = short.ref = r
+        b, frac = long._bin(r)
+        warm = long.seen >= long.warmup and short.seen >= short.warmup
+        p = long._p_value(r, b, frac) * short._p_value(r, b, frac) if warm else 0.0
+        long._add(b)
+        short._add(b)
+        return -0.5 * math.log10(max(p, 1e-300)) if warm else None
+
+    def state(self) -> list[Any]:
+        return [self.long.state(), self.short.state()]
+
+    def load_state(self, state: list[Any]) -> None:
+        self.long.load_state(state[0])
+        self.short.load_state(state[1])
