@@ -691,7 +691,7 @@ disabled_plugins = [
   enable_selinux = false
   disable_cgroup = false
   disable_apparmor = true
-  restrict_oom_score_adj = false
+  restrict_oom_score_adj = true  # no CAP_SYS_RESOURCE here: never below containerd's own
   tolerate_missing_hugetlb_controller = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
@@ -1133,6 +1133,10 @@ def cleanup(state_dir: Path, containerd: ManagedProcess | None = None) -> None:
         for entry in cni_cache.glob(f"adnomaly-n{state.network_index}-*"):
             with contextlib.suppress(OSError):
                 entry.unlink()
+    for directory in (Path("/run/containerd/s"), Path("/run/containerd"), Path("/var/log/containers"),
+                      cni_cache, cni_cache.parent):
+        with contextlib.suppress(OSError):  # only when empty: created for this node, nobody else uses them
+            directory.rmdir()
     _restore_tunables(state.tunables)
     path.unlink()
 
