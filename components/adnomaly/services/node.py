@@ -269,21 +269,30 @@ def pause_image(cache: Path | None = None) -> NodeImage:
     return build_scratch_image("pause", {"/pause": binary}, ["/pause"], cache=cache)
 
 
-def busybox_image(cache: Path | None = None) -> NodeImage:
-    """Debian's busybox-static with a symlink per applet: the tests' image and the PV helper pods'."""
+def busybox_files(cache: Path | None = None) -> dict[str, Path | str]:
+    """Debian's busybox-static with a symlink per applet and a minimal /etc/passwd and /etc/group."""
+    cache = cache or CACHE_DIR
     busybox = Path("/bin/busybox")
     applets = run_tool([str(busybox), "--list"], "busybox --list").split()
     files: dict[str, Path | str] = {"/bin/busybox": busybox}
     for applet in applets:
         if applet != "busybox":
             files[f"/bin/{applet}"] = "@busybox"
-    with tempfile.TemporaryDirectory() as tmp:
-        passwd = Path(tmp) / "passwd"
-        passwd.write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
-        group = Path(tmp) / "group"
-        group.write_text("root:x:0:\nnogroup:x:65534:\n")
-        files |= {"/etc/passwd": passwd, "/etc/group": group}
-        return build_scratch_image("busybox", files, ["/bin/sh"], cache=cache)
+    etc = cache / "node-images" / "etc"
+    etc.mkdir(parents=True, exist_ok=True)
+    for name, text in (
+        ("passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
+        ("group", "root:x:0:\nnogroup:x:65534:\n"),
+    ):
+        if not (etc / name).exists() or (etc / name).read_text() != text:
+            (etc / name).write_text(text)
+        files[f"/etc/{name}"] = etc / name
+    return files
+
+
+def busybox_image(cache: Path | None = None) -> NodeImage:
+    """busybox in a scratch image: the tests' image and the PV helper pods'."""
+    return build_scratch_image("busybox", busybox_files(cache), ["/bin/sh"], cache=cache)
 
 
 def coredns_image(bin_dir: Path, cache: Path | None = None) -> NodeImage:
