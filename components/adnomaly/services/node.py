@@ -381,11 +381,17 @@ class NodeNetwork:
         return ["nsenter", f"--net={self.netns_path}", "--", *argv]
 
     def delete(self) -> None:
-        """Delete the netns (its bridge, veths, routes and iptables rules go with it) and the host veth."""
-        if self.netns_path.exists():
-            _ip("netns", "delete", self.netns, check=False)
-        if Path(f"/sys/class/net/{self.host_interface}").exists():
-            _ip("link", "delete", self.host_interface, check=False)
+        """Delete the netns (its bridge, veths, routes and iptables rules go with it) and the host veth.
+
+        The first `ip netns add` on a host bind-mounts /run/netns onto itself; once no netns is left in it
+        that mount is undone too (the next `ip netns add` makes it again)."""
+        with file_lock(CACHE_DIR / "node-network.lock"):
+            if self.netns_path.exists():
+                _ip("netns", "delete", self.netns, check=False)
+            if Path(f"/sys/class/net/{self.host_interface}").exists():
+                _ip("link", "delete", self.host_interface, check=False)
+            if NETNS_DIR.is_dir() and not any(NETNS_DIR.iterdir()) and str(NETNS_DIR) in _mounts():
+                subprocess.run(["umount", str(NETNS_DIR)], capture_output=True, check=False)
 
 
 # --- host-level helpers ----------------------------------------------------------------------------
@@ -619,21 +625,27 @@ class RealNode:
         log.info("node %s Ready after %.1fs (all add-ons after %.1fs)", self.name, self.ready_seconds,
                  time.monotonic() - t0)
 
-    def stop(self) -> None:
-        """Drain, stop every process, unmount, delete cgroups, netns and veth. Safe to call twice."""
+    def stop(self, *, keep_network: bool = False) -> None:
+        """Drain, stop every process, unmount, delete cgroups, netns and veth. Safe to call twice.
+
+        `keep_network` leaves the netns and veth for the caller to delete: the API server listens on the
+        veth and, stopping after the node, still talks to itself through it (10 s lost otherwise)."""
         atexit.unregister(self.stop)
+        t0 = time.monotonic()
         if self._processes:
             self._drain()
+            log.info("node %s drained in %.1fs", self.name, time.monotonic() - t0)
             by_name = self.processes
             for name in ("local-path-provisioner", "kube-proxy", "kubelet"):
                 if name in by_name:
                     by_name[name].stop(timeout=20)
         state = self.state_dir / STATE_FILE
         if state.exists():
-            cleanup(self.state_dir, containerd=self.processes.get("containerd"))
+            cleanup(self.state_dir, containerd=self.processes.get("containerd"), keep_network=keep_network)
         for process in self._processes:
             process.stop(timeout=5)
         self._processes.clear()
+        log.info("node %s stopped in %.1fs", self.name, time.monotonic() - t0)
 
     def __enter__(self) -> Self:
         self.start()
@@ -1082,7 +1094,7 @@ def _pod_netns_paths(socket: Path) -> list[str]:
     return sorted(set(paths))
 
 
-def cleanup(state_dir: Path, containerd: ManagedProcess | None = None) -> None:
+def cleanup(state_dir: Path, containerd: ManagedProcess | None = None, *, keep_network: bool = False) -> None:
     """Undo everything a node with this state dir made, from its state file; idempotent.
 
     Kills remaining containers (through containerd while it runs, then by cgroup), containerd's shims,
@@ -1132,7 +1144,8 @@ def cleanup(state_dir: Path, containerd: ManagedProcess | None = None) -> None:
         with contextlib.suppress(FileNotFoundError):
             Path(netns).unlink()
     _remove_cgroup_root(state.cgroup_root)
-    network.delete()
+    if not keep_network:
+        network.delete()
     for link in Path("/var/log/containers").glob("*.log") if Path("/var/log/containers").is_dir() else ():
         with contextlib.suppress(OSError):
             if os.readlink(link).startswith(str(state_dir) + "/"):
@@ -1206,7 +1219,7 @@ class RealCluster:
 
     def stop(self) -> None:
         if self.node is not None:
-            self.node.stop()
+            self.node.stop(keep_network=True)
             self.node = None
         if self.plane is not None:
             self.plane.stop()
