@@ -884,6 +884,8 @@ disabled_plugins = [
             return done.returncode == 0 and done.stdout.strip() == "True"
 
         wait_until(ready, self.start_timeout, f"node {self.name} to be Ready", interval=0.5)
+        # a control plane restarted on old state still has the Node that the last stop() cordoned
+        self.plane.kubectl("uncordon", self.name)
 
     # -- add-ons --
 
@@ -1088,7 +1090,7 @@ def _pod_netns_paths(socket: Path) -> list[str]:
                               check=False, timeout=30)
         with contextlib.suppress(ValueError, KeyError, TypeError):
             for namespace in json.loads(info.stdout)["Spec"]["linux"]["namespaces"]:
-                path = namespace.get("path", "")
+                path = namespace.get("path", "").replace("/var/run/", "/run/", 1)  # CRI writes /var/run/netns
                 if namespace["type"] == "network" and path.startswith(str(NETNS_DIR) + "/"):
                     paths.append(path)
     return sorted(set(paths))
@@ -1109,22 +1111,40 @@ def cleanup(state_dir: Path, containerd: ManagedProcess | None = None, *, keep_n
     socket = Path(state.containerd_socket)
     network = NodeNetwork(state.network_index)
     base = ["ctr", f"--address={socket}", "--namespace=k8s.io"]
-    if socket.exists():
-        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-            state.pod_netns = sorted(set(state.pod_netns) | set(_pod_netns_paths(socket)))
-            state.save(path)
-            tasks = subprocess.run([*base, "tasks", "ls", "-q"], capture_output=True, text=True, check=False,
-                                   timeout=30).stdout.split()
-            for task in tasks:
-                subprocess.run([*base, "tasks", "kill", "--signal=SIGKILL", task], capture_output=True,
-                               check=False, timeout=30)
-            for task in tasks:
-                subprocess.run([*base, "tasks", "delete", "--force", task], capture_output=True, check=False,
-                               timeout=30)
+    config = state_dir / "containerd" / "config.toml"
+    alive = subprocess.run([*base, "version"], capture_output=True, check=False, timeout=30).returncode == 0
+    if not alive and config.exists() and containerd is None:
+        # A crashed harness took containerd with it, but its containers (and their netns bind mounts under
+        # /run/netns) outlive it: start containerd once more on the same state to list and remove them.
+        _kill_pids(_pids_with_arg(f"--config={config}"))
+        containerd = ManagedProcess("containerd-cleanup", ["containerd", f"--config={config}"],
+                                    state_dir / "logs" / "containerd-cleanup.log")
+        containerd.start()
+        with contextlib.suppress(ServiceError):
+            wait_until(lambda: subprocess.run([*base, "version"], capture_output=True, check=False,
+                                              timeout=10).returncode == 0, 30, "containerd (cleanup)", 0.2)
+    containers: list[str] = []
+    with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+        state.pod_netns = sorted(set(state.pod_netns) | set(_pod_netns_paths(socket)))
+        state.save(path)
+        containers = subprocess.run([*base, "containers", "ls", "-q"], capture_output=True, text=True,
+                                    check=False, timeout=30).stdout.split()
+        tasks = subprocess.run([*base, "tasks", "ls", "-q"], capture_output=True, text=True, check=False,
+                               timeout=30).stdout.split()
+        for task in tasks:
+            subprocess.run([*base, "tasks", "kill", "--signal=SIGKILL", task], capture_output=True,
+                           check=False, timeout=30)
+        for task in tasks:
+            subprocess.run([*base, "tasks", "delete", "--force", task], capture_output=True, check=False,
+                           timeout=30)
     if containerd is not None:
         containerd.stop(timeout=15)
-    else:  # a crashed harness: containerd is whoever serves our socket
-        _kill_pids(pid for pid in _pids_with_arg(f"--config={state_dir / 'containerd' / 'config.toml'}"))
+    _kill_pids(_pids_with_arg(f"--config={config}"))
+    # shim sockets: containerd 1.6 names them /run/containerd/s/sha256(<address>/<namespace>/<id>)
+    for container in containers:
+        name = hashlib.sha256(f"{socket}/k8s.io/{container}".encode()).hexdigest()
+        with contextlib.suppress(OSError):
+            (Path("/run/containerd/s") / name).unlink()
     # kubelet/kube-proxy/containerd of a crashed harness run under `nsenter --net=<our netns>`
     for process in ("kubelet", "kube-proxy"):
         _kill_pids(pid for pid in _pids_with_arg(f"--config={state_dir / f'{process}-config.json'}"))
@@ -1165,6 +1185,20 @@ def cleanup(state_dir: Path, containerd: ManagedProcess | None = None, *, keep_n
 
 # --- control plane + node --------------------------------------------------------------------------
 
+NETWORK_FILE = "network.json"
+
+
+def cleanup_cluster(state_dir: Path) -> None:
+    """Undo what a `RealCluster` on `state_dir` left behind (its node, then its network); idempotent.
+
+    Its control-plane processes die with the process that started them (PR_SET_PDEATHSIG)."""
+    cleanup(Path(state_dir) / "node")
+    path = Path(state_dir) / NETWORK_FILE
+    if path.exists():
+        NodeNetwork(int(json.loads(path.read_text())["index"])).delete()
+        path.unlink()
+
+
 
 class RealCluster:
     """A control plane whose API server listens on a node netns's veth, and one real node in that netns.
@@ -1203,9 +1237,10 @@ class RealCluster:
         ensure_host_packages()
         bin_dir = ensure_node_binaries()  # before the network exists: a cold build takes long
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        cleanup(self.state_dir / "node")  # a previous run on this state dir that was never stopped
+        cleanup_cluster(self.state_dir)  # a previous run on this state dir that was never stopped
         try:
             self.network = NodeNetwork.allocate()
+            write_private_file(self.state_dir / NETWORK_FILE, json.dumps({"index": self.network.index}) + "\n")
             self.plane = KubeControlPlane(self.state_dir / "kube", nodes=0, api_address=self.network.host_ip,
                                           start_timeout=self.start_timeout)
             self.plane.start()
@@ -1227,6 +1262,8 @@ class RealCluster:
         if self.network is not None:
             self.network.delete()
             self.network = None
+        with contextlib.suppress(FileNotFoundError):
+            (self.state_dir / NETWORK_FILE).unlink()
 
     def __enter__(self) -> Self:
         self.start()
@@ -1317,7 +1354,12 @@ def _up(state_dir: Path, images: Sequence[Path], timeout: float) -> int:
             print(json.loads(ready.read_text())["kubeconfig"])
             return 0
         raise SystemExit(f"a cluster is starting in {state_dir} (pid {pid_file.read_text().strip()})")
-    state_dir.mkdir(parents=True, exist_ok=True)
+    if state_dir.exists():  # a fresh cluster every time: undo whatever a crashed one left, then wipe it
+        cleanup_cluster(state_dir)
+        if left := mounts_under(state_dir):
+            raise SystemExit(f"{state_dir} still has mounts: {left}")
+        shutil.rmtree(state_dir)
+    state_dir.mkdir(parents=True)
     log_path = state_dir / "cluster.log"
     argv = [sys.executable, "-m", "adnomaly.services.node", "serve", f"--state-dir={state_dir}",
             *(f"--image={path}" for path in images)]
@@ -1352,7 +1394,7 @@ def _down(state_dir: Path, timeout: float) -> int:
             if _pid_alive(pid):
                 os.killpg(pid, signal.SIGKILL)
         pid_file.unlink()
-    cleanup(state_dir / "node")  # whatever a killed supervisor left behind
+    cleanup_cluster(state_dir)  # whatever a killed supervisor left behind
     print(f"cluster in {state_dir} is down", file=sys.stderr)
     return 0
 
