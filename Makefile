@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PIPELINE ?= manifests/pipeline.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit test-integration test-operator test-security test-bad-input test-reliability lint deps venv services k8s helm crds manifests e2e clean
+.PHONY: run test test-unit test-integration test-operator test-security test-bad-input test-reliability lint deps venv services k8s k8s-node helm crds manifests e2e e2e-node cluster-up cluster-down clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -24,8 +24,23 @@ services: venv
 k8s:
 	tools/k8s/build.sh
 
+# kubelet, kube-proxy (same k8s.io/kubernetes pin as `k8s`), CoreDNS and local-path-provisioner.
+k8s-node:
+	tools/k8s/node-build.sh
+
 helm:
 	tools/helm/build.sh
+
+# A control plane plus one real node (containerd + runc + kubelet + kube-proxy, in a network namespace of
+# its own), in the background; prints the kubeconfig path. Needs root. CLUSTER_DIR holds its state,
+# cluster.pid, cluster.json and cluster.log; CLUSTER_IMAGES is a space-separated list of OCI archives to load.
+CLUSTER_DIR ?= /var/tmp/adnomaly-cluster
+CLUSTER_IMAGES ?=
+cluster-up: venv k8s k8s-node
+	@$(BIN)/python -m adnomaly.services.node up --state-dir=$(CLUSTER_DIR) $(foreach image,$(CLUSTER_IMAGES),--image=$(image))
+
+cluster-down: venv
+	@$(BIN)/python -m adnomaly.services.node down --state-dir=$(CLUSTER_DIR)
 
 # crds/ is generated from the Pipeline model (a test fails when it drifts).
 crds: venv
@@ -73,6 +88,10 @@ test-reliability: deps
 # The kind suite: needs Docker, kind and skaffold; skipped (with the reason) where they are missing.
 e2e: deps k8s helm
 	$(BIN)/pytest tests/e2e -m e2e -rs $(PYTEST_ARGS)
+
+# The real-node suite (root): Node Ready, security context, logs, DNS, Service IPs, PVCs, SIGTERM, clean stop.
+e2e-node: venv k8s k8s-node
+	$(BIN)/pytest tests/e2e/test_real_node.py -m e2e -rs $(PYTEST_ARGS)
 
 test: deps k8s helm lint
 	$(BIN)/pytest tests $(PYTEST_ARGS)

@@ -5,22 +5,15 @@
 #
 #   tools/k8s/build.sh            build if missing (exits immediately when already built)
 #   tools/k8s/build.sh --force    rebuild even if the binaries are there
-#   tools/k8s/build.sh --update   regenerate the wrapper go.mod/go.sum files from the pins below, then build
+#   tools/k8s/build.sh --update   regenerate the wrapper go.mod/go.sum files from the pins in pins.sh, then build
 #   tools/k8s/build.sh --print-bin  print the bin directory and exit
 #
 # Output: ${ADNOMALY_CACHE:-~/.cache/adnomaly}/k8s/<K8S_VERSION>/bin/
 set -euo pipefail
 
-# ---------------------------------------------------------------------------------------------
-# Pins: the single place where versions are chosen. The go.mod files in kube/, etcd/ and kwok/
-# are generated from these by `--update`; a normal build refuses to run if they disagree.
-K8S_VERSION=v1.36.3   # k8s.io/kubernetes; every k8s.io/* staging module is replaced by v0.36.3
-ETCD_VERSION=v3.6.16  # go.etcd.io/etcd/server/v3 (Kubernetes 1.36 uses etcd 3.6.x)
-KWOK_VERSION=v0.8.0   # sigs.k8s.io/kwok (built against k8s.io/* v0.36.1)
-GO_LANG_VERSION=1.26.0
-# ---------------------------------------------------------------------------------------------
-
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=pins.sh
+source "$HERE/pins.sh"  # K8S_VERSION, ETCD_VERSION, KWOK_VERSION, GO_LANG_VERSION (shared with node-build.sh)
 # shellcheck source=../lib/gobuild.sh
 source "$HERE/../lib/gobuild.sh"
 OUT="$CACHE_ROOT/k8s/$K8S_VERSION"

@@ -4,6 +4,12 @@ etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok run as lo
 loopback ports, with certificates, kubeconfig, data and logs under one state directory. kwok plays the
 kubelet for fake Nodes, so Deployments -> ReplicaSets -> Pods reach Running and Ready without containers.
 
+With `api_address` the API server binds and advertises that (non-loopback) address instead, so that a real
+node in a network namespace of its own (`adnomaly.services.node`) and its pods can reach it: the address
+goes into the serving certificate, the `kubernetes` Service's endpoints are maintained (they cannot hold a
+loopback address, so loopback mode turns that off) and the API server gets a client certificate to call
+kubelets with (`kubectl logs`/`exec`).
+
 The binaries are compiled from Go modules by `tools/k8s/build.sh` and cached under
 `~/.cache/adnomaly/k8s/<version>/bin/`; `ADNOMALY_K8S_BIN` points at another directory holding them.
 """
@@ -152,11 +158,25 @@ def _issue(
     return builder.sign(signer_key, hashes.SHA256())
 
 
+def _cert_ips(path: Path) -> set[str]:
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {str(ip) for ip in names.get_values_for_type(x509.IPAddress)}
+
+
 @dataclass(frozen=True)
 class Pki:
-    """Paths of the cluster's key material (all PEM)."""
+    """Paths of the cluster's key material (all PEM).
+
+    `api_ips` are extra addresses the API server's certificate must name (besides loopback and the first
+    Service IP); an existing certificate lacking one is reissued by the same CA.
+    """
 
     directory: Path
+    api_ips: tuple[str, ...] = ()
 
     @property
     def ca_cert(self) -> Path:
@@ -183,6 +203,15 @@ class Pki:
         return self.directory / "admin.key"
 
     @property
+    def kubelet_client_cert(self) -> Path:
+        """The API server's client certificate towards kubelets (logs, exec, port-forward)."""
+        return self.directory / "apiserver-kubelet-client.crt"
+
+    @property
+    def kubelet_client_key(self) -> Path:
+        return self.directory / "apiserver-kubelet-client.key"
+
+    @property
     def sa_key(self) -> Path:
         return self.directory / "sa.key"
 
@@ -193,26 +222,17 @@ class Pki:
     def ensure(self) -> None:
         """Generate everything once; a restarted control plane on the same state keeps its identity."""
         if all(path.exists() for path in (self.ca_cert, self.apiserver_cert, self.admin_cert, self.sa_pub)):
+            if not set(self.api_ips) <= _cert_ips(self.apiserver_cert):
+                self._issue_apiserver(self._load_ca())
+            if not self.kubelet_client_cert.exists():
+                self._issue_kubelet_client(self._load_ca())
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca = _issue("adnomaly-test-ca", ca_key)
-        service_ip = str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))
-        server_key = ec.generate_private_key(ec.SECP256R1())
-        server = _issue(
-            "kube-apiserver",
-            server_key,
-            issuer=(ca, ca_key),
-            usages=[ExtendedKeyUsageOID.SERVER_AUTH],
-            dns_names=[
-                "localhost",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-            ],
-            ips=[LOOPBACK, service_ip],
-        )
+        write_private_file(self.ca_key, _pem_key(ca_key))
+        self._issue_apiserver((ca, ca_key))
+        self._issue_kubelet_client((ca, ca_key))
         admin_key = ec.generate_private_key(ec.SECP256R1())
         admin = _issue(
             "adnomaly-admin",
@@ -222,8 +242,6 @@ class Pki:
             usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
         )
         sa_key = ec.generate_private_key(ec.SECP256R1())
-        write_private_file(self.ca_key, _pem_key(ca_key))
-        write_private_file(self.apiserver_key, _pem_key(server_key))
         write_private_file(self.admin_key, _pem_key(admin_key))
         write_private_file(self.sa_key, _pem_key(sa_key))
         self.sa_pub.write_text(
@@ -231,9 +249,67 @@ class Pki:
             .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
             .decode()
         )
-        self.apiserver_cert.write_text(_pem_cert(server))
         self.admin_cert.write_text(_pem_cert(admin))
         self.ca_cert.write_text(_pem_cert(ca))  # last: its presence with the others marks a complete set
+
+    def _load_ca(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        cert = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
+        key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ServiceError(f"{self.ca_key} is not an EC key")
+        return cert, key
+
+    def _issue_apiserver(self, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> None:
+        service_ip = str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))
+        server_key = ec.generate_private_key(ec.SECP256R1())
+        server = _issue(
+            "kube-apiserver",
+            server_key,
+            issuer=ca,
+            usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+            dns_names=[
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ],
+            ips=[LOOPBACK, service_ip, *(ip for ip in self.api_ips if ip not in (LOOPBACK, service_ip))],
+        )
+        write_private_file(self.apiserver_key, _pem_key(server_key))
+        self.apiserver_cert.write_text(_pem_cert(server))
+
+    def _issue_kubelet_client(self, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> None:
+        self.issue_client(
+            self.kubelet_client_cert, self.kubelet_client_key, "kube-apiserver-kubelet-client", "system:masters", ca
+        )
+
+    def issue_client(
+        self,
+        cert_path: Path,
+        key_path: Path,
+        common_name: str,
+        organization: str | None = None,
+        ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
+        *,
+        server_ips: Sequence[str] = (),
+    ) -> None:
+        """Write a certificate (CN=`common_name`, O=`organization`) signed by the cluster CA and its key.
+
+        It is a client certificate; with `server_ips` it also serves on those addresses (a kubelet).
+        """
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH] + ([ExtendedKeyUsageOID.SERVER_AUTH] if server_ips else [])
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _issue(
+            common_name,
+            key,
+            issuer=ca or self._load_ca(),
+            organization=organization,
+            usages=usages,
+            ips=server_ips,
+        )
+        write_private_file(key_path, _pem_key(key))
+        cert_path.write_text(_pem_cert(cert))
 
 
 def _b64(path: Path) -> str:
@@ -277,12 +353,16 @@ class KubeControlPlane:
         bin_dir: Path | None = None,
         nodes: int = 1,
         start_timeout: float = 180.0,
+        api_address: str | None = None,
     ) -> None:
+        """`api_address` (opt-in): bind and advertise the API server there instead of loopback, for a
+        real node and its pods (the address must exist on this machine, e.g. a harness-made veth)."""
         self.state_dir = Path(state_dir).resolve()
         self._bin_dir = bin_dir
         self.nodes = [f"kwok-node-{index}" for index in range(nodes)]
         self.start_timeout = start_timeout
-        self.pki = Pki(self.state_dir / "pki")
+        self.api_address = api_address or LOOPBACK
+        self.pki = Pki(self.state_dir / "pki", api_ips=(self.api_address,) if api_address else ())
         self.etcd_port: int | None = None
         self.api_port: int | None = None
         self._processes: list[ManagedProcess] = []
@@ -303,7 +383,7 @@ class KubeControlPlane:
     def server(self) -> str:
         if self.api_port is None:
             raise ServiceError("the control plane is not started")
-        return f"https://{LOOPBACK}:{self.api_port}"
+        return f"https://{self.api_address}:{self.api_port}"
 
     @property
     def processes(self) -> dict[str, ManagedProcess]:
@@ -419,11 +499,10 @@ class KubeControlPlane:
             [
                 str(bin_dir / "kube-apiserver"),
                 f"--etcd-servers=http://{LOOPBACK}:{self.etcd_port}",
-                f"--bind-address={LOOPBACK}",
-                f"--advertise-address={LOOPBACK}",
+                f"--bind-address={self.api_address}",
+                f"--advertise-address={self.api_address}",
                 f"--secure-port={self.api_port}",
-                # the `kubernetes` Service endpoints cannot hold a loopback address: do not maintain them
-                "--endpoint-reconciler-type=none",
+                *self._real_node_flags(),
                 f"--tls-cert-file={pki.apiserver_cert}",
                 f"--tls-private-key-file={pki.apiserver_key}",
                 f"--client-ca-file={pki.ca_cert}",
@@ -440,7 +519,20 @@ class KubeControlPlane:
             context,
         )
 
-    def _write_kubeconfig(self) -> None:
+    def _real_node_flags(self) -> list[str]:
+        if self.api_address == LOOPBACK:
+            # the `kubernetes` Service endpoints cannot hold a loopback address: do not maintain them
+            return ["--endpoint-reconciler-type=none"]
+        return [
+            "--endpoint-reconciler-type=lease",  # `kubernetes` -> api_address:api_port, for pods
+            f"--kubelet-client-certificate={self.pki.kubelet_client_cert}",
+            f"--kubelet-client-key={self.pki.kubelet_client_key}",
+            "--kubelet-preferred-address-types=InternalIP",
+            "--enable-admission-plugins=NodeRestriction",
+        ]
+
+    def write_kubeconfig(self, path: Path, cert: Path, key: Path, user: str) -> Path:
+        """A kubeconfig for this cluster authenticating with the client certificate `cert`/`key`."""
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -450,19 +542,15 @@ class KubeControlPlane:
                     "cluster": {"server": self.server, "certificate-authority-data": _b64(self.pki.ca_cert)},
                 }
             ],
-            "users": [
-                {
-                    "name": "adnomaly-admin",
-                    "user": {
-                        "client-certificate-data": _b64(self.pki.admin_cert),
-                        "client-key-data": _b64(self.pki.admin_key),
-                    },
-                }
-            ],
-            "contexts": [{"name": "adnomaly", "context": {"cluster": "adnomaly", "user": "adnomaly-admin"}}],
+            "users": [{"name": user, "user": {"client-certificate-data": _b64(cert), "client-key-data": _b64(key)}}],
+            "contexts": [{"name": "adnomaly", "context": {"cluster": "adnomaly", "user": user}}],
             "current-context": "adnomaly",
         }
-        write_private_file(self.kubeconfig, json.dumps(config, indent=2) + "\n")  # JSON is valid YAML
+        write_private_file(path, json.dumps(config, indent=2) + "\n")  # JSON is valid YAML
+        return path
+
+    def _write_kubeconfig(self) -> None:
+        self.write_kubeconfig(self.kubeconfig, self.pki.admin_cert, self.pki.admin_key, "adnomaly-admin")
 
     def _component_flags(self, name: str, port: int) -> list[str]:
         # No --authentication/authorization-kubeconfig: only /healthz (always allowed) is needed here, and
