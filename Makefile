@@ -93,7 +93,7 @@ e2e: deps k8s helm
 e2e-node: venv k8s k8s-node
 	$(BIN)/pytest tests/e2e/test_real_node.py -m e2e -rs $(PYTEST_ARGS)
 
-test: deps k8s helm lint
+test: deps k8s k8s-node helm lint
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 clean:
