@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adnomaly.services.node import RealCluster, build_scratch_image, busybox_files, mounts_under
+from adnomaly.services.images import build_scratch_image
+from adnomaly.services.node import RealCluster, busybox_files, mounts_under
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

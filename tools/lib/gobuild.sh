@@ -3,6 +3,8 @@
 # `present` (true when everything is built at STAMP); then call `gobuild_args "$@"` and
 # `gobuild_begin NAME`. Afterwards FORCE/UPDATE are set, the build lock is held, the Go environment is
 # pinned (read-only modules, no cgo, the local toolchain) and `log` prints a timestamped line.
+# For a script that builds one binary from one generated go.mod, `gobuild_pin_module` (the `--update` and
+# the pin check) and `gobuild_install` (build, install, stamp) below do the rest.
 
 CACHE_ROOT="${ADNOMALY_CACHE:-$HOME/.cache/adnomaly}"
 
@@ -47,4 +49,45 @@ gobuild_begin() {
   export GOFLAGS="-trimpath -mod=readonly"
   export CGO_ENABLED=0
   export GOTOOLCHAIN=local
+}
+
+# The repository's root, for messages and module paths (this file is tools/lib/gobuild.sh).
+GOBUILD_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+# gobuild_pin_module DIR MODULE VERSION GO_LANG_VERSION: DIR (a folder of tools/ whose tools.go imports
+# MODULE) has a generated go.mod that pins MODULE at VERSION. With --update, regenerate DIR/go.mod and
+# go.sum from that pin first (module adnomaly/<DIR>, `go GO_LANG_VERSION`, then go mod tidy); in any
+# case exit with an error when go.mod does not pin MODULE at VERSION.
+gobuild_pin_module() {
+  local dir="$1" mod="$2" version="$3" golang="$4"
+  local rel="${dir#"$GOBUILD_REPO"/}" script
+  script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+  script="${script#"$GOBUILD_REPO"/}"
+  if [[ $UPDATE -eq 1 ]]; then
+    log "regenerating $rel/go.mod for $mod $version"
+    rm -f "$dir/go.mod" "$dir/go.sum"
+    (cd "$dir" && GOFLAGS=-mod=mod go mod init "adnomaly/$rel" >/dev/null 2>&1)
+    (cd "$dir" && go mod edit -go="$golang" -require="$mod@$version")
+    (cd "$dir" && GOFLAGS=-mod=mod go mod tidy)
+  fi
+  if ! grep -Eq "^[[:space:]]*(require )?${mod//./\\.} ${version//./\\.}( |$)" "$dir/go.mod" 2>/dev/null; then
+    echo "$rel/go.mod does not pin $mod $version; run: $script --update" >&2
+    exit 1
+  fi
+}
+
+# gobuild_install NAME DIR PACKAGE [GO BUILD FLAGS...]: `go build` PACKAGE in DIR (its go.mod) into a
+# temporary file under OUT, then move it to BIN/NAME, write STAMP to BIN/.versions and log the time taken
+# and the size. For scripts that build one binary.
+gobuild_install() {
+  local name="$1" dir="$2" pkg="$3" start=$SECONDS
+  shift 3
+  GOBUILD_TMP="$(mktemp -d "$OUT/bin.tmp.XXXXXX")"
+  trap 'rm -rf "$GOBUILD_TMP"' EXIT
+  log "building $name ($STAMP)"
+  (cd "$dir" && go build "$@" -o "$GOBUILD_TMP/$name" "$pkg")
+  mkdir -p "$BIN"
+  mv -f "$GOBUILD_TMP/$name" "$BIN/$name"
+  echo "$STAMP" > "$BIN/.versions"
+  log "built in $((SECONDS - start))s into $BIN: $name $(du -h "$BIN/$name" | cut -f1)"
 }

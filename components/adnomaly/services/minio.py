@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 BUILD_SCRIPT = Path(__file__).resolve().parents[3] / "tools" / "minio" / "build.sh"
 BIN_ENV = "ADNOMALY_MINIO_BIN"
+MC_BUILD_SCRIPT = BUILD_SCRIPT.with_name("mc-build.sh")
+MC_BIN_ENV = "ADNOMALY_MC_BIN"
 LOOPBACK = "127.0.0.1"
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 REGION = "us-east-1"
@@ -51,27 +53,39 @@ def minio_installed() -> bool:
     return (bin_dir / "minio").is_file()
 
 
+def _ensure_built(name: str, script: Path, env_override: str) -> Path:
+    """The binary `name` that `script` builds and caches (its `--print-bin` names the directory),
+    building it on first use; the environment variable `env_override` names another binary instead."""
+    override = os.environ.get(env_override)
+    if override:
+        binary = Path(override)
+        if not (binary.is_file() and os.access(binary, os.X_OK)):
+            raise ServiceError(f"{env_override}={binary} is not an executable file")
+        return binary
+    if not script.is_file():
+        raise ServiceError(f"{script} not found; set {env_override} to a {name} binary")
+    binary = Path(run_tool([str(script), "--print-bin"], f"locating {name}", timeout=30).strip()) / name
+    if not binary.is_file():
+        log.info("building %s into %s (the first build takes several minutes)", name, binary.parent)
+        run_tool([str(script)], f"tools/minio/{script.name}", timeout=2 * 3600)
+        if not binary.is_file():
+            raise ServiceError(f"tools/minio/{script.name} ran but {binary} is still missing")
+    return binary
+
+
 def ensure_minio() -> Path:
     """The `minio` binary, building it first (tools/minio/build.sh) when it is not cached yet.
 
     `ADNOMALY_MINIO_BIN` overrides the location (no build is attempted then). A cold build compiles
     MinIO from source: about ten minutes on two cores; afterwards this returns at once.
     """
-    override = os.environ.get(BIN_ENV)
-    if override:
-        binary = Path(override)
-        if not (binary.is_file() and os.access(binary, os.X_OK)):
-            raise ServiceError(f"{BIN_ENV}={binary} is not an executable file")
-        return binary
-    if not BUILD_SCRIPT.is_file():
-        raise ServiceError(f"{BUILD_SCRIPT} not found; set {BIN_ENV} to a minio binary")
-    binary = Path(run_tool([str(BUILD_SCRIPT), "--print-bin"], "locating minio", timeout=30).strip()) / "minio"
-    if not binary.is_file():
-        log.info("building minio into %s (the first build takes several minutes)", binary.parent)
-        run_tool([str(BUILD_SCRIPT)], "tools/minio/build.sh", timeout=2 * 3600)
-        if not binary.is_file():
-            raise ServiceError(f"tools/minio/build.sh ran but {binary} is still missing")
-    return binary
+    return _ensure_built("minio", BUILD_SCRIPT, BIN_ENV)
+
+
+def ensure_minio_client() -> Path:
+    """MinIO's client `mc` (tools/minio/mc-build.sh), static: the e2e suite's bucket Job runs it in a
+    scratch image. `ADNOMALY_MC_BIN` overrides the location."""
+    return _ensure_built("mc", MC_BUILD_SCRIPT, MC_BIN_ENV)
 
 
 class MinioServer(LocalServer):

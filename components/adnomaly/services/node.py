@@ -65,7 +65,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +82,7 @@ from adnomaly.services.base import (
     wait_until,
     write_private_file,
 )
+from adnomaly.services.images import ImageArchive, build_scratch_image, images_dir
 from adnomaly.services.kube import SERVICE_CIDR, KubeControlPlane
 
 log = logging.getLogger(__name__)
@@ -114,8 +114,6 @@ POD_SUBNET = "10.244.128.0/24"
 DNS_SERVICE_IP = str(ipaddress.ip_network(SERVICE_CIDR)[10])  # 10.96.0.10
 CLUSTER_DOMAIN = "cluster.local"
 MTU = 1400
-IMAGE_PREFIX = "localhost/adnomaly"
-IMAGE_RECIPE = "2"  # bump when the way images are built changes (their tags are digests of the inputs)
 KERNEL_TUNABLES = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops")
 STATE_FILE = "node-state.json"
 NODE_NAMESPACES = ("kube-system", "local-path-storage")
@@ -172,94 +170,11 @@ class ImageArchiveLike(Protocol):
     def archive(self) -> Path: ...
 
 
-@dataclass(frozen=True)
-class NodeImage:
-    """An image the node harness built itself: `ref` is `localhost/adnomaly/<name>:<input digest>`."""
-
-    ref: str
-    archive: Path
-    digest: str
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _buildah(store: Path) -> list[str]:
-    return ["buildah", f"--root={store / 'root'}", f"--runroot={store / 'runroot'}", "--storage-driver=vfs"]
-
-
-def build_scratch_image(
-    name: str,
-    files: Mapping[str, Path | str],
-    entrypoint: Sequence[str],
-    *,
-    user: str = "65534:65534",
-    cache: Path | None = None,
-) -> NodeImage:
-    """A `buildah from scratch` image holding `files` (image path -> host file, or -> "@target" for a
-    symlink), exported as an OCI archive under `<cache>/node-images/` and cached by its inputs' digest."""
-    cache = cache or CACHE_DIR
-    recipe = hashlib.sha256()
-    recipe.update(json.dumps([IMAGE_RECIPE, name, list(entrypoint), user]).encode())
-    for target, source in sorted(files.items()):
-        content = source if isinstance(source, str) else _sha256_file(source)
-        recipe.update(f"{target}\0{content}\0".encode())
-    digest = recipe.hexdigest()
-    ref = f"{IMAGE_PREFIX}/{name}:{digest[:16]}"
-    out_dir = cache / "node-images"
-    archive = out_dir / f"{name}-{digest[:16]}.tar"
-    if archive.exists():
-        return NodeImage(ref, archive, digest)
-    with file_lock(out_dir / ".build.lock"):
-        if archive.exists():
-            return NodeImage(ref, archive, digest)
-        buildah = _buildah(out_dir / "buildah")
-        with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=out_dir) as tmp:
-            rootfs = Path(tmp) / "rootfs"
-            for target, source in files.items():
-                path = rootfs / target.lstrip("/")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                if isinstance(source, str):
-                    path.symlink_to(source.removeprefix("@"))
-                else:
-                    shutil.copy2(source, path)
-            (rootfs / "tmp").mkdir(exist_ok=True)
-            (rootfs / "tmp").chmod(0o1777)
-            container = run_tool([*buildah, "from", "--pull=never", "scratch"], "buildah from scratch").split()[-1]
-            try:
-                run_tool([*buildah, "copy", container, f"{rootfs}/", "/"], f"buildah copy ({name})")
-                run_tool(
-                    [*buildah, "config", f"--entrypoint={json.dumps(list(entrypoint))}", f"--user={user}",
-                     f"--label=io.adnomaly.inputs={digest}", container],
-                    f"buildah config ({name})",
-                )
-                run_tool(
-                    [*buildah, "commit", "-q", "--format=oci", "--timestamp=0", "--rm", container, ref],
-                    f"buildah commit ({name})",
-                )
-            except BaseException:
-                subprocess.run([*buildah, "rm", container], capture_output=True, check=False)
-                raise
-            partial = Path(tmp) / "image.tar"
-            try:
-                run_tool([*buildah, "push", "-q", ref, f"oci-archive:{partial}:{ref}"], f"buildah push ({name})")
-            finally:
-                subprocess.run([*buildah, "rmi", ref], capture_output=True, check=False)
-            os.replace(partial, archive)
-    log.info("built image %s (%s)", ref, archive)
-    return NodeImage(ref, archive, digest)
-
-
-def pause_image(cache: Path | None = None) -> NodeImage:
+def pause_image(cache: Path | None = None) -> ImageArchive:
     """The sandbox image: tools/node/pause.c compiled static."""
     cache = cache or CACHE_DIR
-    source_digest = _sha256_file(PAUSE_SOURCE)[:16]
-    binary = cache / "node-images" / f"pause-{source_digest}.bin"
+    source_digest = hashlib.sha256(PAUSE_SOURCE.read_bytes()).hexdigest()[:16]
+    binary = images_dir(cache) / f"pause-{source_digest}.bin"
     if not binary.exists():
         binary.parent.mkdir(parents=True, exist_ok=True)
         partial = binary.with_suffix(".tmp")
@@ -278,7 +193,7 @@ def busybox_files(cache: Path | None = None) -> dict[str, Path | str]:
     for applet in applets:
         if applet != "busybox":
             files[f"/bin/{applet}"] = "@busybox"
-    etc = cache / "node-images" / "etc"
+    etc = images_dir(cache) / "etc"
     etc.mkdir(parents=True, exist_ok=True)
     for name, text in (
         ("passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
@@ -290,12 +205,12 @@ def busybox_files(cache: Path | None = None) -> dict[str, Path | str]:
     return files
 
 
-def busybox_image(cache: Path | None = None) -> NodeImage:
+def busybox_image(cache: Path | None = None) -> ImageArchive:
     """busybox in a scratch image: the tests' image and the PV helper pods'."""
     return build_scratch_image("busybox", busybox_files(cache), ["/bin/sh"], cache=cache)
 
 
-def coredns_image(bin_dir: Path, cache: Path | None = None) -> NodeImage:
+def coredns_image(bin_dir: Path, cache: Path | None = None) -> ImageArchive:
     return build_scratch_image("coredns", {"/coredns": bin_dir / "coredns"}, ["/coredns"], cache=cache)
 
 
@@ -551,7 +466,7 @@ class RealNode:
         self.extra_images = list(images)
         self._bin_dir = bin_dir
         self.start_timeout = start_timeout
-        self.images: dict[str, NodeImage] = {}
+        self.images: dict[str, ImageArchive] = {}
         self._processes: list[ManagedProcess] = []
         self.started_at: float | None = None
         self.ready_seconds: float | None = None

@@ -152,7 +152,10 @@ def _minio(kp: KubePlan, ctx: RenderContext, store: ManagedStorePlan, bucket: st
                     "image": ctx.images.minio_client,
                     "imagePullPolicy": "IfNotPresent",
                     "command": ["mc", "--config-dir", "/tmp/mc", "mb", "--ignore-existing", f"minio/{bucket}"],
-                    "env": [secret_env("MC_HOST_minio", SecretKeyRef(name, "mcHost"))],
+                    # mc resolves its home before it reads --config-dir, and falls back to running
+                    # `getent` when HOME is unset (found on a real node: a minimal image has no getent)
+                    "env": [secret_env("MC_HOST_minio", SecretKeyRef(name, "mcHost")),
+                            {"name": "HOME", "value": "/tmp"}],
                     "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
                     "securityContext": CONTAINER_SECURITY,
                     "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],

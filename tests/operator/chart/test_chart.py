@@ -10,6 +10,7 @@ import yaml
 from adnomaly.services.base import ServiceError
 from adnomaly.services.helm import CHART, INSTALL_MANIFEST, install_manifest, run_helm
 from adnomaly_operator.main import build_parser
+from adnomaly_operator.render.common import Images
 from adnomaly_operator.render.flink import FLINK_RULES
 from adnomaly_operator.resources import OWNED_KINDS, PIPELINE
 
@@ -60,6 +61,19 @@ def test_default_render_is_a_cluster_wide_operator(helm: Path) -> None:
     binding = one(objects, "ClusterRoleBinding")
     account = one(objects, "ServiceAccount")["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "adnomaly-system"}]
+
+
+def test_every_image_the_operator_renders_can_be_set_through_the_chart(helm: Path) -> None:
+    # The operator reads ADNOMALY_IMAGE_<FIELD> for each field of Images; the chart must pass every one
+    # (an air-gapped install mirrors them all), and its defaults are the operator's.
+    container = one(render(helm), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("ADNOMALY_IMAGE_")}
+    assert Images.from_env(env) == Images()
+    assert set(env) == {f"ADNOMALY_IMAGE_{field.upper()}" for field in Images.__dataclass_fields__}
+    mirrored = one(render(helm, "images.postgres=mirror.example/postgres:17", "images.minioClient=mirror.example/mc:1"),
+                   "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    images = Images.from_env({e["name"]: e["value"] for e in mirrored["env"] if "value" in e})
+    assert (images.postgres, images.minio_client) == ("mirror.example/postgres:17", "mirror.example/mc:1")
 
 
 VARIANTS = [(), ("operator.watchNamespaces={team-a,team-b}",), ("operator.peering.enabled=true",)]
