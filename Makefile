@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PIPELINE ?= manifests/pipeline.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit test-integration test-operator test-security test-bad-input test-reliability lint deps venv services k8s k8s-node helm crds manifests e2e e2e-node cluster-up cluster-down clean
+.PHONY: run test test-unit test-integration test-operator test-security test-bad-input test-reliability lint deps venv services k8s k8s-node helm images crds manifests e2e e2e-node cluster-up cluster-down clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -30,6 +30,12 @@ k8s-node:
 
 helm:
 	tools/helm/build.sh
+
+# The operator and components images (docker/Dockerfile) and the e2e suite's Kafka, PostgreSQL, Redis and
+# MinIO images, built by buildah from Debian's packages without a registry; cached by their inputs' digest
+# under ~/.cache/adnomaly/images (a warm run builds nothing). Needs root.
+images: venv
+	$(BIN)/python -m adnomaly.services.images
 
 # A control plane plus one real node (containerd + runc + kubelet + kube-proxy, in a network namespace of
 # its own), in the background; prints the kubeconfig path. Needs root. CLUSTER_DIR holds its state,
@@ -85,15 +91,16 @@ test-bad-input: deps
 test-reliability: deps
 	$(BIN)/pytest tests/reliability -m reliability $(PYTEST_ARGS)
 
-# The kind suite: needs Docker, kind and skaffold; skipped (with the reason) where they are missing.
-e2e: deps k8s helm
+# The e2e suite: the project's images on a real node here (tests/e2e/test_pods.py, test_real_node.py), and
+# on kind where Docker, kind and skaffold exist (test_kind.py; skipped, with the reason, where they don't).
+e2e: deps k8s k8s-node helm images
 	$(BIN)/pytest tests/e2e -m e2e -rs $(PYTEST_ARGS)
 
 # The real-node suite (root): Node Ready, security context, logs, DNS, Service IPs, PVCs, SIGTERM, clean stop.
 e2e-node: venv k8s k8s-node
 	$(BIN)/pytest tests/e2e/test_real_node.py -m e2e -rs $(PYTEST_ARGS)
 
-test: deps k8s k8s-node helm lint
+test: deps k8s k8s-node helm images lint
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 clean:

@@ -16,11 +16,17 @@ condition.
 
 from __future__ import annotations
 
+import base64
 import json
+import socket
+import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 import yaml
 from adnomaly.services.helm import CHART, ensure_helm, run_helm
@@ -170,3 +176,389 @@ def pipeline_manifest(name: str, namespace: str, bootstrap: str, **spec: Any) ->
 
 def dump(obj: dict[str, Any]) -> str:
     return yaml.safe_dump(obj, sort_keys=False)
+
+
+def kafka_objects(namespace: str, image: str) -> list[dict[str, Any]]:
+    """The external Kafka: the plain broker image as a one-replica StatefulSet with a PVC, and its Service."""
+    labels = {"app.kubernetes.io/name": "kafka"}
+    container = {
+        "name": "kafka", "image": image, "imagePullPolicy": "IfNotPresent",
+        "env": [{"name": "KAFKA_ADVERTISED_HOST", "value": f"kafka.{namespace}.svc"},
+                {"name": "KAFKA_CLUSTER_ID", "value": "e2e-kafka-cluster-id0"},
+                {"name": "KAFKA_HEAP", "value": "384m"}],
+        "ports": [{"name": "kafka", "containerPort": 9092}],
+        "readinessProbe": {"tcpSocket": {"port": "kafka"}, "periodSeconds": 3},
+        "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "768Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True, "runAsUser": 1000},
+        "volumeMounts": [{"name": "data", "mountPath": "/var/lib/kafka"}, {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kafka", "namespace": namespace},
+         "spec": {"selector": labels, "ports": [{"name": "kafka", "port": 9092, "targetPort": "kafka"}]}},
+        {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "kafka", "namespace": namespace},
+         "spec": {
+             "serviceName": "kafka", "replicas": 1, "selector": {"matchLabels": labels},
+             "template": {"metadata": {"labels": labels}, "spec": {
+                 "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000,
+                                     "seccompProfile": {"type": "RuntimeDefault"}},
+                 "containers": [container],
+                 "volumes": [{"name": "tmp", "emptyDir": {}}],
+             }},
+             "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                 "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
+         }},
+    ]
+
+
+PIPELINE = "e2e"
+
+
+@pytest.fixture(scope="module")
+def pipeline_ns(real_cluster: RealCluster, operator_release: str, images: dict[str, ImageArchive]) -> Iterator[str]:
+    """A namespace with the external Kafka running and the Pipeline applied and Ready."""
+    namespace = "adnomaly-e2e"
+    real_cluster.kubectl("create", "namespace", namespace)
+    for obj in kafka_objects(namespace, images["test-kafka"].ref):
+        real_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(obj))
+    try:
+        real_cluster.kubectl("rollout", "status", "-n", namespace, "statefulset/kafka", "--timeout=300s", timeout=330)
+    except Exception as error:
+        raise AssertionError(f"the external Kafka did not start: {error}\n{describe_pods(real_cluster, namespace)}"
+                             ) from None
+    manifest = pipeline_manifest(PIPELINE, namespace, f"kafka.{namespace}.svc:9092")
+    manifest["spec"]["kafka"]["external"]["manageTopics"] = True
+    real_cluster.kubectl("apply", "-f", "-", stdin=dump(manifest))
+    done = real_cluster.kubectl("wait", "-n", namespace, f"pipeline/{PIPELINE}", "--for=condition=Ready",
+                                "--timeout=600s", timeout=630, check=False)
+    if done.returncode != 0:
+        status = real_cluster.kubectl("get", "-n", namespace, f"pipeline/{PIPELINE}", "-o", "yaml", check=False)
+        pods = describe_pods(real_cluster, namespace)
+        raise AssertionError(f"Pipeline not Ready: {done.stderr}\n{status.stdout[-3000:]}\n{pods}")
+    yield namespace
+    real_cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
+
+
+def psql(cluster: RealCluster, namespace: str, sql: str) -> str:
+    return cluster.kubectl("exec", "-n", namespace, f"statefulset/{PIPELINE}-postgres", "--", "psql", "-U", "adnomaly",
+                           "-d", "adnomaly", "-tAc", sql).stdout.strip()
+
+
+def test_pipeline_is_ready_with_its_printer_columns(real_cluster: RealCluster, pipeline_ns: str) -> None:
+    table = real_cluster.kubectl("get", "pipelines", "-n", pipeline_ns).stdout.splitlines()
+    assert table[0].split() == ["NAME", "PHASE", "READY", "AGE"], table
+    name, phase, ready, _age = table[1].split()
+    assert (name, phase) == (PIPELINE, "Ready")
+    have, want = ready.split("/")
+    assert have == want and int(want) >= 3, ready
+
+
+def test_every_pod_runs_hardened_and_every_claim_is_bound(real_cluster: RealCluster, pipeline_ns: str) -> None:
+    pods = get_json(real_cluster, "pods", "-n", pipeline_ns, "-l", f"app.kubernetes.io/instance={PIPELINE}")["items"]
+    running = [p for p in pods if p["status"].get("phase") == "Running"]
+    names = sorted(p["metadata"]["labels"].get("app.kubernetes.io/component", "") for p in running)
+    assert {"generator", "ingest", "processor", "lake-sink", "postgres", "minio"} <= set(names), names
+    for pod in running:
+        assert pod_ready(pod), pod["metadata"]["name"]
+        for container in pod["spec"]["containers"]:
+            # what runc enforced, read from inside the container: non-root, no capabilities, read-only root
+            exe = ["exec", "-n", pipeline_ns, pod["metadata"]["name"], "-c", container["name"], "--"]
+            status = real_cluster.kubectl(*exe, "cat", "/proc/self/status", check=False)
+            if status.returncode != 0:  # a scratch image (MinIO) has no cat: the pod spec must say it
+                sc = container["securityContext"]
+                assert sc["readOnlyRootFilesystem"] and sc["capabilities"]["drop"] == ["ALL"], pod["metadata"]["name"]
+                continue
+            fields = dict(line.split(":\t", 1) for line in status.stdout.splitlines() if ":\t" in line)
+            assert fields["Uid"].split()[0] != "0", (pod["metadata"]["name"], fields["Uid"])
+            assert fields["CapEff"].strip() == "0000000000000000", pod["metadata"]["name"]
+            assert fields["NoNewPrivs"].strip() == "1", pod["metadata"]["name"]
+            touch = real_cluster.kubectl(*exe, "touch", "/rootfs-probe", check=False)
+            assert touch.returncode != 0 and "Read-only file system" in touch.stderr, pod["metadata"]["name"]
+    claims = get_json(real_cluster, "pvc", "-n", pipeline_ns)["items"]
+    assert len(claims) >= 3 and all(c["status"]["phase"] == "Bound" for c in claims), \
+        [(c["metadata"]["name"], c["status"].get("phase")) for c in claims]
+
+
+TOOLBOX = "toolbox"
+
+
+@pytest.fixture(scope="module")
+def toolbox(real_cluster: RealCluster, pipeline_ns: str, images: dict[str, ImageArchive]) -> str:
+    """A pod of the components image that stays when the Pipeline goes: Kafka and S3 queries run in it, with
+    the MinIO credentials from the operator's Secret in its environment (never on a command line)."""
+    secret = {"name": f"{PIPELINE}-minio"}
+    pod = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": TOOLBOX, "namespace": pipeline_ns},
+        "spec": {
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "toolbox", "image": images["adnomaly"].ref, "imagePullPolicy": "IfNotPresent",
+                "command": ["python", "-c", "import time; time.sleep(86400)"],
+                "env": [{"name": "S3_KEY", "valueFrom": {"secretKeyRef": {**secret, "key": "accessKey"}}},
+                        {"name": "S3_SECRET", "valueFrom": {"secretKeyRef": {**secret, "key": "secretKey"}}}],
+                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}},
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            }],
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
+            "terminationGracePeriodSeconds": 1,
+        },
+    }
+    real_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    real_cluster.kubectl("wait", "-n", pipeline_ns, f"pod/{TOOLBOX}", "--for=condition=Ready", "--timeout=120s",
+                         timeout=150)
+    return TOOLBOX
+
+
+def in_toolbox(cluster: RealCluster, namespace: str, code: str) -> Any:
+    """Run Python in the toolbox pod; it prints one JSON document."""
+    return json.loads(cluster.kubectl("exec", "-n", namespace, TOOLBOX, "--", "python", "-c", code,
+                                      timeout=180).stdout)
+
+
+def topic_counts(cluster: RealCluster, namespace: str) -> dict[str, int]:
+    """Records per topic of the external Kafka (end minus start offsets, summed over partitions)."""
+    code = f"""
+import json
+from confluent_kafka import Consumer, TopicPartition
+c = Consumer({{"bootstrap.servers": "kafka.{namespace}.svc:9092", "group.id": "e2e-probe"}})
+out = {{}}
+for name, meta in c.list_topics(timeout=20).topics.items():
+    if not name.startswith("__"):
+        out[name] = sum(h - lo for lo, h in (c.get_watermark_offsets(TopicPartition(name, p), timeout=20)
+                                              for p in meta.partitions))
+print(json.dumps(out))
+"""
+    return in_toolbox(cluster, namespace, code)
+
+
+def parquet_objects(cluster: RealCluster, namespace: str) -> list[str]:
+    code = f"""
+import json, os
+from pyarrow import fs
+s3 = fs.S3FileSystem(access_key=os.environ["S3_KEY"], secret_key=os.environ["S3_SECRET"], scheme="http",
+                     endpoint_override="{PIPELINE}-minio.{namespace}.svc:9000", region="us-east-1")
+infos = s3.get_file_info(fs.FileSelector("adnomaly-data", recursive=True, allow_not_found=True))
+print(json.dumps([i.path for i in infos if i.path.endswith(".parquet")]))
+"""
+    return in_toolbox(cluster, namespace, code)
+
+
+def secret_values(cluster: RealCluster, namespace: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for secret in get_json(cluster, "secrets", "-n", namespace)["items"]:
+        for key, encoded in (secret.get("data") or {}).items():
+            decoded = base64.b64decode(encoded).decode(errors="replace")
+            for part in decoded.replace(",", "\n").splitlines():
+                if len(part.strip()) >= 12:  # generated passwords, keys and tokens; not short flags
+                    values[f"{secret['metadata']['name']}/{key}"] = part.strip()
+    return values
+
+
+def pods_by_component(cluster: RealCluster, namespace: str) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for pod in get_json(cluster, "pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={PIPELINE}")["items"]:
+        if pod["metadata"].get("deletionTimestamp") is None:
+            out.setdefault(pod["metadata"]["labels"].get("app.kubernetes.io/component", ""), []).append(pod)
+    return out
+
+
+def patch_pipeline(cluster: RealCluster, namespace: str, patch: dict[str, Any]) -> None:
+    cluster.kubectl("patch", "-n", namespace, f"pipeline/{PIPELINE}", "--type=merge", "-p", json.dumps(patch))
+
+
+def wait_pipeline_ready(cluster: RealCluster, namespace: str) -> None:
+    def ready() -> bool:
+        body = get_json(cluster, "-n", namespace, f"pipeline/{PIPELINE}")
+        status = body.get("status", {})
+        conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
+        return status.get("observedGeneration") == body["metadata"]["generation"] and conditions.get("Ready") == "True"
+
+    wait_for(ready, READY_TIMEOUT, "the Pipeline Ready at its new generation")
+
+
+def ingest_token(cluster: RealCluster, namespace: str) -> str:
+    secret = get_json(cluster, "secret", "-n", namespace, f"{PIPELINE}-ingest-tokens")
+    return base64.b64decode(secret["data"]["tokens"]).decode().split(",")[0].strip()
+
+
+@pytest.fixture(scope="module")
+def ingested(real_cluster: RealCluster, pipeline_ns: str) -> dict[str, Any]:
+    """Events sent through the ingest API over `kubectl port-forward`, as a client outside the cluster would."""
+    port = free_port()
+    forward = subprocess.Popen(
+        [str(real_cluster.plane.bin_dir / "kubectl"), f"--kubeconfig={real_cluster.kubeconfig}", "port-forward",
+         "-n", pipeline_ns, f"svc/{PIPELINE}-ingest", f"{port}:8080"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_id = uuid.uuid4().hex[:8]
+    ids = [f"e2e-ingest-{run_id}-{n}" for n in range(50)]
+    lines = [json.dumps({**clickstream_event(n), "event_id": event_id}) for n, event_id in enumerate(ids)]
+    lines.append('{"timestamp": "not a time", "geo": 7}')  # rejected: answered and dead-lettered
+    try:
+        def post() -> httpx.Response | None:
+            try:
+                return httpx.post(f"http://127.0.0.1:{port}/v1/events", content="\n".join(lines).encode(),
+                                  headers={"Authorization": f"Bearer {ingest_token(real_cluster, pipeline_ns)}",
+                                           "Content-Type": "application/x-ndjson"}, timeout=30)
+            except httpx.HTTPError:
+                return None
+
+        answer = wait_for(post, 60, "the ingest API through kubectl port-forward")
+        unauthorized = httpx.post(f"http://127.0.0.1:{port}/v1/events", content=lines[0].encode(),
+                                  headers={"Authorization": "Bearer wrong", "Content-Type": "application/json"},
+                                  timeout=30)
+    finally:
+        forward.terminate()
+        forward.wait(10)
+    return {"answer": answer, "unauthorized": unauthorized, "ids": ids, "run": run_id}
+
+
+def clickstream_event(n: int) -> dict[str, Any]:
+    return {"timestamp": datetime.now(UTC).isoformat(), "user_id_hash": f"u{n}", "ad_id": "ad1", "campaign_id": "c1",
+            "geo": "US", "platform": "web", "user_agent": "e2e", "CPC": 0.5, "CTR": 0.1, "conversion": 0,
+            "bounce_rate": 0.3}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_ingest_api_through_port_forward_with_its_token(
+    real_cluster: RealCluster, pipeline_ns: str, ingested: dict[str, Any]
+) -> None:
+    answer = ingested["answer"]
+    assert answer.status_code == 202, answer.text
+    assert (answer.json()["accepted"], answer.json()["rejected"]) == (50, 1)
+    assert ingested["unauthorized"].status_code == 403
+    stored = wait_for(lambda: (n := int(psql(real_cluster, pipeline_ns, "SELECT count(*) FROM events WHERE event_id "
+                                              f"LIKE 'e2e-ingest-{ingested['run']}-%'"))) == 50 and n, 120,
+                      "the ingested events in PostgreSQL")
+    assert stored == 50
+
+
+def test_a_spec_change_rolls_exactly_the_pods_whose_config_changed(
+    real_cluster: RealCluster, pipeline_ns: str
+) -> None:
+    before = {c: sorted(p["metadata"]["uid"] for p in pods)
+              for c, pods in pods_by_component(real_cluster, pipeline_ns).items()}
+    patch_pipeline(real_cluster, pipeline_ns, {"spec": {"source": {"generator": {"eventsPerSecond": 60}}}})
+    wait_pipeline_ready(real_cluster, pipeline_ns)
+
+    def rolled() -> dict[str, list[str]] | None:
+        now = {c: sorted(p["metadata"]["uid"] for p in pods)
+               for c, pods in pods_by_component(real_cluster, pipeline_ns).items()}
+        return now if now.get("generator") and now["generator"] != before["generator"] and all(
+            pod_ready(p) for p in pods_by_component(real_cluster, pipeline_ns)["generator"]) else None
+
+    after = wait_for(rolled, READY_TIMEOUT, "the generator rolled")
+    unchanged = {c for c in before if c != "generator" and after.get(c) == before[c]}
+    assert unchanged == set(before) - {"generator"}, (before, after)
+
+
+def test_a_deleted_processor_drains_on_sigterm_within_its_grace_period(
+    real_cluster: RealCluster, pipeline_ns: str
+) -> None:
+    pod = pods_by_component(real_cluster, pipeline_ns)["processor"][0]
+    name, grace = pod["metadata"]["name"], pod["spec"]["terminationGracePeriodSeconds"]
+    follow = subprocess.Popen(
+        [str(real_cluster.plane.bin_dir / "kubectl"), f"--kubeconfig={real_cluster.kubeconfig}", "logs", "-f",
+         "-n", pipeline_ns, name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(2)
+    started = time.monotonic()
+    real_cluster.kubectl("delete", "pod", "-n", pipeline_ns, name, "--wait=true", "--timeout=120s", timeout=150)
+    elapsed = time.monotonic() - started
+    try:
+        out, _ = follow.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        follow.kill()
+        out, _ = follow.communicate()
+    assert "SIGTERM received" in out and "processor stopped" in out, out[-3000:]
+    assert elapsed < grace, f"{name} took {elapsed:.1f}s to stop (grace {grace}s): it was killed, not drained"
+
+
+def test_processor_pod_loss_and_scaling_lose_and_duplicate_nothing(
+    real_cluster: RealCluster, pipeline_ns: str, toolbox: str
+) -> None:
+    def processors_ready(count: int) -> bool:
+        pods = pods_by_component(real_cluster, pipeline_ns).get("processor", [])
+        return len(pods) == count and all(pod_ready(p) for p in pods)
+
+    real_cluster.kubectl("delete", "pod", "-n", pipeline_ns, "-l", "app.kubernetes.io/component=processor",
+                         "--wait=false")
+    wait_for(lambda: processors_ready(1), READY_TIMEOUT, "a replacement processor")
+    patch_pipeline(real_cluster, pipeline_ns, {"spec": {"components": {"processor": {"replicas": 3}}}})
+    wait_for(lambda: processors_ready(3), READY_TIMEOUT, "three processors")
+    time.sleep(15)  # the group rebalances over three members while the generator keeps producing
+    patch_pipeline(real_cluster, pipeline_ns, {"spec": {"components": {"processor": {"replicas": 1}}}})
+    wait_for(lambda: processors_ready(1), READY_TIMEOUT, "back to one processor")
+    # Stop producing, then every record of the raw topic must be stored or dead-lettered exactly once.
+    patch_pipeline(real_cluster, pipeline_ns, {"spec": {"source": {"generator": {"enabled": False}}}})
+    wait_for(lambda: "generator" not in pods_by_component(real_cluster, pipeline_ns), READY_TIMEOUT,
+             "the generator gone")
+
+    def balanced() -> tuple[int, int, dict[str, int]] | None:
+        counts = topic_counts(real_cluster, pipeline_ns)
+        stored = int(psql(real_cluster, pipeline_ns, "SELECT count(*) FROM events"))
+        # the ingest API dead-letters its one rejected line itself; it never reached the raw topic
+        return (stored, counts[f"{PIPELINE}-dlq"], counts) if stored + counts[f"{PIPELINE}-dlq"] == \
+            counts[f"{PIPELINE}-raw"] + 1 else None
+
+    stored, dead, counts = wait_for(balanced, 180, "stored + dead-lettered == raw records + the rejected line")
+    assert stored > 1000 and dead > 10, counts
+    duplicates = psql(real_cluster, pipeline_ns, "SELECT count(*) - count(DISTINCT payload->>'event_id') FROM events")
+    assert duplicates == "0"
+    assert wait_for(lambda: parquet_objects(real_cluster, pipeline_ns), 180, "Parquet objects in MinIO")
+
+
+def test_container_logs_hold_no_secret(real_cluster: RealCluster, pipeline_ns: str) -> None:
+    secrets = secret_values(real_cluster, pipeline_ns)
+    assert secrets, "the operator generated no secret?"
+    pods = get_json(real_cluster, "pods", "-n", pipeline_ns)["items"]
+    system = get_json(real_cluster, "pods", "-n", SYSTEM_NAMESPACE)["items"]
+    checked = 0
+    for pod in [*pods, *system]:
+        for container in pod["spec"]["containers"]:
+            log = real_cluster.kubectl("logs", "-n", pod["metadata"]["namespace"], pod["metadata"]["name"],
+                                       "-c", container["name"], check=False).stdout
+            checked += bool(log)
+            leaked = [name for name, value in secrets.items() if value in log]
+            assert not leaked, f"{pod['metadata']['name']}/{container['name']} logs {leaked}"
+    assert checked >= 5
+
+
+def test_features_without_a_flink_operator_say_so_in_a_condition(real_cluster: RealCluster, pipeline_ns: str) -> None:
+    manifest = pipeline_manifest("with-features", pipeline_ns, f"kafka.{pipeline_ns}.svc:9092", features=[{
+        "name": "traffic", "window": {"size": "1m"}, "groupBy": ["geo"],
+        "metrics": [{"name": "event_count", "agg": "count"}]}])
+    real_cluster.kubectl("apply", "-f", "-", stdin=dump(manifest))
+    try:
+        def flink_condition() -> dict[str, Any] | None:
+            status = get_json(real_cluster, "-n", pipeline_ns, "pipeline/with-features").get("status", {})
+            return next((c for c in status.get("conditions", []) if c["type"] == "Ready" and c["status"] == "False"
+                         and "flink" in (c.get("message", "") + c.get("reason", "")).lower()), None)
+
+        condition = wait_for(flink_condition, 120, "a Ready=False condition naming the missing Flink operator")
+        assert condition["reason"] and condition["message"], condition
+    finally:
+        real_cluster.kubectl("delete", "-n", pipeline_ns, "pipeline/with-features", "--wait=true", "--timeout=120s",
+                             check=False, timeout=150)
+
+
+def test_deleting_the_pipeline_honours_its_deletion_policy(
+    real_cluster: RealCluster, pipeline_ns: str, toolbox: str
+) -> None:
+    claims = [c["metadata"]["name"] for c in get_json(real_cluster, "pvc", "-n", pipeline_ns)["items"]
+              if c["metadata"]["name"] != "data-kafka-0"]
+    assert claims
+    real_cluster.kubectl("delete", "-n", pipeline_ns, f"pipeline/{PIPELINE}", "--wait=true", "--timeout=300s",
+                         timeout=330)
+    left = {c["metadata"]["name"] for c in get_json(real_cluster, "pvc", "-n", pipeline_ns)["items"]}
+    wait_for(lambda: not (set(claims) & {c["metadata"]["name"] for c in
+                                         get_json(real_cluster, "pvc", "-n", pipeline_ns)["items"]}),
+             120, f"the Pipeline's claims {claims} deleted (deletionPolicy Delete; left {left})")
+    def topics_gone() -> bool:
+        return not any(name.startswith(f"{PIPELINE}-") for name in topic_counts(real_cluster, pipeline_ns))
+
+    wait_for(topics_gone, 120, "the Pipeline's topics deleted through the Admin API (deletionPolicy Delete)")

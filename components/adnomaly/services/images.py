@@ -224,9 +224,8 @@ class DebianBase:
         return Digest("debian-base", DEBIAN_SUITE, DEBIAN_MIRROR, sorted(self.packages)).hexdigest()
 
 
-PYTHON_BASE = DebianBase("base-python", ("python3", "python3-venv", "python-is-python3", "ca-certificates"))
-JAVA_BASE = DebianBase("base-java", ("openjdk-17-jre-headless", "ca-certificates"))
-PLAIN_BASE = DebianBase("base-debian", ("ca-certificates",))
+# One debootstrap (the slow part of a cold build); the language bases are layers on it (docker/base).
+DEBIAN_BASE = DebianBase("base-debian", ("ca-certificates",))
 
 
 def debian_base(base: DebianBase, cache: Path | None = None) -> ImageArchive:
@@ -289,8 +288,9 @@ class DockerfileImage:
     dockerfile: Path
     target: str | None
     base_arg: str | None  # the build argument naming the base image (e.g. PYTHON_IMAGE)
-    base: DebianBase | None
+    base: DebianBase | DockerfileImage | None
     context: Path = ROOT
+    is_base: bool = False  # later builds use it with FROM, so it stays in buildah's store
 
 
 def copied_sources(dockerfile: Path) -> list[str]:
@@ -322,17 +322,27 @@ def _logical_lines(text: str) -> Iterable[str]:
         yield pending
 
 
-def dockerfile_image(image: DockerfileImage, cache: Path | None = None) -> ImageArchive:
-    base = debian_base(image.base, cache) if image.base is not None else None
-    build_args = {image.base_arg: base.ref} if image.base_arg and base is not None else {}
-    digest = Digest("dockerfile", image.name, image.target, build_args)
+def dockerfile_inputs_digest(image: DockerfileImage, build_args: Mapping[str, str]) -> str:
+    """The digest of everything the build reads: Dockerfile, target, build arguments (the base by its
+    own digest-tagged name) and each file its COPY/ADD lines take from the context."""
+    digest = Digest("dockerfile", image.name, image.target, dict(build_args))
     digest.file("Dockerfile", image.dockerfile)
     for source in copied_sources(image.dockerfile):
-        for path in sorted(image.context.glob(source)) or [image.context / source]:
+        for path in sorted(image.context.glob(source.rstrip("/"))) or [image.context / source]:
             if not path.exists():
                 raise ServiceError(f"{image.dockerfile} copies {source}, which is not in {image.context}")
             digest.tree(str(path.relative_to(image.context)), path)
-    value = digest.hexdigest()
+    return digest.hexdigest()
+
+
+def dockerfile_image(image: DockerfileImage, cache: Path | None = None) -> ImageArchive:
+    base = (
+        None if image.base is None
+        else debian_base(image.base, cache) if isinstance(image.base, DebianBase)
+        else dockerfile_image(image.base, cache)
+    )
+    build_args = {image.base_arg: base.ref} if image.base_arg and base is not None else {}
+    value = dockerfile_inputs_digest(image, build_args)
 
     def build(tool: list[str], ref: str) -> None:
         ensure_buildah()
@@ -347,18 +357,23 @@ def dockerfile_image(image: DockerfileImage, cache: Path | None = None) -> Image
             argv.append(f"--target={image.target}")
         run_tool([*argv, str(image.context)], f"buildah bud ({image.name})", timeout=BUILD_TIMEOUT)
 
-    return cached_image(image.name, value, build, cache=cache)
+    return cached_image(image.name, value, build, cache=cache, keep_in_store=image.is_base)
 
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 TEST_DOCKERFILES = ROOT / "docker" / "test"
+BASE_DOCKERFILE = ROOT / "docker" / "base" / "Dockerfile"
+PYTHON_BASE = DockerfileImage("base-python", BASE_DOCKERFILE, "python", "DEBIAN_IMAGE", DEBIAN_BASE,
+                              context=BASE_DOCKERFILE.parent, is_base=True)
+JAVA_BASE = DockerfileImage("base-java", BASE_DOCKERFILE, "java", "DEBIAN_IMAGE", DEBIAN_BASE,
+                            context=BASE_DOCKERFILE.parent, is_base=True)
 COMPONENTS = DockerfileImage("adnomaly", DOCKERFILE, "components", "PYTHON_IMAGE", PYTHON_BASE)
 OPERATOR = DockerfileImage("adnomaly-operator", DOCKERFILE, "operator", "PYTHON_IMAGE", PYTHON_BASE)
 # Stand-ins for the upstream images the e2e suite would pull elsewhere (same contracts, Debian's packages).
 TEST_POSTGRES = DockerfileImage("test-postgres", TEST_DOCKERFILES / "postgres" / "Dockerfile", None, "DEBIAN_IMAGE",
-                                PLAIN_BASE, context=TEST_DOCKERFILES / "postgres")
+                                DEBIAN_BASE, context=TEST_DOCKERFILES / "postgres")
 TEST_REDIS = DockerfileImage("test-redis", TEST_DOCKERFILES / "redis" / "Dockerfile", None, "DEBIAN_IMAGE",
-                             PLAIN_BASE, context=TEST_DOCKERFILES / "redis")
+                             DEBIAN_BASE, context=TEST_DOCKERFILES / "redis")
 
 
 def kafka_image(cache: Path | None = None) -> ImageArchive:
