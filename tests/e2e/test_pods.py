@@ -31,6 +31,7 @@ import pytest
 import yaml
 from adnomaly.services.helm import CHART, ensure_helm, run_helm
 from adnomaly.services.images import ImageArchive, ensure_images
+from adnomaly.services.kafka import new_cluster_id
 from adnomaly.services.node import RealCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
@@ -184,7 +185,7 @@ def kafka_objects(namespace: str, image: str) -> list[dict[str, Any]]:
     container = {
         "name": "kafka", "image": image, "imagePullPolicy": "IfNotPresent",
         "env": [{"name": "KAFKA_ADVERTISED_HOST", "value": f"kafka.{namespace}.svc"},
-                {"name": "KAFKA_CLUSTER_ID", "value": "e2e-kafka-cluster-id0"},
+                {"name": "KAFKA_CLUSTER_ID", "value": new_cluster_id()},
                 {"name": "KAFKA_HEAP", "value": "384m"}],
         "ports": [{"name": "kafka", "containerPort": 9092}],
         "readinessProbe": {"tcpSocket": {"port": "kafka"}, "periodSeconds": 3},
