@@ -126,6 +126,15 @@ CEL_RULES: dict[str, list[Rule]] = {
         ),
     ],
     "KafkaSpec": [_one_of("managed", "external")],
+    "ExternalKafka": [
+        Rule(
+            "!has(self.manageTopics) || !self.manageTopics || !has(self.securityProtocol) || "
+            "!self.securityProtocol.startsWith('SASL_') || has(self.credentialsSecretRef)",
+            "manageTopics with a SASL securityProtocol needs credentialsSecretRef "
+            "(the operator logs in to create the topics)",
+            ".credentialsSecretRef", "FieldValueRequired",
+        ),
+    ],
     "PostgresSpec": [_one_of("managed", "external")],
     "S3Spec": [_one_of("managed", "external")],
     "RedisSpec": [_one_of("managed", "external")],
