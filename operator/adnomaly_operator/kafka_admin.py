@@ -94,7 +94,9 @@ class TopicAdmin:
         self._timeout = timeout
         self._errors: list[KafkaError] = []
         config = client_config(
-            plan.bootstrap, plan.security_protocol, login, error_cb=self._errors.append, logger=KAFKA_LOG,
+            # librdkafka repeats a failing connect or login every few hundred ms: only critical lines reach the
+            # log; errors arrive through error_cb and end up, once, in the TopicsReady condition.
+            plan.bootstrap, plan.security_protocol, login, error_cb=self._errors.append, logger=KAFKA_LOG, log_level=2,
             socket_connection_setup_timeout_ms=int(timeout * 1000),
         )
         self._admin = AdminClient(config)
@@ -108,6 +110,7 @@ class TopicAdmin:
 
     def _failed(self, what: str, exc: BaseException) -> TopicAdminError:
         """Classify a failure: unreachable broker, failed login, or an operation the broker refused."""
+        self._admin.poll(0.1)  # serve error_cb: a failed login shows there, not in the request's error
         codes = {e.code() for e in self._errors} | ({_code(exc)} - {None})
         last = f" (last client error: {self._errors[-1].str()})" if self._errors else ""
         if codes & _AUTH_CODES:
