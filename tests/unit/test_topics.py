@@ -331,3 +331,38 @@ def test_the_admin_client_config_hides_the_password() -> None:
     with pytest.raises(TopicAdminError) as refused:
         client_config("k:9092", "SASL_SSL", None)
     assert refused.value.reason == CREDENTIALS_MISSING
+
+
+class DeletingAdmin(FakeAdmin):
+    def __init__(self) -> None:
+        super().__init__()
+        self.deleted: list[list[str]] = []
+
+    def delete(self, names: Any) -> list[str]:
+        self.deleted.append(sorted(names))
+        return sorted(names)
+
+
+class ListingKube(FakeKube):
+    async def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
+        return {"items": []}
+
+
+def finalize(admin: DeletingAdmin, policy: str, manage: bool = True) -> list[str]:
+    external = {**EXTERNAL, "manageTopics": manage}
+    doc = {"apiVersion": "adnomaly.io/v1alpha1", "kind": "Pipeline", "metadata": {"name": "p", "uid": UID},
+           "spec": {"kafka": {"external": external, "topics": TOPICS}, "deletionPolicy": policy}}
+    rec = Reconciler(ListingKube({"kafka-creds": {"username": "u", "password": PASSWORD}}), lambda key: {},
+                     topic_admin=admin)  # type: ignore[arg-type]
+    return asyncio.run(rec.finalize("ns", "p", doc))
+
+
+def test_the_finalizer_deletes_the_topics_only_under_delete() -> None:
+    admin = DeletingAdmin()
+    assert finalize(admin, "Delete") == [] and admin.deleted == [sorted(f"p-{r}" for r in TOPICS)]
+    assert admin.logins == [Login("u", PASSWORD)]
+    kept = DeletingAdmin()
+    assert sorted(finalize(kept, "Retain")) == sorted(f"Kafka topic p-{r}" for r in TOPICS)
+    assert kept.deleted == [] and kept.logins == []  # Retain needs no Kafka at all
+    theirs = DeletingAdmin()
+    assert finalize(theirs, "Delete", manage=False) == [] and theirs.deleted == []  # not ours to delete
