@@ -180,7 +180,9 @@ class TopicAdmin:
         if decision.creates:
             new = [NewTopic(t.name, num_partitions=t.partitions, replication_factor=t.replicas, config=dict(t.config))
                    for t in decision.creates]  # fmt: skip
-            failed += self._results("creating topic", self._admin.create_topics(new, request_timeout=timeout))
+            created = self._admin.create_topics(new, request_timeout=timeout)
+            # already there: created meanwhile, or metadata lagged; the next sync compares it with the plan
+            failed += self._results("creating topic", created, ignore=(KafkaError.TOPIC_ALREADY_EXISTS,))
         if decision.increases:
             grow = [NewPartitions(i.topic, i.desired) for i in decision.increases]
             grown = self._admin.create_partitions(grow, request_timeout=timeout)
