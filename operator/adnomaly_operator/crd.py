@@ -268,7 +268,8 @@ def _condition_schema() -> Schema:
         "type": "object",
         "required": ["type", "status"],
         "properties": {
-            "type": {"type": "string", "description": "Ready, Progressing, Degraded, or a warning (ReplicasCapped)"},
+            "type": {"type": "string", "description": "Ready, Progressing, Degraded, TopicsReady "
+                     "(kafka.external.manageTopics), or a warning (ReplicasCapped)"},
             "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
             "reason": {"type": "string"},
             "message": {"type": "string"},
