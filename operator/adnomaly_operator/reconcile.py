@@ -440,6 +440,9 @@ def _admin_plan_of(namespace: str, body: Mapping[str, Any]) -> KafkaAdminPlan | 
         return kube_plan(parse_pipeline(pipeline_document(body)), namespace).kafka_admin
     except SpecError:
         return None
+    except Exception:  # a spec the planner chokes on (reported as RenderFailed while it lived): nothing to do
+        log.exception("planning the deleted Pipeline %s/%s failed", namespace, (body.get("metadata") or {}).get("name"))
+        return None
 
 
 async def orphan_object(client: KubeClient, namespace: str, kind_name: str, name: str, owner_uid: str) -> None:
