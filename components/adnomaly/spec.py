@@ -163,8 +163,25 @@ class ManagedKafka(SpecModel):
 
 class ExternalKafka(SpecModel):
     bootstrap_servers: str = Field(min_length=1, pattern=r"^[^,\s]+(,[^,\s]+)*$")
-    credentials_secret_ref: SecretRef | None = None
+    credentials_secret_ref: SecretRef | None = Field(
+        default=None, description="Secret with the SASL login (keys `username` and `password`)"
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    manage_topics: bool = Field(
+        default=False,
+        description="The operator creates the pipeline's topics through the Kafka Admin API and keeps their "
+        "partitions (increase only) and retention as the spec says; under deletionPolicy Delete it deletes "
+        "them with the Pipeline. Default: the topics are the Kafka owner's business",
+    )
+
+    @model_validator(mode="after")
+    def _topics_login(self) -> ExternalKafka:
+        if self.manage_topics and self.security_protocol.startswith("SASL_") and self.credentials_secret_ref is None:
+            raise ValueError(
+                f"manageTopics with securityProtocol {self.security_protocol} needs credentialsSecretRef "
+                "(the operator logs in to create the topics)"
+            )
+        return self
 
 
 class TopicSpec(SpecModel):

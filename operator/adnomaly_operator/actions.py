@@ -5,7 +5,9 @@
 - Ordered bring-up: objects of a stage are created only when every workload of the earlier gating
   stages is ready (stores and Kafka → topics → Flink and components); objects that already exist are
   kept up to date regardless.
-- A partition decrease against the live KafkaTopic blocks everything: nothing is applied.
+- A partition decrease against the live KafkaTopic (or, with `manageTopics`, the external Kafka's topic)
+  blocks everything: nothing is applied.
+- With `manageTopics`, the Admin API sync's outcome gates the apps stage as ready KafkaTopics do.
 - Owned objects no longer desired are deleted — or, for retained kinds under `deletionPolicy: Retain`,
   orphaned (their data outlives the Pipeline).
 """
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from adnomaly_operator.live import LiveObject
 from adnomaly_operator.render.common import STAGE_APPS, STAGE_STORES, STAGE_TOPICS, Desired
 from adnomaly_operator.status import Problem
+from adnomaly_operator.topics import PARTITION_DECREASE, TopicsOutcome, partition_decrease_message
 
 # Kinds whose objects hold or guard data: kept (without owner) under `deletionPolicy: Retain`.
 RETAINED_KINDS = ("KafkaTopic", "Secret")
@@ -93,11 +96,7 @@ def partition_problems(desired: Sequence[Desired], live: Mapping[tuple[str, str]
         current = live.get((d.kind, d.name))
         want = int(d.obj["spec"]["partitions"])
         if current is not None and current.partitions is not None and want < current.partitions:
-            problems.append(Problem(
-                "PartitionDecrease",
-                f"topic {d.name} has {current.partitions} partitions and Kafka cannot remove partitions; "
-                f"the spec asks for {want}: set it back to at least {current.partitions} (nothing was applied)",
-            ))
+            problems.append(Problem(PARTITION_DECREASE, partition_decrease_message(d.name, current.partitions, want)))
     return problems
 
 
@@ -118,8 +117,13 @@ def plan_actions(
     capabilities: Capabilities = Capabilities(),
     recent: Mapping[tuple[str, str], Applied] | None = None,
     now: float = 0.0,
+    topics: TopicsOutcome | None = None,
 ) -> Actions:
+    """`topics`: the last Admin API sync of an external Kafka's topics (`manageTopics`), which gates the
+    apps stage as ready KafkaTopics do; a refused partition decrease there blocks every write too."""
     problems = partition_problems(desired, live)
+    if topics is not None and topics.blocks_everything:
+        problems.append(Problem(topics.reason, topics.message))
     if problems:
         return Actions(problems=tuple(problems), blocked=True)
     recent = recent or {}
@@ -127,6 +131,9 @@ def plan_actions(
     problems += [Problem("MissingCRD", CAPABILITY_HELP[m]) for m in missing]
     usable = [d for d in desired if capabilities.allows(d.kind)]
     gate = allowed_stage(usable, live)
+    if topics is not None and not topics.ready:
+        problems.append(Problem(topics.reason, topics.message))
+        gate = min(gate, STAGE_TOPICS)
 
     applies: list[Desired] = []
     creates: list[Desired] = []

@@ -126,6 +126,15 @@ CEL_RULES: dict[str, list[Rule]] = {
         ),
     ],
     "KafkaSpec": [_one_of("managed", "external")],
+    "ExternalKafka": [
+        Rule(
+            "!has(self.manageTopics) || !self.manageTopics || !has(self.securityProtocol) || "
+            "!self.securityProtocol.startsWith('SASL_') || has(self.credentialsSecretRef)",
+            "manageTopics with a SASL securityProtocol needs credentialsSecretRef "
+            "(the operator logs in to create the topics)",
+            ".credentialsSecretRef", "FieldValueRequired",
+        ),
+    ],
     "PostgresSpec": [_one_of("managed", "external")],
     "S3Spec": [_one_of("managed", "external")],
     "RedisSpec": [_one_of("managed", "external")],
@@ -259,7 +268,8 @@ def _condition_schema() -> Schema:
         "type": "object",
         "required": ["type", "status"],
         "properties": {
-            "type": {"type": "string", "description": "Ready, Progressing, Degraded, or a warning (ReplicasCapped)"},
+            "type": {"type": "string", "description": "Ready, Progressing, Degraded, TopicsReady "
+                     "(kafka.external.manageTopics), or a warning (ReplicasCapped)"},
             "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
             "reason": {"type": "string"},
             "message": {"type": "string"},

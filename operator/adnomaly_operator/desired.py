@@ -15,7 +15,16 @@ from dataclasses import dataclass, field, replace
 from adnomaly.config import ComponentConfig, SecretEnv
 from adnomaly.features.sql import FlinkJob, JobOptions, compile_job
 from adnomaly.kafka_acls import AclRule, NoKafkaAccess, component_acls, features_job_acls
-from adnomaly.plan import COMPONENT_MODULES, ComponentPlan, Endpoints, Plan, events_config, managed_stores, plan
+from adnomaly.plan import (
+    COMPONENT_MODULES,
+    ComponentPlan,
+    Endpoints,
+    Plan,
+    TopicPlan,
+    events_config,
+    managed_stores,
+    plan,
+)
 from adnomaly.spec import ManagedStore, Pipeline
 
 from adnomaly_operator.names import Names
@@ -86,6 +95,18 @@ class KafkaUserPlan:
 
 
 @dataclass(frozen=True)
+class KafkaAdminPlan:
+    """How the operator itself reaches an external Kafka whose topics it manages (`manageTopics`): the
+    bootstrap servers, the configured security protocol and the same credentials Secret the components
+    get (`StoresPlan.kafka_credentials`); the Secret is read at sync time, never stored in the plan."""
+
+    bootstrap: str
+    security_protocol: str
+    credentials: tuple[SecretKeyRef, SecretKeyRef] | None  # (username, password)
+    topics: tuple[TopicPlan, ...]
+
+
+@dataclass(frozen=True)
 class KubePlan:
     pipeline: Pipeline
     namespace: str
@@ -101,10 +122,18 @@ class KubePlan:
     plain_env: dict[str, dict[str, str]] = field(default_factory=dict)  # component → env → non-secret value
     kafka_users: dict[str, KafkaUserPlan] = field(default_factory=dict)  # component (or "features") → user
     notes: tuple[tuple[str, str], ...] = ()  # the plan's conditions and this backend's own
+    kafka_admin: KafkaAdminPlan | None = None  # external Kafka with `manageTopics`: topics via the Admin API
 
     @property
     def name(self) -> str:
         return self.pipeline.name
+
+    @property
+    def topics(self) -> tuple[TopicPlan, ...]:
+        """The pipeline's topics as the operator keeps them (names, partitions, replicas, config), from
+        `adnomaly.plan.plan_topics`: KafkaTopic CRs on the managed Kafka, the Admin API on an external one
+        with `manageTopics`. Both paths read this one set."""
+        return tuple(self.plan.topics.values())
 
     @property
     def deletion_policy(self) -> str:
@@ -308,4 +337,15 @@ def kube_plan(pipeline: Pipeline, namespace: str) -> KubePlan:
         plain_env=plain_env,
         kafka_users=kafka_users,
         notes=tuple(notes),
+        kafka_admin=_kafka_admin(pipeline, stores, base),
+    )
+
+
+def _kafka_admin(pipeline: Pipeline, stores: StoresPlan, base: Plan) -> KafkaAdminPlan | None:
+    external = pipeline.spec.kafka.external
+    if external is None or not external.manage_topics:
+        return None
+    return KafkaAdminPlan(
+        external.bootstrap_servers, external.security_protocol, stores.kafka_credentials,
+        tuple(base.topics.values()),
     )

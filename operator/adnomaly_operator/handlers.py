@@ -5,8 +5,9 @@
   fresh in-memory view; kopf fills all indices before any handler runs, so a restarted operator sees
   what exists and writes nothing that is already right. An owned object's change queues its Pipeline.
 - A timer re-queues each Pipeline every `drift_interval` seconds: the periodic drift check.
-- `on.delete` is the finalizer: under `Retain` it orphans topics and generated secrets; it never blocks
-  deletion for long (a missing CRD or namespace is fine; after a few transient failures it lets go).
+- `on.delete` is the finalizer: under `Retain` it orphans topics and generated secrets (and keeps an external
+  Kafka's managed topics); under `Delete` it deletes those through the Admin API; it never blocks deletion
+  for long (a missing CRD or namespace is fine; after a few transient failures it lets go).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from adnomaly.kafka_client import KafkaAdminError
 
 from adnomaly_operator.actions import Capabilities
 from adnomaly_operator.client import ApiError, KubeClient
@@ -216,7 +218,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Runtime
         assert runtime.reconciler is not None
         try:
             kept = await runtime.reconciler.finalize(namespace, name, body)
-        except (ApiError, OSError, TimeoutError) as exc:
+        except (ApiError, OSError, TimeoutError, KafkaAdminError) as exc:  # Kafka: deleting managed topics
             transient = not isinstance(exc, ApiError) or exc.transient
             if transient and retry < 4:
                 raise kopf.TemporaryError(f"cleanup failed, retrying: {exc}", delay=2) from exc

@@ -8,6 +8,7 @@ Event on each phase transition) is written only when it changed.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import logging
 import secrets
@@ -22,12 +23,22 @@ from adnomaly.spec import SpecError, parse_pipeline
 from adnomaly_operator import metrics
 from adnomaly_operator.actions import RETAINED_KINDS, Actions, Applied, Capabilities, plan_actions
 from adnomaly_operator.client import ApiError, KubeClient
-from adnomaly_operator.desired import kube_plan
+from adnomaly_operator.desired import KafkaAdminPlan, kube_plan
+from adnomaly_operator.kafka_admin import AdminFactory, Login, TopicAdmin, TopicAdminError, delete_topics, sync_topics
 from adnomaly_operator.live import LiveObject, managed_fingerprint
 from adnomaly_operator.names import ANNOTATION_HASH, LABEL_PIPELINE
 from adnomaly_operator.render import Desired, Images, Owner, RenderContext, SecretRecipe, render
 from adnomaly_operator.resources import PIPELINE, kind_of
-from adnomaly_operator.status import Observation, Problem, build_status, observe_components
+from adnomaly_operator.status import Observation, Problem, build_status, observe_components, with_topics_sync
+from adnomaly_operator.topics import (
+    CREDENTIALS_MISSING,
+    TOPICS_FAILED,
+    TopicsOutcome,
+    failure,
+    outcome_of,
+    retry_delay,
+    summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +90,17 @@ class _Rendered:
     bootstrap: str
     topics: dict[str, str]
     deletion_policy: str
+    kafka_admin: KafkaAdminPlan | None = None
+
+
+@dataclass(frozen=True)
+class _TopicsSync:
+    """The last Admin API sync of a Pipeline's topics (`manageTopics`)."""
+
+    plan: KafkaAdminPlan
+    outcome: TopicsOutcome
+    at: float  # monotonic seconds
+    failures: int  # consecutive failed syncs of this plan
 
 
 @dataclass
@@ -93,6 +115,9 @@ class Reconciler:
     _recent: dict[Key, dict[tuple[str, str], Applied]] = field(default_factory=dict)
     _statuses: dict[Key, tuple[dict[str, Any], int, float]] = field(default_factory=dict)  # last written, rv, when
     status_interval: float = 2.0  # progress-only status updates (same phase) at most this often per Pipeline
+    topics_recheck: float = 30.0  # an in-sync external Kafka's topics are described again at most this often
+    topic_admin: AdminFactory = TopicAdmin  # builds the Admin API client (tests may substitute)
+    _topics: dict[Key, _TopicsSync] = field(default_factory=dict)
 
     # -- bookkeeping from the watch --
 
@@ -102,6 +127,7 @@ class Reconciler:
             self._renders.pop(key, None)
             self._recent.pop(key, None)
             self._statuses.pop(key, None)
+            self._topics.pop(key, None)
             return
         self.pipelines[key] = dict(body)
 
@@ -139,6 +165,7 @@ class Reconciler:
         rendered = _Rendered(
             meta["uid"], generation, self.capabilities.service_monitor, render(kp, ctx), kp.notes,
             kp.kafka_bootstrap, {role: t.name for role, t in kp.plan.topics.items()}, kp.deletion_policy,
+            kp.kafka_admin,
         )
         self._renders[key] = rendered
         return rendered
@@ -161,28 +188,99 @@ class Reconciler:
             wrote, _ = await self._write_status(key, body, Observation(generation, failed=problem))
             return wrote, None
 
+        topics: TopicsOutcome | None = None
+        requeue: float | None = None
+        if rendered.kafka_admin is not None:
+            topics, requeue = await self._sync_topics(key, rendered.kafka_admin)
         actions = plan_actions(
             rendered.desired, live, owner_uid=meta["uid"], deletion_policy=rendered.deletion_policy,
-            capabilities=self.capabilities, recent=self._recent.get(key), now=time.monotonic(),
+            capabilities=self.capabilities, recent=self._recent.get(key), now=time.monotonic(), topics=topics,
         )
         if not actions.blocked:
             self._adopt_baselines(key, rendered.desired, live)
         problems = list(actions.problems)
-        requeue: float | None = 1.0 if actions.waiting_on_cache else None
+        if actions.waiting_on_cache:
+            requeue = 1.0 if requeue is None else min(requeue, 1.0)
         if not actions.blocked:
             write_problems, retry = await self._execute(key, actions)
             problems += write_problems
             if retry is not None:
                 requeue = retry if requeue is None else min(requeue, retry)
-        components, not_ready, total, waiting = observe_components(rendered.desired, live)
+        components, not_ready, total, waiting = with_topics_sync(observe_components(rendered.desired, live), topics)
         obs = Observation(
             generation, components, not_ready, total, waiting, tuple(problems), None, rendered.notes,
-            rendered.bootstrap, rendered.topics,
+            rendered.bootstrap, rendered.topics, topics,
         )
         wrote_status, later = await self._write_status(key, body, obs)
         if later is not None:
             requeue = later if requeue is None else min(requeue, later)
         return actions.writes > 0 or wrote_status, requeue
+
+    # -- an external Kafka's topics (`manageTopics`) --
+
+    async def _kafka_login(self, namespace: str, plan: KafkaAdminPlan) -> Login | None:
+        """The login from the credentials Secret the spec references (the keys the components get).
+        Raises TopicAdminError when it cannot be read; the values never leave the returned Login."""
+        if plan.credentials is None:
+            return None
+        username_ref, password_ref = plan.credentials
+        try:
+            secret = await self.client.get(kind_of("Secret"), namespace, username_ref.name)
+        except ApiError as exc:
+            if exc.transient:
+                raise
+            raise TopicAdminError(
+                CREDENTIALS_MISSING, f"cannot read Secret {username_ref.name}: {exc.status} {exc.reason}"
+            ) from None
+        if secret is None:
+            raise TopicAdminError(
+                CREDENTIALS_MISSING, f"Secret {username_ref.name} (kafka.external.credentialsSecretRef) does not exist"
+            )
+        data = secret.get("data") or {}
+        values: list[str] = []
+        for ref in (username_ref, password_ref):
+            try:
+                values.append(base64.b64decode(data[ref.key], validate=True).decode())
+            except (KeyError, ValueError):
+                raise TopicAdminError(CREDENTIALS_MISSING, f"Secret {ref.name} has no usable key `{ref.key}`") from None
+        return Login(values[0], values[1])
+
+    def _run_sync(self, plan: KafkaAdminPlan, login: Login | None) -> TopicsOutcome:
+        decision = sync_topics(self.topic_admin(plan, login), plan.topics)
+        done = summary(decision)
+        if done:
+            log.info("kafka %s: %s", plan.bootstrap, done)
+        return outcome_of(decision, len(plan.topics))
+
+    async def _sync_topics(self, key: Key, plan: KafkaAdminPlan) -> tuple[TopicsOutcome, float | None]:
+        """Bring the external Kafka's topics to the plan (at most every `topics_recheck` s when in sync;
+        after a failure, again after a growing back-off). Never raises for Kafka's sake: the outcome is the
+        `TopicsReady` condition. Returns (outcome, re-queue in)."""
+        last = self._topics.get(key)
+        now = time.monotonic()
+        if last is not None and last.plan == plan:
+            due = last.at + (self.topics_recheck if last.outcome.ready else retry_delay(last.failures))
+            if now < due:
+                return last.outcome, (None if last.outcome.ready else due - now)
+        total = len(plan.topics)
+        try:
+            login = await self._kafka_login(key[0], plan)
+            outcome = await asyncio.to_thread(self._run_sync, plan, login)
+        except TopicAdminError as exc:
+            outcome = failure(exc.reason, str(exc), total)
+        except ApiError:
+            raise  # transient (reading the Secret): the work queue retries with its back-off
+        except Exception as exc:  # never crash the reconcile for Kafka's sake; no secret is in these messages
+            log.exception("%s/%s: syncing topics failed", key[0], key[1])
+            outcome = failure(TOPICS_FAILED, f"{type(exc).__name__}: {exc}", total)
+        failures = 0 if outcome.ready else (last.failures + 1 if last is not None and last.plan == plan else 1)
+        self._topics[key] = _TopicsSync(plan, outcome, time.monotonic(), failures)
+        if not outcome.ready:
+            metrics.ERRORS.labels(outcome.reason).inc()
+            log.warning("%s/%s: topics not ready (%s, retry in %.0fs): %s", key[0], key[1], outcome.reason,
+                        retry_delay(failures), outcome.message)
+            return outcome, retry_delay(failures)
+        return outcome, None
 
     # -- writes --
 
@@ -301,13 +399,23 @@ class Reconciler:
     # -- deletion --
 
     async def finalize(self, namespace: str, name: str, body: Mapping[str, Any]) -> list[str]:
-        """Under `Retain`, orphan the retained objects (fresh LIST, not the cache: nothing may slip to GC).
-        Returns what was orphaned. A missing CRD or namespace is not an error: the finalizer always goes."""
+        """Under `Retain`, orphan the retained objects (fresh LIST, not the cache: nothing may slip to GC)
+        and keep an external Kafka's managed topics; under `Delete`, delete those topics through the Admin
+        API (raises TopicAdminError when Kafka does not let us). Returns what was kept. A missing CRD or
+        namespace is not an error: the finalizer always goes."""
         policy = ((body.get("spec") or {}).get("deletionPolicy")) or "Retain"
+        admin = _admin_plan_of(namespace, body)
+        orphaned: list[str] = []
+        if admin is not None and policy == "Delete":
+            login = await self._kafka_login(namespace, admin)
+            deleted = await asyncio.to_thread(lambda: delete_topics(self.topic_admin(admin, login), admin.topics))
+            log.info("%s/%s: deletionPolicy Delete: deleted Kafka topics %s", namespace, name,
+                     ", ".join(deleted) or "(none existed)")
+        elif admin is not None:
+            orphaned += [f"Kafka topic {t.name}" for t in admin.topics]
         if policy != "Retain":
             return []  # owner references + garbage collection delete the rest
         uid = str(body["metadata"]["uid"])
-        orphaned = []
         for kind_name in RETAINED_KINDS:
             kind = kind_of(kind_name)
             try:
@@ -324,6 +432,17 @@ class Reconciler:
                     await orphan_object(self.client, namespace, kind_name, item["metadata"]["name"], uid)
                     orphaned.append(f"{kind_name}/{item['metadata']['name']}")
         return orphaned
+
+
+def _admin_plan_of(namespace: str, body: Mapping[str, Any]) -> KafkaAdminPlan | None:
+    """The Admin API plan of a (deleted) Pipeline's body; None without `manageTopics` or with a bad spec."""
+    try:
+        return kube_plan(parse_pipeline(pipeline_document(body)), namespace).kafka_admin
+    except SpecError:
+        return None
+    except Exception:  # a spec the planner chokes on (reported as RenderFailed while it lived): nothing to do
+        log.exception("planning the deleted Pipeline %s/%s failed", namespace, (body.get("metadata") or {}).get("name"))
+        return None
 
 
 async def orphan_object(client: KubeClient, namespace: str, kind_name: str, name: str, owner_uid: str) -> None:

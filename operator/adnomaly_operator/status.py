@@ -1,7 +1,8 @@
 """The Pipeline's `status`: phase, conditions, per-component readiness. Pure (the clock is an argument).
 
 Kopf keeps no conditions; these follow the Kubernetes conventions: `Ready`, `Progressing`, `Degraded`
-(plus plan warnings such as `ReplicasCapped`), each with reason, message, `observedGeneration`, and a
+(plus plan warnings such as `ReplicasCapped`, and `TopicsReady` when the operator manages an external
+Kafka's topics), each with reason, message, `observedGeneration`, and a
 `lastTransitionTime` that changes only when the condition's status does — so a steady pipeline yields a
 byte-identical status and the operator writes nothing.
 """
@@ -16,6 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from adnomaly_operator.live import LiveObject
 from adnomaly_operator.render.common import STAGE_APPS, STAGE_STORES, STAGE_TOPICS, Desired
+from adnomaly_operator.topics import TOPICS_READY, TopicsOutcome
 
 WAITING_REASONS = {STAGE_STORES: "WaitingForStores", STAGE_TOPICS: "WaitingForTopics", STAGE_APPS: "RollingOut"}
 
@@ -38,6 +40,7 @@ class Observation:
     notes: tuple[tuple[str, str], ...] = ()  # plan warnings: (reason, message)
     kafka_bootstrap: str | None = None
     topics: dict[str, str] = field(default_factory=dict)  # role → Kafka topic name
+    topics_sync: TopicsOutcome | None = None  # external Kafka with `manageTopics`: the last Admin API sync
 
     @property
     def ready_count(self) -> int:
@@ -73,6 +76,20 @@ def observe_components(
             stage = min(d.stage for d, r in zip(items, ready, strict=True) if not r)
             waiting = stage if waiting is None else min(waiting, stage)
     return dict(sorted(components.items())), tuple(sorted(not_ready)), len(groups), waiting
+
+
+def with_topics_sync(
+    observed: tuple[dict[str, str], tuple[str, ...], int, int | None], outcome: TopicsOutcome | None
+) -> tuple[dict[str, str], tuple[str, ...], int, int | None]:
+    """`observe_components`' result plus the Admin API's topics (`components.topics`, like KafkaTopics)."""
+    components, not_ready, total, waiting = observed
+    if outcome is None:
+        return observed
+    components = dict(sorted({**components, "topics": outcome.display}.items()))
+    if not outcome.ready:
+        not_ready = tuple(sorted({*not_ready, "topics"}))
+        waiting = STAGE_TOPICS if waiting is None else min(waiting, STAGE_TOPICS)
+    return components, not_ready, total + 1, waiting
 
 
 def _condition(
@@ -122,6 +139,9 @@ def build_status(obs: Observation, previous: Mapping[str, Any] | None, now: str)
     ]
     for note_reason, note_message in obs.notes:
         conditions.append(_condition(note_reason, True, note_reason, note_message, gen, before, now))
+    if obs.topics_sync is not None:
+        sync = obs.topics_sync
+        conditions.append(_condition(TOPICS_READY, sync.ready, sync.reason, sync.message, gen, before, now))
     status: dict[str, Any] = {
         "observedGeneration": gen,
         "phase": phase,

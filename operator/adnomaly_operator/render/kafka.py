@@ -104,7 +104,7 @@ def _kafka_user(kp: KubePlan, ctx: RenderContext, user: KafkaUserPlan) -> Desire
 def render_kafka(kp: KubePlan, ctx: RenderContext) -> list[Desired]:
     managed = kp.pipeline.spec.kafka.effective_managed
     if managed is None:
-        return []  # external Kafka: topics are the cluster owner's business (see README)
+        return []  # external Kafka: topics are its owner's, or the Admin API's with `manageTopics` (topics.py)
     names = kp.names
     cluster = {STRIMZI_CLUSTER_LABEL: names.kafka}
     kafka = obj(
@@ -156,7 +156,7 @@ def render_kafka(kp: KubePlan, ctx: RenderContext) -> list[Desired]:
         Desired(kafka, STAGE_STORES, status_key="kafka"),
         Desired(pool, STAGE_STORES),
     ]
-    for topic in kp.plan.topics.values():
+    for topic in kp.topics:  # the same set an external Kafka with `manageTopics` gets (topics.py)
         kt = obj(
             STRIMZI_API, "KafkaTopic",
             metadata(kp, ctx, topic.name, "kafka", labels=cluster),
