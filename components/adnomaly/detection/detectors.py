@@ -24,7 +24,7 @@ the detector component can persist it with its consumed offsets and restart exac
 A `Verdict` is made for every judged window of every key, so it is a frozen `msgspec.Struct` (built in C,
 ~0.1 µs) rather than a frozen dataclass (whose generated `__init__` pays an `object.__setattr__` per field,
 ~1 µs: about 5 % of `auto`'s whole cost per window). The detectors configured by one parameter model with
-a `minCount` (robustZScore, ewma, auto) share `ParamsGuard` for their `min_count`.
+a `minCount` (robustZScore, ewma, auto) share `ParamsDetector` for their `min_count`.
 """
 
 from __future__ import annotations
@@ -95,9 +95,10 @@ def _z_verdict(z: float, threshold: float, direction: Direction, observed: float
 P = TypeVar("P", RobustZScore, Ewma, Auto)
 
 
-class ParamsGuard(Generic[P]):
-    """A detector configured by one parameter model: `min_count` (the events a window needs before it is
-    judged) is the model's own, read where it lives so it cannot drift from the spec."""
+class ParamsDetector(Generic[P]):
+    """The base of the detectors configured by one parameter model (robustZScore, ewma, auto): `min_count`,
+    the events a window needs before it is judged, is the model's own, read where it lives so that it
+    cannot drift from the spec (one property here, not one copy per detector)."""
 
     def __init__(self, params: P) -> None:
         self.params = params
@@ -137,7 +138,7 @@ class ThresholdDetector:
         return Verdict(None, value, bounds[0], 0.0, value)
 
 
-class RobustZDetector(ParamsGuard[RobustZScore]):
+class RobustZDetector(ParamsDetector[RobustZScore]):
     method = "robustZScore"
 
     def __init__(self, params: RobustZScore) -> None:
@@ -182,7 +183,7 @@ class _EwmaState:
     last: float = 0.0
 
 
-class EwmaDetector(ParamsGuard[Ewma]):
+class EwmaDetector(ParamsDetector[Ewma]):
     method = "ewma"
 
     def __init__(self, params: Ewma) -> None:
@@ -221,7 +222,7 @@ class EwmaDetector(ParamsGuard[Ewma]):
         self.state_by_key = {tuple(key): _EwmaState(*rest) for key, *rest in state}
 
 
-class AutoDetector(ParamsGuard[Auto]):
+class AutoDetector(ParamsDetector[Auto]):
     method = "auto"
 
     def __init__(self, params: Auto) -> None:
@@ -239,9 +240,8 @@ class AutoDetector(ParamsGuard[Auto]):
         severity: Severity | None = (
             "critical" if score >= p.critical_threshold else "warning" if score >= p.threshold else None
         )
-        if severity is None:  # most windows: no reason to build
-            return Verdict(None, value, evidence.expected, score, evidence.surprise)
-        return Verdict(severity, value, evidence.expected, score, evidence.surprise, evidence.reason())
+        reason = evidence.reason() if severity is not None else ""
+        return Verdict(severity, value, evidence.expected, score, evidence.surprise, reason)
 
     def state(self) -> list[Any]:
         return self.model.state()
