@@ -16,7 +16,7 @@ import pytest
 from adnomaly.detection.auto import AutoKey, AutoModel
 from adnomaly.detection.detectors import AutoDetector, build_detector
 from adnomaly.detection.engine import DetectionEngine, opening_scores
-from adnomaly.detection.tail import DecayingTail
+from adnomaly.detection.tail import DecayingTail, TailPair
 from adnomaly.features.record import FeatureRecord
 from adnomaly.spec import Auto, DetectionSpec, DetectorSpec
 from hypothesis import given, settings
@@ -87,6 +87,19 @@ def test_tail_state_round_trips_exactly() -> None:
     b.load_state(msgspec.json.decode(msgspec.json.encode(a.state())))
     for r in (0.0, 0.5, 2.0, 30.0):
         assert a.p_value(r) == b.p_value(r)
+
+
+def test_tail_pair_is_exactly_its_two_memories() -> None:
+    """The pair judges and teaches both memories in one loop over one bin look-up: bit for bit what the two
+    tails give on their own, through warm-up, exact zeros, far values and the weights' rescaling."""
+    rng = random.Random(14)
+    pair, long, short = TailPair(30, 10, 20), DecayingTail(30, 20), DecayingTail(10, 20)
+    for i in range(6000):  # memory 10 grows the weights by 1.1 per value: rescaled after ~4,800
+        r = 0.0 if i % 7 == 0 else rng.paretovariate(1.5) * (1e6 if i % 997 == 0 else 1.0)
+        pl, ps = long.observe(r), short.observe(r)
+        expected = None if pl is None or ps is None else -0.5 * math.log10(max(pl * ps, 1e-300))
+        assert pair.surprise(r) == expected
+    assert pair.state() == [long.state(), short.state()]
 
 
 # -- the method on series shapes ---------------------------------------------------------------------------
