@@ -38,6 +38,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 
 SYSTEM_NAMESPACE = "adnomaly-system"
 RELEASE = "adnomaly"
+OPERATOR_SELECTOR = f"app.kubernetes.io/component=operator,app.kubernetes.io/instance={RELEASE}"
 READY_TIMEOUT = 300.0
 T = TypeVar("T")
 
@@ -111,7 +112,7 @@ def operator_release(real_cluster: RealCluster, images: dict[str, ImageArchive])
 
 
 def operator_pod(cluster: RealCluster) -> dict[str, Any]:
-    pods = get_json(cluster, "pods", "-n", SYSTEM_NAMESPACE, "-l", "app.kubernetes.io/name=adnomaly-operator")["items"]
+    pods = get_json(cluster, "pods", "-n", SYSTEM_NAMESPACE, "-l", OPERATOR_SELECTOR)["items"]
     assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
     return pods[0]
 
