@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import yaml
+from adnomaly.plan import db_schema_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -167,7 +168,10 @@ def pipelines(installed: Cluster) -> Cluster:
 
 
 def _psql(cluster: Cluster, pipeline: str, sql: str) -> int:
-    out = cluster.exec(pipeline, "postgres", f'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "{sql}"')
+    # each Pipeline's tables live in a schema of its own (adnomaly.plan.db_schema_name)
+    options = f"-c search_path={db_schema_name(pipeline)}"
+    out = cluster.exec(pipeline, "postgres",
+                       f'PGOPTIONS="{options}" psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "{sql}"')
     return int(out.strip() or 0)
 
 

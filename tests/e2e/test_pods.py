@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import yaml
+from adnomaly.plan import db_schema_name
 from adnomaly.services.helm import CHART, ensure_helm, run_helm
 from adnomaly.services.images import ImageArchive, ensure_images
 from adnomaly.services.kafka import new_cluster_id
@@ -214,6 +215,7 @@ def kafka_objects(namespace: str, image: str) -> list[dict[str, Any]]:
 
 
 PIPELINE = "e2e"
+EVENTS = f"{db_schema_name(PIPELINE)}.events"  # each Pipeline's tables live in a schema of its own
 
 
 @pytest.fixture(scope="module")
@@ -390,7 +392,7 @@ def ingested(real_cluster: RealCluster, pipeline_ns: str) -> dict[str, Any]:
     port = free_port()
     forward = subprocess.Popen(
         [str(real_cluster.plane.bin_dir / "kubectl"), f"--kubeconfig={real_cluster.kubeconfig}", "port-forward",
-         "-n", pipeline_ns, f"svc/{PIPELINE}-ingest", f"{port}:8080"],
+         "-n", pipeline_ns, f"svc/{PIPELINE}-ingest", f"{port}:80"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run_id = uuid.uuid4().hex[:8]
     ids = [f"e2e-ingest-{run_id}-{n}" for n in range(50)]
@@ -405,7 +407,11 @@ def ingested(real_cluster: RealCluster, pipeline_ns: str) -> dict[str, Any]:
             except httpx.HTTPError:
                 return None
 
-        answer = wait_for(post, 60, "the ingest API through kubectl port-forward")
+        try:
+            answer = wait_for(post, 60, "the ingest API through kubectl port-forward")
+        except AssertionError:
+            forward.terminate()
+            raise AssertionError(f"kubectl port-forward: {forward.communicate(timeout=10)}") from None
         unauthorized = httpx.post(f"http://127.0.0.1:{port}/v1/events", content=lines[0].encode(),
                                   headers={"Authorization": "Bearer wrong", "Content-Type": "application/json"},
                                   timeout=30)
@@ -434,7 +440,7 @@ def test_ingest_api_through_port_forward_with_its_token(
     assert answer.status_code == 202, answer.text
     assert (answer.json()["accepted"], answer.json()["rejected"]) == (50, 1)
     assert ingested["unauthorized"].status_code == 403
-    stored = wait_for(lambda: (n := int(psql(real_cluster, pipeline_ns, "SELECT count(*) FROM events WHERE event_id "
+    stored = wait_for(lambda: (n := int(psql(real_cluster, pipeline_ns, f"SELECT count(*) FROM {EVENTS} WHERE event_id "
                                               f"LIKE 'e2e-ingest-{ingested['run']}-%'"))) == 50 and n, 120,
                       "the ingested events in PostgreSQL")
     assert stored == 50
@@ -502,14 +508,15 @@ def test_processor_pod_loss_and_scaling_lose_and_duplicate_nothing(
 
     def balanced() -> tuple[int, int, dict[str, int]] | None:
         counts = topic_counts(real_cluster, pipeline_ns)
-        stored = int(psql(real_cluster, pipeline_ns, "SELECT count(*) FROM events"))
+        stored = int(psql(real_cluster, pipeline_ns, f"SELECT count(*) FROM {EVENTS}"))
         # the ingest API dead-letters its one rejected line itself; it never reached the raw topic
         return (stored, counts[f"{PIPELINE}-dlq"], counts) if stored + counts[f"{PIPELINE}-dlq"] == \
             counts[f"{PIPELINE}-raw"] + 1 else None
 
     stored, dead, counts = wait_for(balanced, 180, "stored + dead-lettered == raw records + the rejected line")
     assert stored > 1000 and dead > 10, counts
-    duplicates = psql(real_cluster, pipeline_ns, "SELECT count(*) - count(DISTINCT payload->>'event_id') FROM events")
+    duplicates = psql(real_cluster, pipeline_ns,
+                      f"SELECT count(*) - count(DISTINCT payload->>'event_id') FROM {EVENTS}")
     assert duplicates == "0"
     assert wait_for(lambda: parquet_objects(real_cluster, pipeline_ns), 180, "Parquet objects in MinIO")
 
@@ -532,7 +539,7 @@ def test_container_logs_hold_no_secret(real_cluster: RealCluster, pipeline_ns: s
 
 def test_features_without_a_flink_operator_say_so_in_a_condition(real_cluster: RealCluster, pipeline_ns: str) -> None:
     manifest = pipeline_manifest("with-features", pipeline_ns, f"kafka.{pipeline_ns}.svc:9092", features=[{
-        "name": "traffic", "window": {"size": "1m"}, "groupBy": ["geo"],
+        "name": "traffic", "dimensions": ["geo"], "window": {"type": "tumbling", "size": "1m"},
         "metrics": [{"name": "event_count", "agg": "count"}]}])
     real_cluster.kubectl("apply", "-f", "-", stdin=dump(manifest))
     try:
