@@ -31,9 +31,9 @@ import pytest
 import yaml
 from adnomaly.plan import db_schema_name
 from adnomaly.services.helm import CHART, ensure_helm, run_helm
-from adnomaly.services.images import ImageArchive, ensure_images
 from adnomaly.services.kafka import new_cluster_id
-from adnomaly.services.node import RealCluster
+
+from tests.e2e.providers import PROVIDER_ENV, E2ECluster, KindCluster, NodeCluster, chosen_provider, kind_missing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 
@@ -58,7 +58,7 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last})")
 
 
-def get_json(cluster: RealCluster, *args: str) -> Any:
+def get_json(cluster: E2ECluster, *args: str) -> Any:
     return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
 
 
@@ -67,7 +67,7 @@ def pod_ready(pod: dict[str, Any]) -> bool:
     return pod.get("status", {}).get("phase") == "Running" and conditions.get("Ready") == "True"
 
 
-def describe_pods(cluster: RealCluster, namespace: str) -> str:
+def describe_pods(cluster: E2ECluster, namespace: str) -> str:
     """What a person would look at when a pod does not come up: phases, waiting reasons, recent events."""
     pods = cluster.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
     events = cluster.kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False).stdout
@@ -80,48 +80,61 @@ def split_ref(ref: str) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def images(real_cluster: RealCluster) -> dict[str, ImageArchive]:
-    """Every image the suite runs, built (or found in the cache) and imported into the node."""
-    built = ensure_images()
-    assert real_cluster.node is not None
-    real_cluster.node.import_images(built.values())
-    return built
+def cluster(request: pytest.FixtureRequest) -> Iterator[E2ECluster]:
+    """The provider's cluster (tests/e2e/providers.py): a real node here, kind where Docker is."""
+    if chosen_provider() == "kind":
+        if missing := kind_missing():
+            pytest.skip(f"{PROVIDER_ENV}=kind but missing {', '.join(missing)}")
+        kind = KindCluster()
+        kind.start()
+        try:
+            yield kind
+        finally:
+            kind.stop()
+    else:
+        yield NodeCluster(request.getfixturevalue("cluster"))
 
 
 @pytest.fixture(scope="module")
-def operator_release(real_cluster: RealCluster, images: dict[str, ImageArchive]) -> Iterator[str]:
-    """`helm install charts/adnomaly` with the locally built images: what a user runs, image names aside."""
+def images(cluster: E2ECluster) -> dict[str, str]:
+    """Every image the suite runs, made available to the cluster: name -> reference."""
+    return cluster.load_images()
+
+
+@pytest.fixture(scope="module")
+def operator_release(cluster: E2ECluster, images: dict[str, str]) -> Iterator[str]:
+    """`helm install charts/adnomaly` with the provider's images: what a user runs, image names aside."""
     helm = ensure_helm()
-    repository, tag = split_ref(images["adnomaly-operator"].ref)
+    repository, tag = split_ref(images["adnomaly-operator"])
     sets = {
         "operator.image.repository": repository,
         "operator.image.tag": tag,
-        "images.component": images["adnomaly"].ref,
-        "images.postgres": images["test-postgres"].ref,
-        "images.redis": images["test-redis"].ref,
-        "images.minio": images["test-minio"].ref,
-        "images.minioClient": images["test-mc"].ref,
+        "images.component": images["adnomaly"],
+        "images.postgres": images["test-postgres"],
+        "images.redis": images["test-redis"],
+        "images.minio": images["test-minio"],
+        "images.minioClient": images["test-mc"],
     }
-    kube = ["--kubeconfig", str(real_cluster.kubeconfig)]
+    kube = cluster.helm_args()
     try:
         run_helm(helm, "install", RELEASE, str(CHART), *kube, "--namespace", SYSTEM_NAMESPACE, "--create-namespace",
                  *[f"--set={key}={value}" for key, value in sets.items()], "--wait", "--timeout=5m", timeout=360)
     except Exception as error:
-        raise AssertionError(f"helm install failed: {error}\n{describe_pods(real_cluster, SYSTEM_NAMESPACE)}") from None
+        raise AssertionError(f"helm install failed: {error}\n{describe_pods(cluster, SYSTEM_NAMESPACE)}") from None
     yield RELEASE
     run_helm(helm, "uninstall", RELEASE, *kube, "--namespace", SYSTEM_NAMESPACE, "--wait", "--timeout=2m", timeout=180)
 
 
-def operator_pod(cluster: RealCluster) -> dict[str, Any]:
+def operator_pod(cluster: E2ECluster) -> dict[str, Any]:
     pods = get_json(cluster, "pods", "-n", SYSTEM_NAMESPACE, "-l", OPERATOR_SELECTOR)["items"]
     assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
     return pods[0]
 
 
 def test_helm_install_runs_the_operator_ready_with_only_the_charts_rbac(
-    real_cluster: RealCluster, operator_release: str
+    cluster: E2ECluster, operator_release: str
 ) -> None:
-    pod = wait_for(lambda: (p := operator_pod(real_cluster)) and pod_ready(p) and p, READY_TIMEOUT,
+    pod = wait_for(lambda: (p := operator_pod(cluster)) and pod_ready(p) and p, READY_TIMEOUT,
                    "the operator pod Ready")
     status = pod["status"]["containerStatuses"][0]
     assert status["restartCount"] == 0, status
@@ -131,7 +144,7 @@ def test_helm_install_runs_the_operator_ready_with_only_the_charts_rbac(
 
     def can(verb: str, resource: str, namespace: str | None = None) -> bool:
         scope = ["-n", namespace] if namespace else ["--all-namespaces"]
-        done = real_cluster.kubectl("auth", "can-i", verb, resource, f"--as={subject}", *scope, check=False)
+        done = cluster.kubectl("auth", "can-i", verb, resource, f"--as={subject}", *scope, check=False)
         return done.stdout.strip() == "yes"
 
     # What the operator needs, granted by the chart alone; nothing broader was bound by the suite.
@@ -139,23 +152,23 @@ def test_helm_install_runs_the_operator_ready_with_only_the_charts_rbac(
     assert not can("create", "clusterrolebindings.rbac.authorization.k8s.io")
     assert not can("get", "nodes")
     # kopf is up and watching: its startup lines are in the container log (the kubelet serves it).
-    log = real_cluster.kubectl("logs", "-n", SYSTEM_NAMESPACE, pod["metadata"]["name"]).stdout
+    log = cluster.kubectl("logs", "-n", SYSTEM_NAMESPACE, pod["metadata"]["name"]).stdout
     assert "Traceback" not in log, log[-3000:]
 
 
 def test_operator_runs_as_the_hardened_user_on_a_read_only_root(
-    real_cluster: RealCluster, operator_release: str
+    cluster: E2ECluster, operator_release: str
 ) -> None:
-    pod = operator_pod(real_cluster)
+    pod = operator_pod(cluster)
     name = pod["metadata"]["name"]
-    identity = real_cluster.kubectl("exec", "-n", SYSTEM_NAMESPACE, name, "--", "python", "-c",
+    identity = cluster.kubectl("exec", "-n", SYSTEM_NAMESPACE, name, "--", "python", "-c",
                                     "import os; print(os.getuid(), os.getgid())").stdout.split()
     assert identity == ["10001", "10001"]
     probe = ("import pathlib\ntry:\n    pathlib.Path('/opt/x').write_text('x')\nexcept OSError as e:\n"
              "    print(e.errno)\npathlib.Path('/tmp/ok').write_text('x'); print('tmp-ok')")
-    out = real_cluster.kubectl("exec", "-n", SYSTEM_NAMESPACE, name, "--", "python", "-c", probe).stdout.split()
+    out = cluster.kubectl("exec", "-n", SYSTEM_NAMESPACE, name, "--", "python", "-c", probe).stdout.split()
     assert out == ["30", "tmp-ok"], out  # EROFS on the image's root, /tmp is the chart's emptyDir
-    caps = real_cluster.kubectl("exec", "-n", SYSTEM_NAMESPACE, name, "--", "python", "-c",
+    caps = cluster.kubectl("exec", "-n", SYSTEM_NAMESPACE, name, "--", "python", "-c",
                                 "print([l for l in open('/proc/self/status') if l.startswith('CapEff')][0])").stdout
     assert caps.split()[-1] == "0000000000000000", caps
 
@@ -193,7 +206,7 @@ def kafka_objects(namespace: str, image: str) -> list[dict[str, Any]]:
         "readinessProbe": {"tcpSocket": {"port": "kafka"}, "periodSeconds": 3},
         "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "768Mi"}},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True, "runAsUser": 1000},
+                            "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True, "runAsUser": 1001},
         "volumeMounts": [{"name": "data", "mountPath": "/var/lib/kafka"}, {"name": "tmp", "mountPath": "/tmp"}],
     }
     return [
@@ -203,7 +216,7 @@ def kafka_objects(namespace: str, image: str) -> list[dict[str, Any]]:
          "spec": {
              "serviceName": "kafka", "replicas": 1, "selector": {"matchLabels": labels},
              "template": {"metadata": {"labels": labels}, "spec": {
-                 "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000,
+                 "securityContext": {"runAsNonRoot": True, "runAsUser": 1001, "fsGroup": 1001,
                                      "seccompProfile": {"type": "RuntimeDefault"}},
                  "containers": [container],
                  "volumes": [{"name": "tmp", "emptyDir": {}}],
@@ -219,37 +232,37 @@ EVENTS = f"{db_schema_name(PIPELINE)}.events"  # each Pipeline's tables live in 
 
 
 @pytest.fixture(scope="module")
-def pipeline_ns(real_cluster: RealCluster, operator_release: str, images: dict[str, ImageArchive]) -> Iterator[str]:
+def pipeline_ns(cluster: E2ECluster, operator_release: str, images: dict[str, str]) -> Iterator[str]:
     """A namespace with the external Kafka running and the Pipeline applied and Ready."""
     namespace = "adnomaly-e2e"
-    real_cluster.kubectl("create", "namespace", namespace)
-    for obj in kafka_objects(namespace, images["test-kafka"].ref):
-        real_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(obj))
+    cluster.kubectl("create", "namespace", namespace)
+    for obj in kafka_objects(namespace, images["test-kafka"]):
+        cluster.kubectl("apply", "-f", "-", stdin=json.dumps(obj))
     try:
-        real_cluster.kubectl("rollout", "status", "-n", namespace, "statefulset/kafka", "--timeout=300s", timeout=330)
+        cluster.kubectl("rollout", "status", "-n", namespace, "statefulset/kafka", "--timeout=300s", timeout=330)
     except Exception as error:
-        raise AssertionError(f"the external Kafka did not start: {error}\n{describe_pods(real_cluster, namespace)}"
+        raise AssertionError(f"the external Kafka did not start: {error}\n{describe_pods(cluster, namespace)}"
                              ) from None
     manifest = pipeline_manifest(PIPELINE, namespace, f"kafka.{namespace}.svc:9092")
     manifest["spec"]["kafka"]["external"]["manageTopics"] = True
-    real_cluster.kubectl("apply", "-f", "-", stdin=dump(manifest))
-    done = real_cluster.kubectl("wait", "-n", namespace, f"pipeline/{PIPELINE}", "--for=condition=Ready",
+    cluster.kubectl("apply", "-f", "-", stdin=dump(manifest))
+    done = cluster.kubectl("wait", "-n", namespace, f"pipeline/{PIPELINE}", "--for=condition=Ready",
                                 "--timeout=600s", timeout=630, check=False)
     if done.returncode != 0:
-        status = real_cluster.kubectl("get", "-n", namespace, f"pipeline/{PIPELINE}", "-o", "yaml", check=False)
-        pods = describe_pods(real_cluster, namespace)
+        status = cluster.kubectl("get", "-n", namespace, f"pipeline/{PIPELINE}", "-o", "yaml", check=False)
+        pods = describe_pods(cluster, namespace)
         raise AssertionError(f"Pipeline not Ready: {done.stderr}\n{status.stdout[-3000:]}\n{pods}")
     yield namespace
-    real_cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
 
 
-def psql(cluster: RealCluster, namespace: str, sql: str) -> str:
+def psql(cluster: E2ECluster, namespace: str, sql: str) -> str:
     return cluster.kubectl("exec", "-n", namespace, f"statefulset/{PIPELINE}-postgres", "--", "psql", "-U", "adnomaly",
                            "-d", "adnomaly", "-tAc", sql).stdout.strip()
 
 
-def test_pipeline_is_ready_with_its_printer_columns(real_cluster: RealCluster, pipeline_ns: str) -> None:
-    table = real_cluster.kubectl("get", "pipelines", "-n", pipeline_ns).stdout.splitlines()
+def test_pipeline_is_ready_with_its_printer_columns(cluster: E2ECluster, pipeline_ns: str) -> None:
+    table = cluster.kubectl("get", "pipelines", "-n", pipeline_ns).stdout.splitlines()
     assert table[0].split() == ["NAME", "PHASE", "READY", "AGE"], table
     name, phase, ready, _age = table[1].split()
     assert (name, phase) == (PIPELINE, "Ready")
@@ -257,8 +270,8 @@ def test_pipeline_is_ready_with_its_printer_columns(real_cluster: RealCluster, p
     assert have == want and int(want) >= 3, ready
 
 
-def test_every_pod_runs_hardened_and_every_claim_is_bound(real_cluster: RealCluster, pipeline_ns: str) -> None:
-    pods = get_json(real_cluster, "pods", "-n", pipeline_ns, "-l", f"app.kubernetes.io/instance={PIPELINE}")["items"]
+def test_every_pod_runs_hardened_and_every_claim_is_bound(cluster: E2ECluster, pipeline_ns: str) -> None:
+    pods = get_json(cluster, "pods", "-n", pipeline_ns, "-l", f"app.kubernetes.io/instance={PIPELINE}")["items"]
     running = [p for p in pods if p["status"].get("phase") == "Running"]
     names = sorted(p["metadata"]["labels"].get("app.kubernetes.io/component", "") for p in running)
     assert {"generator", "ingest", "processor", "lake-sink", "postgres", "minio"} <= set(names), names
@@ -267,7 +280,7 @@ def test_every_pod_runs_hardened_and_every_claim_is_bound(real_cluster: RealClus
         for container in pod["spec"]["containers"]:
             # what runc enforced, read from inside the container: non-root, no capabilities, read-only root
             exe = ["exec", "-n", pipeline_ns, pod["metadata"]["name"], "-c", container["name"], "--"]
-            status = real_cluster.kubectl(*exe, "cat", "/proc/self/status", check=False)
+            status = cluster.kubectl(*exe, "cat", "/proc/self/status", check=False)
             if status.returncode != 0:  # a scratch image (MinIO) has no cat: the pod spec must say it
                 sc = container["securityContext"]
                 assert sc["readOnlyRootFilesystem"] and sc["capabilities"]["drop"] == ["ALL"], pod["metadata"]["name"]
@@ -276,9 +289,9 @@ def test_every_pod_runs_hardened_and_every_claim_is_bound(real_cluster: RealClus
             assert fields["Uid"].split()[0] != "0", (pod["metadata"]["name"], fields["Uid"])
             assert fields["CapEff"].strip() == "0000000000000000", pod["metadata"]["name"]
             assert fields["NoNewPrivs"].strip() == "1", pod["metadata"]["name"]
-            touch = real_cluster.kubectl(*exe, "touch", "/rootfs-probe", check=False)
+            touch = cluster.kubectl(*exe, "touch", "/rootfs-probe", check=False)
             assert touch.returncode != 0 and "Read-only file system" in touch.stderr, pod["metadata"]["name"]
-    claims = get_json(real_cluster, "pvc", "-n", pipeline_ns)["items"]
+    claims = get_json(cluster, "pvc", "-n", pipeline_ns)["items"]
     assert len(claims) >= 3 and all(c["status"]["phase"] == "Bound" for c in claims), \
         [(c["metadata"]["name"], c["status"].get("phase")) for c in claims]
 
@@ -287,7 +300,7 @@ TOOLBOX = "toolbox"
 
 
 @pytest.fixture(scope="module")
-def toolbox(real_cluster: RealCluster, pipeline_ns: str, images: dict[str, ImageArchive]) -> str:
+def toolbox(cluster: E2ECluster, pipeline_ns: str, images: dict[str, str]) -> str:
     """A pod of the components image that stays when the Pipeline goes: Kafka and S3 queries run in it, with
     the MinIO credentials from the operator's Secret in its environment (never on a command line)."""
     secret = {"name": f"{PIPELINE}-minio"}
@@ -296,7 +309,7 @@ def toolbox(real_cluster: RealCluster, pipeline_ns: str, images: dict[str, Image
         "spec": {
             "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
-                "name": "toolbox", "image": images["adnomaly"].ref, "imagePullPolicy": "IfNotPresent",
+                "name": "toolbox", "image": images["adnomaly"], "imagePullPolicy": "IfNotPresent",
                 "command": ["python", "-c", "import time; time.sleep(86400)"],
                 "env": [{"name": "S3_KEY", "valueFrom": {"secretKeyRef": {**secret, "key": "accessKey"}}},
                         {"name": "S3_SECRET", "valueFrom": {"secretKeyRef": {**secret, "key": "secretKey"}}}],
@@ -308,19 +321,19 @@ def toolbox(real_cluster: RealCluster, pipeline_ns: str, images: dict[str, Image
             "terminationGracePeriodSeconds": 1,
         },
     }
-    real_cluster.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
-    real_cluster.kubectl("wait", "-n", pipeline_ns, f"pod/{TOOLBOX}", "--for=condition=Ready", "--timeout=120s",
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    cluster.kubectl("wait", "-n", pipeline_ns, f"pod/{TOOLBOX}", "--for=condition=Ready", "--timeout=120s",
                          timeout=150)
     return TOOLBOX
 
 
-def in_toolbox(cluster: RealCluster, namespace: str, code: str) -> Any:
+def in_toolbox(cluster: E2ECluster, namespace: str, code: str) -> Any:
     """Run Python in the toolbox pod; it prints one JSON document."""
     return json.loads(cluster.kubectl("exec", "-n", namespace, TOOLBOX, "--", "python", "-c", code,
                                       timeout=180).stdout)
 
 
-def topic_counts(cluster: RealCluster, namespace: str) -> dict[str, int]:
+def topic_counts(cluster: E2ECluster, namespace: str) -> dict[str, int]:
     """Records per topic of the external Kafka (end minus start offsets, summed over partitions)."""
     code = f"""
 import json
@@ -336,7 +349,7 @@ print(json.dumps(out))
     return in_toolbox(cluster, namespace, code)
 
 
-def parquet_objects(cluster: RealCluster, namespace: str) -> list[str]:
+def parquet_objects(cluster: E2ECluster, namespace: str) -> list[str]:
     code = f"""
 import json, os
 from pyarrow import fs
@@ -348,7 +361,7 @@ print(json.dumps([i.path for i in infos if i.path.endswith(".parquet")]))
     return in_toolbox(cluster, namespace, code)
 
 
-def secret_values(cluster: RealCluster, namespace: str) -> dict[str, str]:
+def secret_values(cluster: E2ECluster, namespace: str) -> dict[str, str]:
     values: dict[str, str] = {}
     for secret in get_json(cluster, "secrets", "-n", namespace)["items"]:
         for key, encoded in (secret.get("data") or {}).items():
@@ -359,7 +372,7 @@ def secret_values(cluster: RealCluster, namespace: str) -> dict[str, str]:
     return values
 
 
-def pods_by_component(cluster: RealCluster, namespace: str) -> dict[str, list[dict[str, Any]]]:
+def pods_by_component(cluster: E2ECluster, namespace: str) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for pod in get_json(cluster, "pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={PIPELINE}")["items"]:
         if pod["metadata"].get("deletionTimestamp") is None:
@@ -367,11 +380,11 @@ def pods_by_component(cluster: RealCluster, namespace: str) -> dict[str, list[di
     return out
 
 
-def patch_pipeline(cluster: RealCluster, namespace: str, patch: dict[str, Any]) -> None:
+def patch_pipeline(cluster: E2ECluster, namespace: str, patch: dict[str, Any]) -> None:
     cluster.kubectl("patch", "-n", namespace, f"pipeline/{PIPELINE}", "--type=merge", "-p", json.dumps(patch))
 
 
-def wait_pipeline_ready(cluster: RealCluster, namespace: str) -> None:
+def wait_pipeline_ready(cluster: E2ECluster, namespace: str) -> None:
     def ready() -> bool:
         body = get_json(cluster, "-n", namespace, f"pipeline/{PIPELINE}")
         status = body.get("status", {})
@@ -381,18 +394,17 @@ def wait_pipeline_ready(cluster: RealCluster, namespace: str) -> None:
     wait_for(ready, READY_TIMEOUT, "the Pipeline Ready at its new generation")
 
 
-def ingest_token(cluster: RealCluster, namespace: str) -> str:
+def ingest_token(cluster: E2ECluster, namespace: str) -> str:
     secret = get_json(cluster, "secret", "-n", namespace, f"{PIPELINE}-ingest-tokens")
     return base64.b64decode(secret["data"]["tokens"]).decode().split(",")[0].strip()
 
 
 @pytest.fixture(scope="module")
-def ingested(real_cluster: RealCluster, pipeline_ns: str) -> dict[str, Any]:
+def ingested(cluster: E2ECluster, pipeline_ns: str) -> dict[str, Any]:
     """Events sent through the ingest API over `kubectl port-forward`, as a client outside the cluster would."""
     port = free_port()
     forward = subprocess.Popen(
-        [str(real_cluster.plane.bin_dir / "kubectl"), f"--kubeconfig={real_cluster.kubeconfig}", "port-forward",
-         "-n", pipeline_ns, f"svc/{PIPELINE}-ingest", f"{port}:80"],
+        [*cluster.kubectl_argv(), "port-forward", "-n", pipeline_ns, f"svc/{PIPELINE}-ingest", f"{port}:80"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run_id = uuid.uuid4().hex[:8]
     ids = [f"e2e-ingest-{run_id}-{n}" for n in range(50)]
@@ -402,7 +414,7 @@ def ingested(real_cluster: RealCluster, pipeline_ns: str) -> dict[str, Any]:
         def post() -> httpx.Response | None:
             try:
                 return httpx.post(f"http://127.0.0.1:{port}/v1/events", content="\n".join(lines).encode(),
-                                  headers={"Authorization": f"Bearer {ingest_token(real_cluster, pipeline_ns)}",
+                                  headers={"Authorization": f"Bearer {ingest_token(cluster, pipeline_ns)}",
                                            "Content-Type": "application/x-ndjson"}, timeout=30)
             except httpx.HTTPError:
                 return None
@@ -434,31 +446,31 @@ def free_port() -> int:
 
 
 def test_ingest_api_through_port_forward_with_its_token(
-    real_cluster: RealCluster, pipeline_ns: str, ingested: dict[str, Any]
+    cluster: E2ECluster, pipeline_ns: str, ingested: dict[str, Any]
 ) -> None:
     answer = ingested["answer"]
     assert answer.status_code == 202, answer.text
     assert (answer.json()["accepted"], answer.json()["rejected"]) == (50, 1)
     assert ingested["unauthorized"].status_code == 403
-    stored = wait_for(lambda: (n := int(psql(real_cluster, pipeline_ns, f"SELECT count(*) FROM {EVENTS} WHERE event_id "
+    stored = wait_for(lambda: (n := int(psql(cluster, pipeline_ns, f"SELECT count(*) FROM {EVENTS} WHERE event_id "
                                               f"LIKE 'e2e-ingest-{ingested['run']}-%'"))) == 50 and n, 120,
                       "the ingested events in PostgreSQL")
     assert stored == 50
 
 
 def test_a_spec_change_rolls_exactly_the_pods_whose_config_changed(
-    real_cluster: RealCluster, pipeline_ns: str
+    cluster: E2ECluster, pipeline_ns: str
 ) -> None:
     before = {c: sorted(p["metadata"]["uid"] for p in pods)
-              for c, pods in pods_by_component(real_cluster, pipeline_ns).items()}
-    patch_pipeline(real_cluster, pipeline_ns, {"spec": {"source": {"generator": {"eventsPerSecond": 60}}}})
-    wait_pipeline_ready(real_cluster, pipeline_ns)
+              for c, pods in pods_by_component(cluster, pipeline_ns).items()}
+    patch_pipeline(cluster, pipeline_ns, {"spec": {"source": {"generator": {"eventsPerSecond": 60}}}})
+    wait_pipeline_ready(cluster, pipeline_ns)
 
     def rolled() -> dict[str, list[str]] | None:
         now = {c: sorted(p["metadata"]["uid"] for p in pods)
-               for c, pods in pods_by_component(real_cluster, pipeline_ns).items()}
+               for c, pods in pods_by_component(cluster, pipeline_ns).items()}
         return now if now.get("generator") and now["generator"] != before["generator"] and all(
-            pod_ready(p) for p in pods_by_component(real_cluster, pipeline_ns)["generator"]) else None
+            pod_ready(p) for p in pods_by_component(cluster, pipeline_ns)["generator"]) else None
 
     after = wait_for(rolled, READY_TIMEOUT, "the generator rolled")
     unchanged = {c for c in before if c != "generator" and after.get(c) == before[c]}
@@ -466,16 +478,16 @@ def test_a_spec_change_rolls_exactly_the_pods_whose_config_changed(
 
 
 def test_a_deleted_processor_drains_on_sigterm_within_its_grace_period(
-    real_cluster: RealCluster, pipeline_ns: str
+    cluster: E2ECluster, pipeline_ns: str
 ) -> None:
-    pod = pods_by_component(real_cluster, pipeline_ns)["processor"][0]
+    pod = pods_by_component(cluster, pipeline_ns)["processor"][0]
     name, grace = pod["metadata"]["name"], pod["spec"]["terminationGracePeriodSeconds"]
     follow = subprocess.Popen(
-        [str(real_cluster.plane.bin_dir / "kubectl"), f"--kubeconfig={real_cluster.kubeconfig}", "logs", "-f",
-         "-n", pipeline_ns, name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [*cluster.kubectl_argv(), "logs", "-f", "-n", pipeline_ns, name],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(2)
     started = time.monotonic()
-    real_cluster.kubectl("delete", "pod", "-n", pipeline_ns, name, "--wait=true", "--timeout=120s", timeout=150)
+    cluster.kubectl("delete", "pod", "-n", pipeline_ns, name, "--wait=true", "--timeout=120s", timeout=150)
     elapsed = time.monotonic() - started
     try:
         out, _ = follow.communicate(timeout=30)
@@ -487,49 +499,49 @@ def test_a_deleted_processor_drains_on_sigterm_within_its_grace_period(
 
 
 def test_processor_pod_loss_and_scaling_lose_and_duplicate_nothing(
-    real_cluster: RealCluster, pipeline_ns: str, toolbox: str
+    cluster: E2ECluster, pipeline_ns: str, toolbox: str
 ) -> None:
     def processors_ready(count: int) -> bool:
-        pods = pods_by_component(real_cluster, pipeline_ns).get("processor", [])
+        pods = pods_by_component(cluster, pipeline_ns).get("processor", [])
         return len(pods) == count and all(pod_ready(p) for p in pods)
 
-    real_cluster.kubectl("delete", "pod", "-n", pipeline_ns, "-l", "app.kubernetes.io/component=processor",
+    cluster.kubectl("delete", "pod", "-n", pipeline_ns, "-l", "app.kubernetes.io/component=processor",
                          "--wait=false")
     wait_for(lambda: processors_ready(1), READY_TIMEOUT, "a replacement processor")
-    patch_pipeline(real_cluster, pipeline_ns, {"spec": {"components": {"processor": {"replicas": 3}}}})
+    patch_pipeline(cluster, pipeline_ns, {"spec": {"components": {"processor": {"replicas": 3}}}})
     wait_for(lambda: processors_ready(3), READY_TIMEOUT, "three processors")
     time.sleep(15)  # the group rebalances over three members while the generator keeps producing
-    patch_pipeline(real_cluster, pipeline_ns, {"spec": {"components": {"processor": {"replicas": 1}}}})
+    patch_pipeline(cluster, pipeline_ns, {"spec": {"components": {"processor": {"replicas": 1}}}})
     wait_for(lambda: processors_ready(1), READY_TIMEOUT, "back to one processor")
     # Stop producing, then every record of the raw topic must be stored or dead-lettered exactly once.
-    patch_pipeline(real_cluster, pipeline_ns, {"spec": {"source": {"generator": {"enabled": False}}}})
-    wait_for(lambda: "generator" not in pods_by_component(real_cluster, pipeline_ns), READY_TIMEOUT,
+    patch_pipeline(cluster, pipeline_ns, {"spec": {"source": {"generator": {"enabled": False}}}})
+    wait_for(lambda: "generator" not in pods_by_component(cluster, pipeline_ns), READY_TIMEOUT,
              "the generator gone")
 
     def balanced() -> tuple[int, int, dict[str, int]] | None:
-        counts = topic_counts(real_cluster, pipeline_ns)
-        stored = int(psql(real_cluster, pipeline_ns, f"SELECT count(*) FROM {EVENTS}"))
+        counts = topic_counts(cluster, pipeline_ns)
+        stored = int(psql(cluster, pipeline_ns, f"SELECT count(*) FROM {EVENTS}"))
         # the ingest API dead-letters its one rejected line itself; it never reached the raw topic
         return (stored, counts[f"{PIPELINE}-dlq"], counts) if stored + counts[f"{PIPELINE}-dlq"] == \
             counts[f"{PIPELINE}-raw"] + 1 else None
 
     stored, dead, counts = wait_for(balanced, 180, "stored + dead-lettered == raw records + the rejected line")
     assert stored > 1000 and dead > 10, counts
-    duplicates = psql(real_cluster, pipeline_ns,
+    duplicates = psql(cluster, pipeline_ns,
                       f"SELECT count(*) - count(DISTINCT payload->>'event_id') FROM {EVENTS}")
     assert duplicates == "0"
-    assert wait_for(lambda: parquet_objects(real_cluster, pipeline_ns), 180, "Parquet objects in MinIO")
+    assert wait_for(lambda: parquet_objects(cluster, pipeline_ns), 180, "Parquet objects in MinIO")
 
 
-def test_container_logs_hold_no_secret(real_cluster: RealCluster, pipeline_ns: str) -> None:
-    secrets = secret_values(real_cluster, pipeline_ns)
+def test_container_logs_hold_no_secret(cluster: E2ECluster, pipeline_ns: str) -> None:
+    secrets = secret_values(cluster, pipeline_ns)
     assert secrets, "the operator generated no secret?"
-    pods = get_json(real_cluster, "pods", "-n", pipeline_ns)["items"]
-    system = get_json(real_cluster, "pods", "-n", SYSTEM_NAMESPACE)["items"]
+    pods = get_json(cluster, "pods", "-n", pipeline_ns)["items"]
+    system = get_json(cluster, "pods", "-n", SYSTEM_NAMESPACE)["items"]
     checked = 0
     for pod in [*pods, *system]:
         for container in pod["spec"]["containers"]:
-            log = real_cluster.kubectl("logs", "-n", pod["metadata"]["namespace"], pod["metadata"]["name"],
+            log = cluster.kubectl("logs", "-n", pod["metadata"]["namespace"], pod["metadata"]["name"],
                                        "-c", container["name"], check=False).stdout
             checked += bool(log)
             leaked = [name for name, value in secrets.items() if value in log]
@@ -537,37 +549,64 @@ def test_container_logs_hold_no_secret(real_cluster: RealCluster, pipeline_ns: s
     assert checked >= 5
 
 
-def test_features_without_a_flink_operator_say_so_in_a_condition(real_cluster: RealCluster, pipeline_ns: str) -> None:
+def test_features_without_a_flink_operator_say_so_in_a_condition(cluster: E2ECluster, pipeline_ns: str) -> None:
     manifest = pipeline_manifest("with-features", pipeline_ns, f"kafka.{pipeline_ns}.svc:9092", features=[{
         "name": "traffic", "dimensions": ["geo"], "window": {"type": "tumbling", "size": "1m"},
         "metrics": [{"name": "event_count", "agg": "count"}]}])
-    real_cluster.kubectl("apply", "-f", "-", stdin=dump(manifest))
+    cluster.kubectl("apply", "-f", "-", stdin=dump(manifest))
     try:
         def flink_condition() -> dict[str, Any] | None:
-            status = get_json(real_cluster, "-n", pipeline_ns, "pipeline/with-features").get("status", {})
+            status = get_json(cluster, "-n", pipeline_ns, "pipeline/with-features").get("status", {})
             return next((c for c in status.get("conditions", []) if c["type"] == "Ready" and c["status"] == "False"
                          and "flink" in (c.get("message", "") + c.get("reason", "")).lower()), None)
 
         condition = wait_for(flink_condition, 120, "a Ready=False condition naming the missing Flink operator")
         assert condition["reason"] and condition["message"], condition
     finally:
-        real_cluster.kubectl("delete", "-n", pipeline_ns, "pipeline/with-features", "--wait=true", "--timeout=120s",
+        cluster.kubectl("delete", "-n", pipeline_ns, "pipeline/with-features", "--wait=true", "--timeout=120s",
                              check=False, timeout=150)
 
 
-def test_deleting_the_pipeline_honours_its_deletion_policy(
-    real_cluster: RealCluster, pipeline_ns: str, toolbox: str
+def test_deleting_a_retained_pipeline_keeps_its_claims_and_topics(
+    cluster: E2ECluster, pipeline_ns: str, toolbox: str
 ) -> None:
-    claims = [c["metadata"]["name"] for c in get_json(real_cluster, "pvc", "-n", pipeline_ns)["items"]
+    name = "kept"
+    manifest = pipeline_manifest(name, pipeline_ns, f"kafka.{pipeline_ns}.svc:9092", deletionPolicy="Retain",
+                                 lake={"enabled": False})
+    manifest["spec"]["kafka"]["external"]["manageTopics"] = True
+    manifest["spec"]["source"]["ingest"] = {"enabled": False}
+    cluster.kubectl("apply", "-f", "-", stdin=dump(manifest))
+    cluster.kubectl("wait", "-n", pipeline_ns, f"pipeline/{name}", "--for=condition=Ready", "--timeout=300s",
+                    timeout=330)
+    claims = {c["metadata"]["name"] for c in get_json(cluster, "pvc", "-n", pipeline_ns)["items"]
+              if c["metadata"]["name"].startswith(f"data-{name}-")}
+    topics = {t for t in topic_counts(cluster, pipeline_ns) if t.startswith(f"{name}-")}
+    assert claims and len(topics) == 4, (claims, topics)
+    cluster.kubectl("delete", "-n", pipeline_ns, f"pipeline/{name}", "--wait=true", "--timeout=300s", timeout=330)
+    wait_for(lambda: not pods_of(cluster, pipeline_ns, name), READY_TIMEOUT, f"{name}'s pods gone")
+    left = {c["metadata"]["name"] for c in get_json(cluster, "pvc", "-n", pipeline_ns)["items"]}
+    assert claims <= left, (claims, left)
+    assert topics <= set(topic_counts(cluster, pipeline_ns))
+
+
+def pods_of(cluster: E2ECluster, namespace: str, pipeline: str) -> list[str]:
+    return [p["metadata"]["name"] for p in get_json(cluster, "pods", "-n", namespace, "-l",
+                                                       f"app.kubernetes.io/instance={pipeline}")["items"]]
+
+
+def test_deleting_the_pipeline_honours_its_deletion_policy(
+    cluster: E2ECluster, pipeline_ns: str, toolbox: str
+) -> None:
+    claims = [c["metadata"]["name"] for c in get_json(cluster, "pvc", "-n", pipeline_ns)["items"]
               if c["metadata"]["name"] != "data-kafka-0"]
     assert claims
-    real_cluster.kubectl("delete", "-n", pipeline_ns, f"pipeline/{PIPELINE}", "--wait=true", "--timeout=300s",
+    cluster.kubectl("delete", "-n", pipeline_ns, f"pipeline/{PIPELINE}", "--wait=true", "--timeout=300s",
                          timeout=330)
-    left = {c["metadata"]["name"] for c in get_json(real_cluster, "pvc", "-n", pipeline_ns)["items"]}
+    left = {c["metadata"]["name"] for c in get_json(cluster, "pvc", "-n", pipeline_ns)["items"]}
     wait_for(lambda: not (set(claims) & {c["metadata"]["name"] for c in
-                                         get_json(real_cluster, "pvc", "-n", pipeline_ns)["items"]}),
+                                         get_json(cluster, "pvc", "-n", pipeline_ns)["items"]}),
              120, f"the Pipeline's claims {claims} deleted (deletionPolicy Delete; left {left})")
     def topics_gone() -> bool:
-        return not any(name.startswith(f"{PIPELINE}-") for name in topic_counts(real_cluster, pipeline_ns))
+        return not any(name.startswith(f"{PIPELINE}-") for name in topic_counts(cluster, pipeline_ns))
 
     wait_for(topics_gone, 120, "the Pipeline's topics deleted through the Admin API (deletionPolicy Delete)")

@@ -376,8 +376,9 @@ TEST_REDIS = DockerfileImage("test-redis", TEST_DOCKERFILES / "redis" / "Dockerf
                              DEBIAN_BASE, context=TEST_DOCKERFILES / "redis")
 
 
-def kafka_image(cache: Path | None = None) -> ImageArchive:
-    """The e2e suite's plain KRaft broker: docker/test/kafka with the jars the local broker runs."""
+def kafka_context(cache: Path | None = None) -> Path:
+    """The test broker's build context: docker/test/kafka's files plus the jars the local broker runs
+    (resolved from Maven Central by adnomaly.services.kafka), hard-linked from the cache."""
     from adnomaly.services.kafka import ensure_kafka
 
     home = ensure_kafka()
@@ -389,6 +390,12 @@ def kafka_image(cache: Path | None = None) -> ImageArchive:
     shutil.copy2(home / "log4j2.properties", context / "log4j2.properties")
     for source in (TEST_DOCKERFILES / "kafka").iterdir():
         shutil.copy2(source, context / source.name)
+    return context
+
+
+def kafka_image(cache: Path | None = None) -> ImageArchive:
+    """The e2e suite's plain KRaft broker (docker/test/kafka)."""
+    context = kafka_context(cache)
     image = DockerfileImage("test-kafka", context / "Dockerfile", None, "JAVA_IMAGE", JAVA_BASE, context=context)
     return dockerfile_image(image, cache)
 
