@@ -92,7 +92,7 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[E2ECluster]:
         finally:
             kind.stop()
     else:
-        yield NodeCluster(request.getfixturevalue("cluster"))
+        yield NodeCluster(request.getfixturevalue("real_cluster"))
 
 
 @pytest.fixture(scope="module")
@@ -598,7 +598,7 @@ def test_deleting_the_pipeline_honours_its_deletion_policy(
     cluster: E2ECluster, pipeline_ns: str, toolbox: str
 ) -> None:
     claims = [c["metadata"]["name"] for c in get_json(cluster, "pvc", "-n", pipeline_ns)["items"]
-              if c["metadata"]["name"] != "data-kafka-0"]
+              if c["metadata"]["name"].startswith(f"data-{PIPELINE}-")]
     assert claims
     cluster.kubectl("delete", "-n", pipeline_ns, f"pipeline/{PIPELINE}", "--wait=true", "--timeout=300s",
                          timeout=330)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from adnomaly.services.kube import KubeControlPlane
+from adnomaly_operator.testing import OperatorProcess
+
+from tests.operator.operator_harness import delete_pipelines
 
 
 def _alive(pid: int) -> bool:
@@ -34,3 +38,17 @@ def namespace(kube: KubeControlPlane) -> Iterator[str]:
     kube.kubectl("create", "namespace", name)
     yield name
     kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+@pytest.fixture
+def operator(cluster: KubeControlPlane, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    """The operator as a process against the module's `cluster` (each module says which one), watching
+    `namespace`; on the way out it deletes the Pipelines it still manages and prints its log's tail."""
+    op = OperatorProcess(cluster, tmp_path, namespace=namespace).start()
+    try:
+        yield op
+    finally:
+        if op.process.running:
+            delete_pipelines(cluster, namespace)
+        op.stop()
+        print(f"--- operator log (tail) ---\n{op.log}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +22,6 @@ from adnomaly_operator.testing import OperatorProcess
 from tests.operator.operator_harness import (
     apply,
     condition,
-    delete_pipelines,
     install_crds,
     items,
     pipeline_doc,
@@ -51,18 +49,6 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
         yield kafka
     finally:
         kafka.stop()
-
-
-@pytest.fixture
-def operator(cluster: KubeControlPlane, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(cluster, tmp_path, namespace=namespace).start()
-    try:
-        yield op
-    finally:
-        if op.process.running:
-            delete_pipelines(cluster, namespace)
-        op.stop()
-        print(f"--- operator log (tail) ---\n{op.log}")
 
 
 def spec(bootstrap: str, raw: int = 2, policy: str = "Retain") -> dict[str, Any]:

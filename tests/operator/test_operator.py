@@ -67,18 +67,6 @@ def cluster(kube: KubeControlPlane) -> Iterator[KubeControlPlane]:
 
 
 @pytest.fixture
-def operator(cluster: KubeControlPlane, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(cluster, tmp_path, namespace=namespace).start()
-    try:
-        yield op
-    finally:
-        if op.process.running:
-            delete_pipelines(cluster, namespace)
-        op.stop()
-        print(f"--- operator log (tail) ---\n{op.log}")
-
-
-@pytest.fixture
 def simulated(cluster: KubeControlPlane, namespace: str) -> Iterator[SimulatorThread]:
     """Strimzi, the Flink operator and a volume provisioner, all simulated in this namespace."""
     with SimulatorThread(cluster.kubeconfig, namespace=namespace, heartbeats=False) as sim:

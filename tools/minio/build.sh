@@ -35,23 +35,7 @@ present() {
 gobuild_args "$@"
 gobuild_begin minio
 
-if [[ $UPDATE -eq 1 ]]; then
-  log "regenerating server/go.mod for github.com/minio/minio $MINIO_VERSION"
-  rm -f "$HERE/server/go.mod" "$HERE/server/go.sum"
-  (cd "$HERE/server" && GOFLAGS=-mod=mod go mod init adnomaly/tools/minio/server >/dev/null 2>&1)
-  (cd "$HERE/server" && go mod edit -go="$GO_LANG_VERSION" -require="github.com/minio/minio@$MINIO_VERSION")
-  (cd "$HERE/server" && GOFLAGS=-mod=mod go mod tidy)
-fi
-
-if ! grep -Eq "^[[:space:]]*(require )?github\.com/minio/minio ${MINIO_VERSION//./\\.}( |$)" \
-    "$HERE/server/go.mod" 2>/dev/null; then
-  echo "tools/minio/server/go.mod does not pin github.com/minio/minio $MINIO_VERSION;" \
-    "run: tools/minio/build.sh --update" >&2
-  exit 1
-fi
-
-TMP="$(mktemp -d "$OUT/bin.tmp.XXXXXX")"
-trap 'rm -rf "$TMP"' EXIT
+gobuild_pin_module "$HERE/server" github.com/minio/minio "$MINIO_VERSION" "$GO_LANG_VERSION"
 
 # What MinIO's own buildscripts/gen-ldflags.go stamps, so `minio --version` names the pinned commit.
 RELEASE_TAG="DEVELOPMENT.${MINIO_COMMIT_TIME//:/-}"
@@ -62,12 +46,5 @@ LDFLAGS+=" -X github.com/minio/minio/cmd.CommitID=$MINIO_COMMIT"
 LDFLAGS+=" -X github.com/minio/minio/cmd.ShortCommitID=$MINIO_COMMIT"
 LDFLAGS+=" -X github.com/minio/minio/cmd.CopyrightYear=${MINIO_COMMIT_TIME%%-*}"
 
-start=$SECONDS
-log "building minio ($MINIO_VERSION)"
 # `-tags kqueue` as in MinIO's Makefile.
-(cd "$HERE/server" && go build -tags kqueue -ldflags="$LDFLAGS" -o "$TMP/minio" github.com/minio/minio)
-
-mkdir -p "$BIN"
-mv -f "$TMP/minio" "$BIN/minio"
-echo "$STAMP" > "$BIN/.versions"
-log "built in $((SECONDS - start))s into $BIN: minio $(du -h "$BIN/minio" | cut -f1)"
+gobuild_install minio "$HERE/server" github.com/minio/minio -tags kqueue -ldflags="$LDFLAGS"

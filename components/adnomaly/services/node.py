@@ -32,8 +32,8 @@ Design decisions (and why):
   StorageClass `local-path` is the default class and binds WaitForFirstConsumer.
 - **Images without a registry**: the pause container is a few lines of C (`tools/node/pause.c`, gcc
   -static), busybox is Debian's busybox-static, CoreDNS is its binary; each goes into a `buildah from
-  scratch` image (buildah with a private vfs store under the cache, so no mounts and no interference with
-  other image builds), exported as an OCI archive cached by the digest of its inputs and tagged
+  scratch` image (adnomaly.services.images: buildah with a private store under the cache), exported
+  as an OCI archive cached by the digest of its inputs and tagged
   `localhost/adnomaly/<name>:<digest>` (fully qualified, so the kubelet never expands it to docker.io);
   `ctr -n k8s.io images import` loads it; the pause image is containerd's `sandbox_image`. Any other OCI
   archives (the project's images) are imported at start through `images=`.
