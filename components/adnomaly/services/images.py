@@ -126,7 +126,10 @@ def cached_image(
     archive = out_dir / f"{name}-{digest[:16]}.tar"
     store = out_dir / "buildah-overlay"
     tool = buildah(store)
-    if archive.exists() and (not keep_in_store or _in_store(tool, ref)):
+    if archive.exists() and not keep_in_store:
+        return ImageArchive(ref, archive, digest)
+    ensure_buildah()  # a fresh machine: apt-get install buildah debootstrap before asking buildah anything
+    if archive.exists() and _in_store(tool, ref):
         return ImageArchive(ref, archive, digest)
     out_dir.mkdir(parents=True, exist_ok=True)
     with file_lock(out_dir / ".build.lock"):
@@ -233,7 +236,6 @@ DEBIAN_BASE = DebianBase("base-debian", ("ca-certificates",))
 
 def debian_base(base: DebianBase, cache: Path | None = None) -> ImageArchive:
     def build(tool: list[str], ref: str) -> None:
-        ensure_buildah()
         with tempfile.TemporaryDirectory(prefix=f"{base.name}-", dir=images_dir(cache)) as tmp:
             rootfs = Path(tmp) / "rootfs"
             run_tool(
@@ -348,7 +350,6 @@ def dockerfile_image(image: DockerfileImage, cache: Path | None = None) -> Image
     value = dockerfile_inputs_digest(image, build_args)
 
     def build(tool: list[str], ref: str) -> None:
-        ensure_buildah()
         volumes = [f"--volume={path}:{path}:ro" for path in HOST_TRUST_FILES if Path(path).is_file()]
         argv = [
             *tool, "bud", "--pull=never", "--isolation=chroot", "--format=oci", "--layers",
