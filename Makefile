@@ -33,9 +33,9 @@ helm:
 
 # The operator and components images (docker/Dockerfile) and the e2e suite's Kafka, PostgreSQL, Redis and
 # MinIO images, built by buildah from Debian's packages without a registry; cached by their inputs' digest
-# under ~/.cache/adnomaly/images (a warm run builds nothing). Needs root.
+# under ~/.cache/adnomaly/images (a warm run builds nothing). Needs root (without it: says so, builds nothing).
 images: venv
-	$(BIN)/python -m adnomaly.services.images
+	$(BIN)/python -m adnomaly.services.images --skip-unless-root
 
 # A control plane plus one real node (containerd + runc + kubelet + kube-proxy, in a network namespace of
 # its own), in the background; prints the kubeconfig path. Needs root. CLUSTER_DIR holds its state,
