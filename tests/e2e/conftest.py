@@ -15,7 +15,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from adnomaly.services.node import ImageArchiveLike, RealCluster, mounts_under
+from adnomaly.services.mounts import mounts_under
+from adnomaly.services.node import ImageArchiveLike, RealCluster
 
 
 def _alive(pid: int) -> bool:

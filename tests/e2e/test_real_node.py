@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 from adnomaly.services.images import build_scratch_image
-from adnomaly.services.node import RealCluster, busybox_files, mounts_under
+from adnomaly.services.mounts import mounts_under
+from adnomaly.services.node import RealCluster, busybox_files
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adnomaly.services.base import CACHE_DIR, ServiceError, apt_install, file_lock, run_tool
+from adnomaly.services.mounts import mounts_under, unmount
 
 log = logging.getLogger(__name__)
 
@@ -257,21 +258,14 @@ def debian_base(base: DebianBase, cache: Path | None = None) -> ImageArchive:
     return cached_image(base.name, base.digest(), build, cache=cache, keep_in_store=True)
 
 
-def _mounts_under(directory: Path) -> list[str]:
-    prefix = str(directory.resolve()) + "/"
-    points = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
-    return sorted((point for point in points if point.startswith(prefix)), key=len, reverse=True)
-
-
 def _trim_rootfs(rootfs: Path) -> None:
     """What a container image has no use for: apt's downloaded archives and lists, device nodes, logs.
 
     debootstrap mounts /proc (and may bind /dev) inside the target while it installs; anything still
     mounted is unmounted first, and nothing is deleted while a mount remains (rmtree through a bind mount
     of the host's /dev would delete the host's device nodes)."""
-    for point in _mounts_under(rootfs):
-        subprocess.run(["umount", "--lazy", point], capture_output=True, check=False)
-    if left := _mounts_under(rootfs):
+    unmount(mounts_under(rootfs))
+    if left := mounts_under(rootfs):
         raise ServiceError(f"mounts left inside {rootfs} after debootstrap: {left}")
     for relative in ("var/cache/apt/archives", "var/lib/apt/lists", "var/log", "dev", "proc", "sys", "run"):
         path = rootfs / relative

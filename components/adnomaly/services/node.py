@@ -84,6 +84,7 @@ from adnomaly.services.base import (
 )
 from adnomaly.services.images import ImageArchive, build_scratch_image, images_dir
 from adnomaly.services.kube import SERVICE_CIDR, KubeControlPlane
+from adnomaly.services.mounts import mounts, mounts_under, unmount
 
 log = logging.getLogger(__name__)
 
@@ -305,33 +306,11 @@ class NodeNetwork:
                 _ip("netns", "delete", self.netns, check=False)
             if Path(f"/sys/class/net/{self.host_interface}").exists():
                 _ip("link", "delete", self.host_interface, check=False)
-            if NETNS_DIR.is_dir() and not any(NETNS_DIR.iterdir()) and str(NETNS_DIR) in _mounts():
+            if NETNS_DIR.is_dir() and not any(NETNS_DIR.iterdir()) and str(NETNS_DIR) in mounts():
                 subprocess.run(["umount", str(NETNS_DIR)], capture_output=True, check=False)
 
 
 # --- host-level helpers ----------------------------------------------------------------------------
-
-
-def _mounts() -> list[str]:
-    """Mount points, in mount order (from /proc/self/mountinfo, octal escapes decoded)."""
-    points = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4]
-        points.append(point.encode().decode("unicode_escape"))
-    return points
-
-
-def mounts_under(directory: Path) -> list[str]:
-    prefix = str(directory).rstrip("/") + "/"
-    return [point for point in _mounts() if point == str(directory) or point.startswith(prefix)]
-
-
-def _unmount(points: Iterable[str]) -> None:
-    """Unmount every point, deepest and newest first; a busy one is detached lazily."""
-    for point in sorted(set(points), key=lambda p: (p.count("/"), p), reverse=True):
-        done = subprocess.run(["umount", point], capture_output=True, check=False)
-        if done.returncode != 0 and point in _mounts():
-            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
 def _make_root_shared() -> None:
@@ -1071,11 +1050,11 @@ def cleanup(state_dir: Path, containerd: ManagedProcess | None = None, *, keep_n
             break
         _kill_pids(pids)
         time.sleep(0.1)
-    _unmount(mounts_under(state_dir))
-    netns_mounts = set(_mounts())
+    unmount(mounts_under(state_dir))
+    netns_mounts = set(mounts())
     for netns in state.pod_netns:
         if netns in netns_mounts:
-            _unmount([netns])
+            unmount([netns])
         with contextlib.suppress(FileNotFoundError):
             Path(netns).unlink()
     _remove_cgroup_root(state.cgroup_root)
