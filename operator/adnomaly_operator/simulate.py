@@ -5,10 +5,11 @@
   owned by the user) as Strimzi's User Operator does;
 - the Flink Kubernetes Operator: marks `FlinkDeployment`s `STABLE` with a `RUNNING` job;
 - a storage provisioner: binds each pending PersistentVolumeClaim to a fresh hostPath PersistentVolume
-  (both sides, as the volume controller would);
-- node heartbeats: renews the `kube-node-lease` Lease of each kwok node that no one else renews (kwok
-  does so itself only when started with `--node-lease-duration-seconds`; without a heartbeat the node
-  controller marks nodes NotReady after its grace period, and their pods lose readiness for good).
+  (both sides, as the volume controller would). kwok's nodes cannot run a real provisioner's helper pods;
+  the real node of the e2e suite runs local-path-provisioner instead and needs none of this.
+
+Node heartbeats are kwok's own (`--node-lease-duration-seconds`, adnomaly.services.kube), and everything
+a real node gives (pods, volumes, DNS, Services) the e2e suite gets from one (adnomaly.services.node).
 
 It polls (every `interval` seconds) and writes only what is not yet in the wanted state, exactly as the
 real operators would, so the Adnomaly operator sees real status transitions on real objects.
@@ -36,12 +37,7 @@ from adnomaly_operator.resources import Kind, kind_of
 SECRET = Kind("v1", "Secret", "secrets")
 PVC = Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims")
 PV = Kind("v1", "PersistentVolume", "persistentvolumes", namespaced=False)
-NODE = Kind("v1", "Node", "nodes", namespaced=False)
-LEASE = Kind("coordination.k8s.io/v1", "Lease", "leases")
 SIMULATED_LABEL = "adnomaly.io/simulated"
-HEARTBEAT_HOLDER = "adnomaly-simulator"
-HEARTBEAT_INTERVAL_S = 10.0
-KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 
 
 def connection_from_kubeconfig(path: Path) -> kopf.ConnectionInfo:
@@ -66,10 +62,6 @@ def connection_from_kubeconfig(path: Path) -> kopf.ConnectionInfo:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _now_micro() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def strimzi_ready_status(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,11 +109,10 @@ def strimzi_user_secret(user: Mapping[str, Any]) -> dict[str, Any]:
 class Simulator:
     def __init__(
         self, client: KubeClient, *, strimzi: bool = True, flink: bool = True, storage: bool = True,
-        heartbeats: bool = True, namespace: str | None = None, interval: float = 0.5,
+        namespace: str | None = None, interval: float = 0.5,
     ) -> None:
         self.client = client
         self.namespace = namespace  # None: every namespace
-        self.heartbeats = heartbeats
         self.strimzi = strimzi
         self.flink = flink
         self.storage = storage
@@ -200,22 +191,6 @@ class Simulator:
             if (volume.get("status") or {}).get("phase") == "Released":
                 await self.client.delete(PV, None, volume["metadata"]["name"])
 
-    async def _beat(self) -> None:
-        nodes = (await self.client.request("GET", NODE.path()))["items"]
-        for node in nodes:
-            name = node["metadata"]["name"]
-            if (node["metadata"].get("annotations") or {}).get(KWOK_NODE_ANNOTATION) != "fake":
-                continue
-            lease = await self.client.get(LEASE, "kube-node-lease", name)
-            spec = {"holderIdentity": HEARTBEAT_HOLDER, "leaseDurationSeconds": 40, "renewTime": _now_micro()}
-            if lease is None:
-                body = {"apiVersion": LEASE.api_version, "kind": "Lease",
-                        "metadata": {"name": name, "namespace": "kube-node-lease"}, "spec": spec}
-                with contextlib.suppress(ApiError):
-                    await self.client.request("POST", LEASE.path("kube-node-lease"), body=body)
-            elif (lease.get("spec") or {}).get("holderIdentity") == HEARTBEAT_HOLDER:
-                await self.client.merge_patch(LEASE, "kube-node-lease", name, {"spec": spec})
-
     async def step(self) -> None:
         if self.storage:
             await self._bind_claims()
@@ -235,11 +210,7 @@ class Simulator:
                 await asyncio.wait_for(stop.wait(), interval)
 
     async def run(self, stop: asyncio.Event) -> None:
-        # heartbeats on their own schedule: a slow pass over many objects must never starve them
-        loops = [self._every(self.interval, self.step, stop)]
-        if self.heartbeats:
-            loops.append(self._every(HEARTBEAT_INTERVAL_S, self._beat, stop))
-        await asyncio.gather(*loops)
+        await self._every(self.interval, self.step, stop)
 
 
 class SimulatorThread:

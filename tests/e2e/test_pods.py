@@ -11,7 +11,10 @@ official image's contract, MinIO's server and client built from their Go modules
 What stays CR-level (no such operator can run here): Strimzi's and the Flink Kubernetes Operator's own
 readiness. Those are covered against their upstream CRDs by tests/operator; this suite uses an external
 Kafka and a Pipeline without Flink features, plus one with features to check the "no Flink operator"
-condition.
+condition. The Flink job image (flink/Dockerfile) still runs for real: with the FlinkDeployment CRD
+installed, the operator writes the FlinkDeployment, and the suite runs its job from that object's pod
+template in Flink's local mode, as one pod (what the Flink operator's JobManager and TaskManagers would run,
+minus the native cluster around it).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import yaml
-from adnomaly.plan import db_schema_name
+from adnomaly.plan import db_schema_name, topic_name
 from adnomaly.services.helm import CHART, ensure_helm, run_helm
 from adnomaly.services.kafka import new_cluster_id
+from adnomaly_operator.testing import THIRD_PARTY_CRDS
 
 from tests.e2e.providers import PROVIDER_ENV, E2ECluster, KindCluster, NodeCluster, chosen_provider, kind_missing
 
@@ -114,6 +118,7 @@ def operator_release(cluster: E2ECluster, images: dict[str, str]) -> Iterator[st
         "images.redis": images["test-redis"],
         "images.minio": images["test-minio"],
         "images.minioClient": images["test-mc"],
+        "images.flink": images["adnomaly-flink"],
     }
     kube = cluster.helm_args()
     try:
@@ -565,6 +570,119 @@ def test_features_without_a_flink_operator_say_so_in_a_condition(cluster: E2EClu
     finally:
         cluster.kubectl("delete", "-n", pipeline_ns, "pipeline/with-features", "--wait=true", "--timeout=120s",
                              check=False, timeout=150)
+
+
+FLINK_CRD = THIRD_PARTY_CRDS / "flink-flinkdeployments.flink.apache.org-v1.yml"
+FLINK_PIPELINE = "flinkjob"
+# The FlinkDeployment's flinkConfiguration minus what shapes the native cluster the Flink operator would
+# make (HA, slots per TaskManager, fixed ports): the job needs the filesystem options wherever it runs.
+JOB_CONFIGURATION_PREFIXES = ("s3.", "io.tmp.dirs")
+
+
+def local_job_pod(deployment: dict[str, Any], name: str) -> dict[str, Any]:
+    """A pod running `deployment`'s job the way its JobManager would, in Flink's local mode: the same image,
+    pod template (security context, env with the Kafka and S3 secret refs, the ConfigMap-mounted job
+    config), service account and job arguments, through the image's entry point."""
+    spec = deployment["spec"]
+    pod_spec = json.loads(json.dumps(spec["podTemplate"]["spec"]))
+    container = pod_spec["containers"][0]
+    options = [f"-D{key}={value}" for key, value in sorted(spec["flinkConfiguration"].items())
+               if key.startswith(JOB_CONFIGURATION_PREFIXES)]
+    container.update({
+        "image": spec["image"], "imagePullPolicy": spec["imagePullPolicy"],
+        "args": ["flink", "run", "--target", "local", *options, *spec["job"]["args"]],
+        "resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+    })
+    pod_spec.update({"serviceAccountName": spec["serviceAccount"], "restartPolicy": "Never",
+                     "terminationGracePeriodSeconds": 5})
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": deployment["metadata"]["namespace"],
+                         "labels": spec["podTemplate"]["metadata"]["labels"]},
+            "spec": pod_spec}
+
+
+def committed_records(cluster: E2ECluster, namespace: str, topic: str, limit: int = 200) -> list[dict[str, Any]]:
+    """Up to `limit` JSON records of `topic` that a read_committed consumer sees (the exactly-once sink's
+    records become visible only when the checkpoint that ends their transaction completes)."""
+    code = f"""
+import json, time
+from confluent_kafka import Consumer
+c = Consumer({{"bootstrap.servers": "kafka.{namespace}.svc:9092", "group.id": "e2e-{uuid.uuid4().hex}",
+              "auto.offset.reset": "earliest", "isolation.level": "read_committed", "enable.auto.commit": False}})
+c.subscribe(["{topic}"])
+out, deadline = [], time.monotonic() + 20
+while len(out) < {limit} and time.monotonic() < deadline:
+    m = c.poll(1.0)
+    if m is not None and m.error() is None:
+        out.append(json.loads(m.value()))
+c.close()
+print(json.dumps(out))
+"""
+    return in_toolbox(cluster, namespace, code)
+
+
+def s3_objects(cluster: E2ECluster, namespace: str, pipeline: str, prefix: str) -> list[str]:
+    code = f"""
+import json, os
+from pyarrow import fs
+s3 = fs.S3FileSystem(access_key=os.environ["S3_KEY"], secret_key=os.environ["S3_SECRET"], scheme="http",
+                     endpoint_override="{pipeline}-minio.{namespace}.svc:9000", region="us-east-1")
+infos = s3.get_file_info(fs.FileSelector("{prefix}", recursive=True, allow_not_found=True))
+print(json.dumps([i.path for i in infos]))
+"""
+    return in_toolbox(cluster, namespace, code)
+
+
+def test_the_flink_job_image_computes_features_from_the_operators_flink_deployment(
+    cluster: E2ECluster, pipeline_ns: str, toolbox: str, images: dict[str, str]
+) -> None:
+    """The job image, the operator's FlinkDeployment and the compiled job together, on a real pod: features
+    from the raw topic reach the features topic through the exactly-once sink, checkpoints reach MinIO
+    through the image's S3 plugin, as the non-root `flink` user on a read-only root filesystem."""
+    cluster.kubectl("apply", "--server-side", "-f", str(FLINK_CRD), timeout=120)
+    cluster.kubectl("wait", "--for=condition=Established", "crd/flinkdeployments.flink.apache.org",
+                    "--timeout=60s", timeout=90)
+    manifest = pipeline_manifest(FLINK_PIPELINE, pipeline_ns, f"kafka.{pipeline_ns}.svc:9092", features=[{
+        "name": "traffic", "dimensions": ["geo"], "window": {"type": "tumbling", "size": "10s"},
+        "allowedLateness": "0s", "metrics": [{"name": "event_count", "agg": "count"}]}])
+    manifest["spec"]["kafka"]["external"]["manageTopics"] = True
+    pod_name = f"{FLINK_PIPELINE}-job"
+    try:
+        cluster.kubectl("apply", "-f", "-", stdin=dump(manifest))
+        deployment = wait_for(
+            lambda: get_json(cluster, "-n", pipeline_ns, "flinkdeployments", "-l",
+                             f"app.kubernetes.io/instance={FLINK_PIPELINE}")["items"] or None,
+            300, "the operator to write the FlinkDeployment (the discovery sees the new CRD)", interval=5,
+        )[0]
+        assert deployment["spec"]["image"] == images["adnomaly-flink"], deployment["spec"]["image"]  # the chart's
+        cluster.kubectl("apply", "-f", "-", stdin=json.dumps(local_job_pod(deployment, pod_name)))
+        features_topic = topic_name(FLINK_PIPELINE, "features")
+
+        def features() -> list[dict[str, Any]] | None:
+            phase = get_json(cluster, "-n", pipeline_ns, f"pod/{pod_name}")["status"].get("phase")
+            if phase in ("Failed", "Succeeded"):
+                logs = cluster.kubectl("logs", "-n", pipeline_ns, pod_name, "--tail=60", check=False).stdout
+                raise AssertionError(f"the job pod ended ({phase}):\n{logs}")
+            return committed_records(cluster, pipeline_ns, features_topic) or None
+
+        records = wait_for(features, 420, f"committed feature records in {features_topic}", interval=10)
+        assert all(r["dimensions"]["geo"] and r["event_count"] >= 1 for r in records), records[:3]
+        assert {"window_start", "window_end"} <= set(records[0]), records[0]
+        checkpoints = s3_objects(cluster, pipeline_ns, FLINK_PIPELINE, f"adnomaly-data/flink/{FLINK_PIPELINE}")
+        assert any("/chk-" in path for path in checkpoints), checkpoints[:20]
+        pod = get_json(cluster, "-n", pipeline_ns, f"pod/{pod_name}")
+        security = pod["spec"]["containers"][0]["securityContext"]
+        assert security["readOnlyRootFilesystem"] and security["runAsUser"] == 9999, security
+    finally:
+        if "deployment" in locals():
+            logs = cluster.kubectl("logs", "-n", pipeline_ns, pod_name, "--tail=40", check=False).stdout
+            print(f"--- {pod_name} (last lines)\n{logs}")
+        cluster.kubectl("delete", "-n", pipeline_ns, f"pod/{pod_name}", "--ignore-not-found", "--wait=false",
+                        check=False)
+        cluster.kubectl("delete", "-n", pipeline_ns, f"pipeline/{FLINK_PIPELINE}", "--wait=true", "--timeout=180s",
+                        check=False, timeout=210)
+        cluster.kubectl("delete", "crd/flinkdeployments.flink.apache.org", "--wait=true", "--timeout=120s",
+                        check=False, timeout=150)
 
 
 def test_deleting_a_retained_pipeline_keeps_its_claims_and_topics(

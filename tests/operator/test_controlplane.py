@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,24 @@ def test_fake_nodes_are_ready(kube: KubeControlPlane) -> None:
     nodes = json.loads(kube.kubectl("get", "nodes", "-o", "json").stdout)["items"]
     assert sorted(node["metadata"]["name"] for node in nodes) == sorted(kube.nodes)
     assert all(_condition(node, "Ready") == "True" for node in nodes)
+
+
+def test_kwok_renews_the_fake_nodes_leases_itself(kube: KubeControlPlane) -> None:
+    """No simulator heartbeats: without renewals the node controller marks the nodes NotReady after its
+    grace period, and every pod on them loses readiness for good."""
+    def renewals() -> dict[str, str]:
+        leases = json.loads(kube.kubectl("get", "leases", "-n", "kube-node-lease", "-o", "json").stdout)["items"]
+        return {lease["metadata"]["name"]: lease["spec"]["renewTime"] for lease in leases}
+
+    first = renewals()
+    assert set(kube.nodes) <= set(first), first
+    deadline = time.monotonic() + 40  # kwok renews at a quarter of the 40 s lease duration
+    while time.monotonic() < deadline:
+        later = renewals()
+        if all(later[node] != first[node] for node in kube.nodes):
+            return
+        time.sleep(2)
+    raise AssertionError(f"kwok did not renew the node leases within 40 s: {first} -> {renewals()}")
 
 
 def test_deployment_pods_become_running_and_ready(kube: KubeControlPlane, namespace: str) -> None:

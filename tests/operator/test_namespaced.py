@@ -64,7 +64,7 @@ def test_a_namespaced_operator_reconciles_its_namespace_with_the_charts_rbac_onl
                                      f"--as=system:serviceaccount:{namespace}:{account}", check=False).stdout
     operator = OperatorProcess(SimpleNamespace(kubeconfig=config), tmp_path, namespace=namespace)  # type: ignore[arg-type]
     try:
-        with SimulatorThread(kube.kubeconfig, namespace=namespace, heartbeats=True):
+        with SimulatorThread(kube.kubeconfig, namespace=namespace):
             operator.start()
             apply(kube, namespace, EXAMPLE)
             apply(kube, other_namespace, EXAMPLE)

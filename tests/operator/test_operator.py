@@ -61,22 +61,19 @@ READY_TIMEOUT = 180.0
 @pytest.fixture(scope="module")
 def cluster(kube: KubeControlPlane) -> Iterator[KubeControlPlane]:
     install_crds(kube)
-    # node heartbeats for kwok's nodes (see adnomaly_operator.simulate), for the whole module
-    with SimulatorThread(kube.kubeconfig, strimzi=False, flink=False, storage=False, heartbeats=True):
-        yield kube
+    yield kube
 
 
 @pytest.fixture
 def simulated(cluster: KubeControlPlane, namespace: str) -> Iterator[SimulatorThread]:
     """Strimzi, the Flink operator and a volume provisioner, all simulated in this namespace."""
-    with SimulatorThread(cluster.kubeconfig, namespace=namespace, heartbeats=False) as sim:
+    with SimulatorThread(cluster.kubeconfig, namespace=namespace) as sim:
         yield sim
 
 
 @pytest.fixture
 def volumes_only(cluster: KubeControlPlane, namespace: str) -> Iterator[SimulatorThread]:
-    with SimulatorThread(cluster.kubeconfig, namespace=namespace, strimzi=False, flink=False,
-                         heartbeats=False) as sim:
+    with SimulatorThread(cluster.kubeconfig, namespace=namespace, strimzi=False, flink=False) as sim:
         yield sim
 
 

@@ -24,8 +24,7 @@ PIPELINES = 50
 @pytest.fixture(scope="module")
 def cluster(kube: KubeControlPlane) -> Iterator[KubeControlPlane]:
     install_crds(kube)
-    with SimulatorThread(kube.kubeconfig, strimzi=False, flink=False, storage=False, heartbeats=True):
-        yield kube
+    yield kube
 
 
 def phases(kube: KubeControlPlane, ns: str) -> Counter[str]:
@@ -38,7 +37,7 @@ def test_fifty_pipelines_in_one_namespace_all_become_ready(
 ) -> None:
     operator = OperatorProcess(cluster, tmp_path, namespace=namespace, drift_interval=5).start()
     try:
-        with SimulatorThread(cluster.kubeconfig, namespace=namespace, heartbeats=False):
+        with SimulatorThread(cluster.kubeconfig, namespace=namespace):
             started = time.monotonic()
             cluster.kubectl("apply", f"--namespace={namespace}", "-f", "-", stdin=fleet_manifest(PIPELINES),
                             timeout=300)

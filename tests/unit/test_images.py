@@ -7,8 +7,16 @@ from pathlib import Path
 from adnomaly.services.images import (
     COMPONENTS,
     DOCKERFILE,
+    FLINK_BASE_DOCKERFILES,
+    FLINK_DOCKERFILE,
+    MAVEN_BASE,
+    OPERATOR,
+    PYTHON_BASE,
+    TEST_POSTGRES,
+    TEST_REDIS,
     Digest,
     DockerfileImage,
+    base_arguments,
     copied_sources,
     dockerfile_inputs_digest,
 )
@@ -37,7 +45,7 @@ def image_in(tmp_path: Path) -> DockerfileImage:
     (tmp_path / "app" / "main.py").write_text("print('hi')\n")
     (tmp_path / "other.txt").write_text("not copied\n")
     (tmp_path / "Dockerfile").write_text("FROM base\nCOPY app /app\n")
-    return DockerfileImage("probe", tmp_path / "Dockerfile", None, None, None, context=tmp_path)
+    return DockerfileImage("probe", tmp_path / "Dockerfile", None, context=tmp_path)
 
 
 def test_digest_follows_what_the_image_copies_and_nothing_else(tmp_path: Path) -> None:
@@ -60,5 +68,19 @@ def test_digest_parts_are_not_ambiguous() -> None:
 
 
 def test_components_and_operator_build_from_the_local_python_base() -> None:
-    assert COMPONENTS.base is not None and COMPONENTS.base_arg == "PYTHON_IMAGE"
-    assert isinstance(COMPONENTS.base, DockerfileImage) and COMPONENTS.base.is_base
+    assert COMPONENTS.bases == (("PYTHON_IMAGE", PYTHON_BASE),) and PYTHON_BASE.is_base
+
+
+def test_base_arguments_are_the_from_lines_build_arguments(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("ARG A=x:1\nARG B=y:2\nFROM ${A} AS one\nFROM ${B}\nFROM one AS two\nFROM scratch\n")
+    assert base_arguments(dockerfile) == {"A", "B"}
+
+
+def test_every_upstream_base_has_a_local_stand_in() -> None:
+    """With pulls disabled a FROM on an upstream default fails; each must be replaced by a local base."""
+    for image in (COMPONENTS, OPERATOR, TEST_POSTGRES, TEST_REDIS, PYTHON_BASE, MAVEN_BASE):
+        assert base_arguments(image.dockerfile) == {arg for arg, _ in image.bases}, image.name
+    # the Flink job image needs a local Flink and a local Maven (its `jars` stage), the Flink base a JRE
+    assert base_arguments(FLINK_DOCKERFILE) == {"FLINK_IMAGE", "MAVEN_IMAGE"}
+    assert base_arguments(FLINK_BASE_DOCKERFILES / "Dockerfile") == {"JAVA_IMAGE", "MAVEN_IMAGE"}

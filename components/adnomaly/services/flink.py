@@ -109,6 +109,14 @@ def flink_home(version: str = FLINK_VERSION) -> Path:
     return CACHE_DIR / "flink" / version
 
 
+def pyflink_home(install: FlinkInstall) -> Path:
+    """The Flink distribution inside the job venv's PyFlink package (bin/, conf/, lib/, opt/, plugins/)."""
+    homes = sorted((install.home / "venv" / "lib").glob("python3*/site-packages/pyflink"))
+    if not homes or not (homes[0] / "lib").is_dir():
+        raise ServiceError(f"no PyFlink package with a Flink distribution under {install.home / 'venv'}")
+    return homes[0]
+
+
 def _fingerprint() -> str:
     material = (FLINK_DIR / "requirements.lock").read_bytes() + (FLINK_DIR / "pom.xml").read_bytes()
     return hashlib.sha256(material + DEPENDENCY_PLUGIN.encode()).hexdigest()

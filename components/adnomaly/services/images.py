@@ -48,13 +48,20 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[3]
 IMAGE_PREFIX = "localhost/adnomaly"
-RECIPE = "3"  # bump when the way images are built changes: every tag changes with it
+RECIPE = "4"  # bump when the way images are built changes: every tag changes with it
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 BUILD_TIMEOUT = 1800.0
 
-# Host files that make RUN steps trust what the host trusts (a proxy's CA): mounted read-only, if present.
-HOST_TRUST_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pip.conf")
+# Host files that make RUN steps trust what the host trusts (a proxy's CA), host path -> where RUN steps see
+# it: mounted read-only, if present. The CA bundle and pip.conf go where pip and curl look; the Java
+# truststore to a side path, since Debian's ca-certificates-java writes its own during an install (the
+# local Maven base copies it over, docker/base/Dockerfile).
+HOST_TRUST_FILES = {
+    "/etc/ssl/certs/ca-certificates.crt": "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pip.conf": "/etc/pip.conf",
+    "/etc/ssl/certs/java/cacerts": "/run/adnomaly/host-cacerts",
+}
 
 
 @dataclass(frozen=True)
@@ -281,13 +288,13 @@ def _trim_rootfs(rootfs: Path) -> None:
 
 @dataclass(frozen=True)
 class DockerfileImage:
-    """An image built from a Dockerfile (`target` of it) with its base passed as a build argument."""
+    """An image built from a Dockerfile (`target` of it) with its bases passed as build arguments."""
 
     name: str
     dockerfile: Path
     target: str | None
-    base_arg: str | None  # the build argument naming the base image (e.g. PYTHON_IMAGE)
-    base: DebianBase | DockerfileImage | None
+    # (build argument, local base) pairs: e.g. ("PYTHON_IMAGE", PYTHON_BASE) stands in for python:3.11-slim
+    bases: tuple[tuple[str, DebianBase | DockerfileImage], ...] = ()
     context: Path = ROOT
     is_base: bool = False  # later builds use it with FROM, so it stays in buildah's store
 
@@ -304,6 +311,17 @@ def copied_sources(dockerfile: Path) -> list[str]:
             continue
         sources.extend(arguments[:-1])
     return sources
+
+
+def base_arguments(dockerfile: Path) -> set[str]:
+    """The build arguments a Dockerfile's FROM lines name (`FROM ${PYTHON_IMAGE} AS build` -> PYTHON_IMAGE):
+    each must be given a local base here, or buildah (pulls disabled) fails on the upstream default."""
+    names: set[str] = set()
+    for line in _logical_lines(dockerfile.read_text()):
+        words = line.split()
+        if len(words) >= 2 and words[0].upper() == "FROM" and words[1].startswith("${") and words[1].endswith("}"):
+            names.add(words[1][2:-1])
+    return names
 
 
 def _logical_lines(text: str) -> Iterable[str]:
@@ -334,17 +352,16 @@ def dockerfile_inputs_digest(image: DockerfileImage, build_args: Mapping[str, st
     return digest.hexdigest()
 
 
+def _base_image(base: DebianBase | DockerfileImage, cache: Path | None) -> ImageArchive:
+    return debian_base(base, cache) if isinstance(base, DebianBase) else dockerfile_image(base, cache)
+
+
 def dockerfile_image(image: DockerfileImage, cache: Path | None = None) -> ImageArchive:
-    base = (
-        None if image.base is None
-        else debian_base(image.base, cache) if isinstance(image.base, DebianBase)
-        else dockerfile_image(image.base, cache)
-    )
-    build_args = {image.base_arg: base.ref} if image.base_arg and base is not None else {}
+    build_args = {arg: _base_image(base, cache).ref for arg, base in image.bases}
     value = dockerfile_inputs_digest(image, build_args)
 
     def build(tool: list[str], ref: str) -> None:
-        volumes = [f"--volume={path}:{path}:ro" for path in HOST_TRUST_FILES if Path(path).is_file()]
+        volumes = [f"--volume={host}:{inside}:ro" for host, inside in HOST_TRUST_FILES.items() if Path(host).is_file()]
         argv = [
             *tool, "bud", "--pull=never", "--isolation=chroot", "--format=oci", "--layers",
             "--timestamp=0", f"--file={image.dockerfile}", f"--tag={ref}",
@@ -361,40 +378,80 @@ def dockerfile_image(image: DockerfileImage, cache: Path | None = None) -> Image
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 TEST_DOCKERFILES = ROOT / "docker" / "test"
 BASE_DOCKERFILE = ROOT / "docker" / "base" / "Dockerfile"
-PYTHON_BASE = DockerfileImage("base-python", BASE_DOCKERFILE, "python", "DEBIAN_IMAGE", DEBIAN_BASE,
+FLINK_DOCKERFILE = ROOT / "flink" / "Dockerfile"
+FLINK_BASE_DOCKERFILES = BASE_DOCKERFILE.parent / "flink"
+PYTHON_BASE = DockerfileImage("base-python", BASE_DOCKERFILE, "python", (("DEBIAN_IMAGE", DEBIAN_BASE),),
                               context=BASE_DOCKERFILE.parent, is_base=True)
-JAVA_BASE = DockerfileImage("base-java", BASE_DOCKERFILE, "java", "DEBIAN_IMAGE", DEBIAN_BASE,
+JAVA_BASE = DockerfileImage("base-java", BASE_DOCKERFILE, "java", (("DEBIAN_IMAGE", DEBIAN_BASE),),
                             context=BASE_DOCKERFILE.parent, is_base=True)
-COMPONENTS = DockerfileImage("adnomaly", DOCKERFILE, "components", "PYTHON_IMAGE", PYTHON_BASE)
-OPERATOR = DockerfileImage("adnomaly-operator", DOCKERFILE, "operator", "PYTHON_IMAGE", PYTHON_BASE)
+MAVEN_BASE = DockerfileImage("base-maven", BASE_DOCKERFILE, "maven", (("DEBIAN_IMAGE", DEBIAN_BASE),),
+                             context=BASE_DOCKERFILE.parent, is_base=True)
+COMPONENTS = DockerfileImage("adnomaly", DOCKERFILE, "components", (("PYTHON_IMAGE", PYTHON_BASE),))
+OPERATOR = DockerfileImage("adnomaly-operator", DOCKERFILE, "operator", (("PYTHON_IMAGE", PYTHON_BASE),))
 # Stand-ins for the upstream images the e2e suite would pull elsewhere (same contracts, Debian's packages).
-TEST_POSTGRES = DockerfileImage("test-postgres", TEST_DOCKERFILES / "postgres" / "Dockerfile", None, "DEBIAN_IMAGE",
-                                DEBIAN_BASE, context=TEST_DOCKERFILES / "postgres")
-TEST_REDIS = DockerfileImage("test-redis", TEST_DOCKERFILES / "redis" / "Dockerfile", None, "DEBIAN_IMAGE",
-                             DEBIAN_BASE, context=TEST_DOCKERFILES / "redis")
+TEST_POSTGRES = DockerfileImage("test-postgres", TEST_DOCKERFILES / "postgres" / "Dockerfile", None,
+                                (("DEBIAN_IMAGE", DEBIAN_BASE),), context=TEST_DOCKERFILES / "postgres")
+TEST_REDIS = DockerfileImage("test-redis", TEST_DOCKERFILES / "redis" / "Dockerfile", None,
+                             (("DEBIAN_IMAGE", DEBIAN_BASE),), context=TEST_DOCKERFILES / "redis")
+
+
+def assembled_context(name: str, files_from: Path, trees: Mapping[str, Path], cache: Path | None = None) -> Path:
+    """A build context made of `files_from`'s files (a Dockerfile and its scripts) plus `trees` (context
+    path -> a directory in the cache, hard-linked, not copied: hundreds of MB of jars cost nothing)."""
+    context = images_dir(cache) / "context" / name
+    if context.exists():
+        shutil.rmtree(context)
+    context.mkdir(parents=True)
+    for target, tree in trees.items():
+        if tree.is_dir():
+            shutil.copytree(tree, context / target, copy_function=os.link)
+        else:
+            shutil.copy2(tree, context / target)
+    for source in files_from.iterdir():
+        if source.is_file():
+            shutil.copy2(source, context / source.name)
+    return context
 
 
 def kafka_context(cache: Path | None = None) -> Path:
     """The test broker's build context: docker/test/kafka's files plus the jars the local broker runs
-    (resolved from Maven Central by adnomaly.services.kafka), hard-linked from the cache."""
+    (resolved from Maven Central by adnomaly.services.kafka)."""
     from adnomaly.services.kafka import ensure_kafka
 
     home = ensure_kafka()
-    context = images_dir(cache) / "context" / "kafka"
-    if context.exists():
-        shutil.rmtree(context)
-    context.mkdir(parents=True)
-    shutil.copytree(home / "libs", context / "libs", copy_function=os.link)
-    shutil.copy2(home / "log4j2.properties", context / "log4j2.properties")
-    for source in (TEST_DOCKERFILES / "kafka").iterdir():
-        shutil.copy2(source, context / source.name)
-    return context
+    return assembled_context("kafka", TEST_DOCKERFILES / "kafka",
+                             {"libs": home / "libs", "log4j2.properties": home / "log4j2.properties"}, cache)
 
 
 def kafka_image(cache: Path | None = None) -> ImageArchive:
     """The e2e suite's plain KRaft broker (docker/test/kafka)."""
     context = kafka_context(cache)
-    image = DockerfileImage("test-kafka", context / "Dockerfile", None, "JAVA_IMAGE", JAVA_BASE, context=context)
+    image = DockerfileImage("test-kafka", context / "Dockerfile", None, (("JAVA_IMAGE", JAVA_BASE),), context=context)
+    return dockerfile_image(image, cache)
+
+
+# What of PyFlink's bundled Flink home makes a Flink distribution (the rest of the package is Python).
+FLINK_DISTRIBUTION = ("bin", "conf", "lib", "opt", "plugins")
+
+
+def flink_base_context(cache: Path | None = None) -> Path:
+    """The local Flink base's build context: docker/base/flink's Dockerfile plus the Flink distribution in
+    the local PyFlink install (adnomaly.services.flink; the release flink/requirements.lock pins)."""
+    from adnomaly.services.flink import ensure_flink, pyflink_home
+
+    home = pyflink_home(ensure_flink())
+    return assembled_context("flink-base", FLINK_BASE_DOCKERFILES,
+                             {f"flink/{part}": home / part for part in FLINK_DISTRIBUTION}, cache)
+
+
+def flink_image(cache: Path | None = None) -> ImageArchive:
+    """The features job image (flink/Dockerfile) on the local Flink and Maven bases."""
+    context = flink_base_context(cache)
+    flink_base = DockerfileImage("base-flink", context / "Dockerfile", None,
+                                 (("JAVA_IMAGE", JAVA_BASE), ("MAVEN_IMAGE", MAVEN_BASE)), context=context,
+                                 is_base=True)
+    image = DockerfileImage("adnomaly-flink", FLINK_DOCKERFILE, None,
+                            (("FLINK_IMAGE", flink_base), ("MAVEN_IMAGE", MAVEN_BASE)))
     return dockerfile_image(image, cache)
 
 
@@ -421,6 +478,7 @@ BUILDERS: dict[str, Callable[[Path | None], dict[str, ImageArchive]]] = {
     TEST_POSTGRES.name: _dockerfile_builder(TEST_POSTGRES),
     TEST_REDIS.name: _dockerfile_builder(TEST_REDIS),
     "test-kafka": lambda cache: {"test-kafka": kafka_image(cache)},
+    "adnomaly-flink": lambda cache: {"adnomaly-flink": flink_image(cache)},
     "test-minio": minio_images,
 }
 PROJECT_IMAGES = (COMPONENTS.name, OPERATOR.name)
