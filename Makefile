@@ -92,7 +92,7 @@ test-reliability: deps
 	$(BIN)/pytest tests/reliability -m reliability $(PYTEST_ARGS)
 
 # The e2e suite: the project's images on a real node here (tests/e2e/test_pods.py, test_real_node.py), and
-# on kind where Docker, kind and skaffold exist (test_kind.py; skipped, with the reason, where they don't).
+# with ADNOMALY_E2E_PROVIDER=kind, the same checks on kind plus test_platform.py's (Strimzi, Flink operator, Grafana).
 e2e: deps k8s k8s-node helm images
 	$(BIN)/pytest tests/e2e -m e2e -rs $(PYTEST_ARGS)
 

@@ -8,6 +8,11 @@ What differs between providers is only how a cluster comes to exist and how the 
 - `kind` (`ADNOMALY_E2E_PROVIDER=kind`, where Docker and kind exist): a kind cluster; the project's images
   and the test broker built by `docker build` from the same Dockerfiles with their upstream bases and
   `kind load`ed; PostgreSQL, Redis and MinIO are the operator's default upstream images, pulled by the node.
+  It also installs the platform the product is built for (cert-manager, Strimzi, the Flink Kubernetes
+  Operator, kube-prometheus-stack, from their pinned charts), which the checks of test_platform.py need.
+
+A provider's `platform` says which of those operators its cluster has; a check that needs one it lacks
+skips, naming it (the node provider has none: their images are not reachable from this machine).
 
 Each provider returns the image references the checks use, by the names of `adnomaly.services.images`.
 The kind provider cannot run on the development machine (no Docker engine); it is kept small so that what
@@ -22,7 +27,9 @@ import subprocess
 from pathlib import Path
 from typing import Protocol
 
-from adnomaly.services.images import DOCKERFILE, ensure_images, kafka_context
+import yaml
+from adnomaly.services.helm import ensure_helm, run_helm
+from adnomaly.services.images import DOCKERFILE, FLINK_DOCKERFILE, ensure_images, kafka_context
 from adnomaly.services.kube import ensure_binaries
 from adnomaly.services.node import RealCluster
 from adnomaly_operator.render.common import Images
@@ -31,12 +38,21 @@ ROOT = Path(__file__).resolve().parents[2]
 PROVIDER_ENV = "ADNOMALY_E2E_PROVIDER"
 KIND_CLUSTER = "adnomaly-e2e"
 KIND_NODE_IMAGE = "kindest/node:v1.34.0"
+# Pinned versions of the platform the kind provider installs around Adnomaly.
+CERT_MANAGER = "https://github.com/cert-manager/cert-manager/releases/download/v1.18.2/cert-manager.yaml"
+STRIMZI_CHART = ("oci://quay.io/strimzi-helm/strimzi-kafka-operator", "0.48.0")
+FLINK_REPO = "https://downloads.apache.org/flink/flink-kubernetes-operator-1.13.0/"
+FLINK_CHART = ("flink-operator/flink-kubernetes-operator", "1.13.0")
+PROMETHEUS_REPO = "https://prometheus-community.github.io/helm-charts"
+PROMETHEUS_CHART = ("prometheus-community/kube-prometheus-stack", "79.0.0")
+PLATFORM = frozenset({"strimzi", "flink", "prometheus"})
 
 
 class E2ECluster(Protocol):
     """What the checks need from a cluster."""
 
     name: str
+    platform: frozenset[str]  # which of PLATFORM's operators the cluster runs
 
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120.0
@@ -68,6 +84,7 @@ def kind_missing() -> list[str]:
 
 class NodeCluster:
     name = "node"
+    platform: frozenset[str] = frozenset()
 
     def __init__(self, cluster: RealCluster) -> None:
         self.cluster = cluster
@@ -93,6 +110,7 @@ class NodeCluster:
 
 class KindCluster:
     name = "kind"
+    platform = PLATFORM
 
     def __init__(self) -> None:
         self.context = f"kind-{KIND_CLUSTER}"
@@ -102,6 +120,27 @@ class KindCluster:
         subprocess.run(["kind", "delete", "cluster", "--name", KIND_CLUSTER], capture_output=True, check=False)
         subprocess.run(["kind", "create", "cluster", "--name", KIND_CLUSTER, "--image", KIND_NODE_IMAGE,
                         "--wait", "5m"], check=True)
+        self.install_platform()
+
+    def install_platform(self) -> None:
+        """cert-manager, Strimzi (watching every namespace), the Flink Kubernetes Operator and the Prometheus
+        stack with the values charts/adnomaly-stack uses."""
+        helm, kube = ensure_helm(), self.helm_args()
+        self.kubectl("apply", "--server-side", "-f", CERT_MANAGER, timeout=300)
+        self.kubectl("wait", "-n", "cert-manager", "--for=condition=Available", "deployment", "--all",
+                     "--timeout=300s", timeout=330)
+        for name, repo in (("flink-operator", FLINK_REPO), ("prometheus-community", PROMETHEUS_REPO)):
+            run_helm(helm, "repo", "add", name, repo, "--force-update", timeout=120)
+        stack = yaml.safe_load((ROOT / "charts/adnomaly-stack/values.yaml").read_text())["kubePrometheusStack"]
+        stack.pop("enabled")
+        releases = [
+            ("strimzi", STRIMZI_CHART, "strimzi", ["--set", "watchAnyNamespace=true"], None),
+            ("flink-operator", FLINK_CHART, "flink", [], None),
+            ("monitoring", PROMETHEUS_CHART, "monitoring", ["-f", "-"], yaml.safe_dump(stack)),
+        ]
+        for release, (chart, version), namespace, extra, values in releases:
+            run_helm(helm, "upgrade", "--install", release, chart, "--version", version, *kube, "-n", namespace,
+                     "--create-namespace", *extra, "--wait", "--timeout", "15m", stdin=values, timeout=960)
 
     def stop(self) -> None:
         if os.environ.get("ADNOMALY_E2E_KEEP") != "1":
@@ -134,6 +173,7 @@ class KindCluster:
         return {
             "adnomaly": self._build("ghcr.io/adnomaly/adnomaly:e2e", ROOT, DOCKERFILE, "components"),
             "adnomaly-operator": self._build("ghcr.io/adnomaly/adnomaly-operator:e2e", ROOT, DOCKERFILE, "operator"),
+            "adnomaly-flink": self._build("ghcr.io/adnomaly/adnomaly-flink:e2e", ROOT, FLINK_DOCKERFILE),
             "test-kafka": self._build("localhost/adnomaly/test-kafka:e2e", kafka, kafka / "Dockerfile"),
             "test-postgres": upstream.postgres,
             "test-redis": upstream.redis,

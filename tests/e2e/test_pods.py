@@ -25,110 +25,29 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
-import yaml
 from adnomaly.plan import db_schema_name, topic_name
-from adnomaly.services.helm import CHART, ensure_helm, run_helm
 from adnomaly.services.kafka import new_cluster_id
 from adnomaly_operator.testing import THIRD_PARTY_CRDS
 
-from tests.e2e.providers import PROVIDER_ENV, E2ECluster, KindCluster, NodeCluster, chosen_provider, kind_missing
+from tests.e2e.checks import (
+    OPERATOR_SELECTOR,
+    READY_TIMEOUT,
+    SYSTEM_NAMESPACE,
+    describe_pods,
+    dump,
+    get_json,
+    pod_ready,
+    wait_for,
+)
+from tests.e2e.providers import E2ECluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
-
-SYSTEM_NAMESPACE = "adnomaly-system"
-RELEASE = "adnomaly"
-OPERATOR_SELECTOR = f"app.kubernetes.io/component=operator,app.kubernetes.io/instance={RELEASE}"
-READY_TIMEOUT = 300.0
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 2.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except AssertionError as error:  # a check may say why it is not there yet
-            result, last = None, error
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last})")
-
-
-def get_json(cluster: E2ECluster, *args: str) -> Any:
-    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
-
-
-def pod_ready(pod: dict[str, Any]) -> bool:
-    conditions = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
-    return pod.get("status", {}).get("phase") == "Running" and conditions.get("Ready") == "True"
-
-
-def describe_pods(cluster: E2ECluster, namespace: str) -> str:
-    """What a person would look at when a pod does not come up: phases, waiting reasons, recent events."""
-    pods = cluster.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
-    events = cluster.kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False).stdout
-    return f"{pods}\n{events[-4000:]}"
-
-
-def split_ref(ref: str) -> tuple[str, str]:
-    repository, tag = ref.rsplit(":", 1)
-    return repository, tag
-
-
-@pytest.fixture(scope="module")
-def cluster(request: pytest.FixtureRequest) -> Iterator[E2ECluster]:
-    """The provider's cluster (tests/e2e/providers.py): a real node here, kind where Docker is."""
-    if chosen_provider() == "kind":
-        if missing := kind_missing():
-            pytest.skip(f"{PROVIDER_ENV}=kind but missing {', '.join(missing)}")
-        kind = KindCluster()
-        kind.start()
-        try:
-            yield kind
-        finally:
-            kind.stop()
-    else:
-        yield NodeCluster(request.getfixturevalue("real_cluster"))
-
-
-@pytest.fixture(scope="module")
-def images(cluster: E2ECluster) -> dict[str, str]:
-    """Every image the suite runs, made available to the cluster: name -> reference."""
-    return cluster.load_images()
-
-
-@pytest.fixture(scope="module")
-def operator_release(cluster: E2ECluster, images: dict[str, str]) -> Iterator[str]:
-    """`helm install charts/adnomaly` with the provider's images: what a user runs, image names aside."""
-    helm = ensure_helm()
-    repository, tag = split_ref(images["adnomaly-operator"])
-    sets = {
-        "operator.image.repository": repository,
-        "operator.image.tag": tag,
-        "images.component": images["adnomaly"],
-        "images.postgres": images["test-postgres"],
-        "images.redis": images["test-redis"],
-        "images.minio": images["test-minio"],
-        "images.minioClient": images["test-mc"],
-        "images.flink": images["adnomaly-flink"],
-    }
-    kube = cluster.helm_args()
-    try:
-        run_helm(helm, "install", RELEASE, str(CHART), *kube, "--namespace", SYSTEM_NAMESPACE, "--create-namespace",
-                 *[f"--set={key}={value}" for key, value in sets.items()], "--wait", "--timeout=5m", timeout=360)
-    except Exception as error:
-        raise AssertionError(f"helm install failed: {error}\n{describe_pods(cluster, SYSTEM_NAMESPACE)}") from None
-    yield RELEASE
-    run_helm(helm, "uninstall", RELEASE, *kube, "--namespace", SYSTEM_NAMESPACE, "--wait", "--timeout=2m", timeout=180)
-
 
 def operator_pod(cluster: E2ECluster) -> dict[str, Any]:
     pods = get_json(cluster, "pods", "-n", SYSTEM_NAMESPACE, "-l", OPERATOR_SELECTOR)["items"]
@@ -193,10 +112,6 @@ def pipeline_manifest(name: str, namespace: str, bootstrap: str, **spec: Any) ->
     base.update(spec)
     return {"apiVersion": "adnomaly.io/v1alpha1", "kind": "Pipeline",
             "metadata": {"name": name, "namespace": namespace}, "spec": base}
-
-
-def dump(obj: dict[str, Any]) -> str:
-    return yaml.safe_dump(obj, sort_keys=False)
 
 
 def kafka_objects(namespace: str, image: str) -> list[dict[str, Any]]:
@@ -554,7 +469,13 @@ def test_container_logs_hold_no_secret(cluster: E2ECluster, pipeline_ns: str) ->
     assert checked >= 5
 
 
+def without_flink_operator(cluster: E2ECluster) -> None:
+    if "flink" in cluster.platform:
+        pytest.skip(f"the {cluster.name} provider runs the Flink Kubernetes Operator (test_platform.py checks it)")
+
+
 def test_features_without_a_flink_operator_say_so_in_a_condition(cluster: E2ECluster, pipeline_ns: str) -> None:
+    without_flink_operator(cluster)
     manifest = pipeline_manifest("with-features", pipeline_ns, f"kafka.{pipeline_ns}.svc:9092", features=[{
         "name": "traffic", "dimensions": ["geo"], "window": {"type": "tumbling", "size": "1m"},
         "metrics": [{"name": "event_count", "agg": "count"}]}])
@@ -639,6 +560,7 @@ def test_the_flink_job_image_computes_features_from_the_operators_flink_deployme
     """The job image, the operator's FlinkDeployment and the compiled job together, on a real pod: features
     from the raw topic reach the features topic through the exactly-once sink, checkpoints reach MinIO
     through the image's S3 plugin, as the non-root `flink` user on a read-only root filesystem."""
+    without_flink_operator(cluster)
     cluster.kubectl("apply", "--server-side", "-f", str(FLINK_CRD), timeout=120)
     cluster.kubectl("wait", "--for=condition=Established", "crd/flinkdeployments.flink.apache.org",
                     "--timeout=60s", timeout=90)

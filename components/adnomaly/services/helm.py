@@ -62,10 +62,11 @@ def template(helm: Path, *args: str, release: str = INSTALL_RELEASE, namespace: 
     return run_helm(helm, "template", release, str(CHART), "--namespace", namespace, *args)
 
 
-def run_helm(helm: Path, *args: str, timeout: float = 120.0) -> str:
+def run_helm(helm: Path, *args: str, timeout: float = 120.0, stdin: str | None = None) -> str:
     """Run helm; return its stdout alone (its warnings go to stderr) or raise ServiceError with both."""
     try:
-        done = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run([str(helm), *args], input=stdin, capture_output=True, text=True, timeout=timeout,
+                              check=False)
     except subprocess.TimeoutExpired:
         raise ServiceError(f"helm {args[0]}: timed out after {timeout:.0f}s") from None
     if done.returncode != 0:
