@@ -1,15 +1,15 @@
-"""Stand-ins for what a bare control plane lacks, for tests and benchmarks (never used in production):
+"""Stand-ins for the two operators a bare control plane lacks, for tests and benchmarks (never used in
+production). Their images cannot be pulled here, so neither can run, on kwok's nodes or on the real node:
 
 - Strimzi: marks `Kafka` and `KafkaTopic` objects Ready (status subresource, `observedGeneration`); for a
   `KafkaUser`, first writes its credentials Secret (same name, random `password`, `sasl.jaas.config`,
   owned by the user) as Strimzi's User Operator does;
-- the Flink Kubernetes Operator: marks `FlinkDeployment`s `STABLE` with a `RUNNING` job;
-- a storage provisioner: binds each pending PersistentVolumeClaim to a fresh hostPath PersistentVolume
-  (both sides, as the volume controller would). kwok's nodes cannot run a real provisioner's helper pods;
-  the real node of the e2e suite runs local-path-provisioner instead and needs none of this.
+- the Flink Kubernetes Operator: marks `FlinkDeployment`s `STABLE` with a `RUNNING` job.
 
-Node heartbeats are kwok's own (`--node-lease-duration-seconds`, adnomaly.services.kube), and everything
-a real node gives (pods, volumes, DNS, Services) the e2e suite gets from one (adnomaly.services.node).
+Everything else is real: node heartbeats are kwok's (`--node-lease-duration-seconds`), claims are bound by
+the PersistentVolume controller with the controller-manager's host-path provisioner
+(adnomaly.services.kube), and pods, volumes, DNS and Services come from a real node in the e2e suite
+(adnomaly.services.node).
 
 It polls (every `interval` seconds) and writes only what is not yet in the wanted state, exactly as the
 real operators would, so the Adnomaly operator sees real status transitions on real objects.
@@ -35,8 +35,6 @@ from adnomaly_operator.live import readiness
 from adnomaly_operator.resources import Kind, kind_of
 
 SECRET = Kind("v1", "Secret", "secrets")
-PVC = Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims")
-PV = Kind("v1", "PersistentVolume", "persistentvolumes", namespaced=False)
 SIMULATED_LABEL = "adnomaly.io/simulated"
 
 
@@ -108,14 +106,13 @@ def strimzi_user_secret(user: Mapping[str, Any]) -> dict[str, Any]:
 
 class Simulator:
     def __init__(
-        self, client: KubeClient, *, strimzi: bool = True, flink: bool = True, storage: bool = True,
-        namespace: str | None = None, interval: float = 0.5,
+        self, client: KubeClient, *, strimzi: bool = True, flink: bool = True, namespace: str | None = None,
+        interval: float = 0.5,
     ) -> None:
         self.client = client
         self.namespace = namespace  # None: every namespace
         self.strimzi = strimzi
         self.flink = flink
-        self.storage = storage
         self.interval = interval
         self.status_patches = 0
 
@@ -154,47 +151,7 @@ class Simulator:
                 await self.client.request("POST", SECRET.path(meta["namespace"]), body=strimzi_user_secret(user))
         await self._ready_all("KafkaUser", strimzi_user_status)
 
-    async def _bind_claims(self) -> None:
-        claims = (await self.client.request("GET", PVC.path(self.namespace)))["items"]
-        await asyncio.gather(*(self._bind(claim) for claim in claims))
-
-    async def _bind(self, claim: dict[str, Any]) -> None:
-        meta = claim["metadata"]
-        pending = (claim.get("status") or {}).get("phase") == "Pending"
-        if not pending or meta.get("deletionTimestamp") or claim["spec"].get("volumeName"):
-            return
-        name = f"sim-{meta['uid']}"
-        volume = {
-            "apiVersion": "v1", "kind": "PersistentVolume",
-            "metadata": {"name": name, "labels": {SIMULATED_LABEL: "true"}},
-            "spec": {
-                "capacity": {"storage": claim["spec"]["resources"]["requests"]["storage"]},
-                "accessModes": claim["spec"].get("accessModes") or ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": claim["spec"].get("storageClassName") or "",
-                "hostPath": {"path": f"/tmp/adnomaly-sim/{name}"},
-                "claimRef": {"namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]},
-            },
-        }
-        with contextlib.suppress(ApiError):  # 409: made on an earlier pass
-            await self.client.request("POST", PV.path(), body=volume)
-        # Bind both sides as the volume controller would (it alone is slow with hundreds of claims).
-        with contextlib.suppress(ApiError):
-            await self.client.merge_patch(PVC, meta["namespace"], meta["name"], {"spec": {"volumeName": name}})
-            await self.client.merge_patch(PVC, meta["namespace"], meta["name"], {"status": {
-                "phase": "Bound", "accessModes": volume["spec"]["accessModes"], "capacity": volume["spec"]["capacity"],
-            }}, subresource="status")
-
-    async def _release_volumes(self) -> None:
-        volumes = (await self.client.request("GET", PV.path(), params={"labelSelector": SIMULATED_LABEL}))["items"]
-        for volume in volumes:
-            if (volume.get("status") or {}).get("phase") == "Released":
-                await self.client.delete(PV, None, volume["metadata"]["name"])
-
     async def step(self) -> None:
-        if self.storage:
-            await self._bind_claims()
-            await self._release_volumes()
         if self.strimzi:
             await self._ready_all("Kafka", strimzi_ready_status)
             await self._ready_all("KafkaTopic", strimzi_ready_status)

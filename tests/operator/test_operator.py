@@ -4,7 +4,8 @@ The operator runs as users run it (`adnomaly-operator`, KUBECONFIG) and is drive
 Strimzi's and the Flink operator's CRDs are installed, so the API server validates every Kafka,
 KafkaNodePool, KafkaTopic and FlinkDeployment the operator writes. Their operators are simulated by
 status patches (`adnomaly_operator.simulate`, or kubectl `--subresource=status` where the order matters);
-a simulated provisioner binds volumes. Each test gets a fresh namespace and its own operator process.
+the PersistentVolume controller binds volumes from the controller-manager's host-path provisioner. Each
+test gets a fresh namespace and its own operator process.
 """
 
 from __future__ import annotations
@@ -66,14 +67,8 @@ def cluster(kube: KubeControlPlane) -> Iterator[KubeControlPlane]:
 
 @pytest.fixture
 def simulated(cluster: KubeControlPlane, namespace: str) -> Iterator[SimulatorThread]:
-    """Strimzi, the Flink operator and a volume provisioner, all simulated in this namespace."""
+    """Strimzi and the Flink operator, simulated in this namespace (volumes are the control plane's own)."""
     with SimulatorThread(cluster.kubeconfig, namespace=namespace) as sim:
-        yield sim
-
-
-@pytest.fixture
-def volumes_only(cluster: KubeControlPlane, namespace: str) -> Iterator[SimulatorThread]:
-    with SimulatorThread(cluster.kubeconfig, namespace=namespace, strimzi=False, flink=False) as sim:
         yield sim
 
 
@@ -174,12 +169,18 @@ def assert_no_secret_leaks(kube: KubeControlPlane, ns: str, operator: OperatorPr
 
 
 def test_bring_up_is_ordered_and_ready_follows_strimzi_and_flink_status(
-    cluster: KubeControlPlane, namespace: str, operator: OperatorProcess, volumes_only: SimulatorThread
+    cluster: KubeControlPlane, namespace: str, operator: OperatorProcess
 ) -> None:
     name = "ad-fraud"
     apply(cluster, namespace, FEATURES_EXAMPLE)
     wait_for(lambda: status(cluster, namespace, name).get("components", {}).get("postgres") == "1/1",
              READY_TIMEOUT, "PostgreSQL to be ready")
+    # Its claim was bound by the real PersistentVolume controller to a volume the controller-manager's
+    # host-path provisioner made: no stand-in binds volumes.
+    claim = get(cluster, namespace, "pvc", f"data-{name}-postgres-0")
+    assert claim["status"]["phase"] == "Bound", claim["status"]
+    volume = get(cluster, namespace, "pv", claim["spec"]["volumeName"])  # cluster-scoped
+    assert volume["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == "kubernetes.io/host-path"
     st = status(cluster, namespace, name)
     assert st["phase"] == "Pending" and condition(st, "Ready")["reason"] == "WaitingForStores"
     assert st["components"]["kafka"] == "NotReady"
@@ -364,7 +365,7 @@ def test_deletion_leaves_exactly_what_the_policy_says(
 
 
 def test_the_finalizer_goes_even_when_the_owned_crds_are_gone(
-    cluster: KubeControlPlane, namespace: str, operator: OperatorProcess, volumes_only: SimulatorThread
+    cluster: KubeControlPlane, namespace: str, operator: OperatorProcess
 ) -> None:
     name = "orphaned"
     apply(cluster, namespace, pipeline_doc(name))

@@ -196,9 +196,10 @@ def test_result_lists_at_most_max_errors() -> None:
 
 
 def test_dlq_headers_say_why_and_where() -> None:
-    headers = dict(dlq_headers(Rejection(7, SCHEMA_VIOLATION, "Expected `str`", b"{}")))
-    assert headers == {"reason": b"schema_violation: Expected `str`", "source": b"ingest", "source_line": b"7"}
-    long = dict(dlq_headers(Rejection(1, OVERSIZE, "too big", b"x" * (DLQ_MAX_VALUE_BYTES + 5))))
+    headers = dict(dlq_headers(Rejection(7, SCHEMA_VIOLATION, "Expected `str`", b"{}"), "p"))
+    assert headers == {"reason": b"schema_violation: Expected `str`", "reason_code": b"schema_violation",
+                       "source": b"ingest", "source_line": b"7", "pipeline": b"p"}
+    long = dict(dlq_headers(Rejection(1, OVERSIZE, "too big", b"x" * (DLQ_MAX_VALUE_BYTES + 5)), "p"))
     assert long["truncated_from"] == str(DLQ_MAX_VALUE_BYTES + 5).encode()
 
 

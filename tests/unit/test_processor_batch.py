@@ -10,8 +10,9 @@ from typing import Any
 import msgspec
 import pytest
 from adnomaly.events.codec import EMPTY, MALFORMED_JSON, SCHEMA_VIOLATION, ValidEvent, codec_for
+from adnomaly.events.dead_letter import MAX_REASON_BYTES
 from adnomaly.processor.batch import INTERNAL_ERROR, UNSTORABLE, DeadLetter, Unstorable, copy_row, prepare_batch
-from adnomaly.processor.dlq import MAX_REASON_BYTES, dead_letter_headers
+from adnomaly.processor.dlq import dead_letter_headers
 from adnomaly.processor.retry import backoff_delay
 from hypothesis import given
 from hypothesis import strategies as st
@@ -176,6 +177,7 @@ def test_dead_letter_headers() -> None:
     assert dict(dead_letter_headers(letter, "p")) == {
         "reason": b"malformed_json: unexpected end",
         "reason_code": b"malformed_json",
+        "source": b"processor",
         "source_topic": b"p-raw",
         "source_partition": b"4",
         "source_offset": b"99",

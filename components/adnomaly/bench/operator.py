@@ -5,8 +5,9 @@ Starts a real control plane (etcd, kube-apiserver, controller-manager, scheduler
 `adnomaly-operator`, applies N Pipelines at once and measures:
 
 - `seconds_to_ready`: from submitting the N Pipelines (concurrently) until every one reports `phase: Ready`
-  (Strimzi's and the Flink operator's readiness, and volume binding, are simulated by status patches as
-  those operators would write them; Deployments and StatefulSets become available through kwok's kubelets);
+  (Strimzi's and the Flink operator's readiness are simulated by status patches as those operators would
+  write them; claims are bound by the PersistentVolume controller from the controller-manager's host-path
+  provisioner; Deployments and StatefulSets become available through kwok's kubelets);
 - `writes_per_noop_reconcile`: API writes per reconcile once everything is Ready (drift checks keep
   reconciling; the target is 0);
 - `operator_rss_mb`: the operator process's resident memory at the end.

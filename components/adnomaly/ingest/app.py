@@ -172,7 +172,7 @@ def create_app(
     # that, normally, the producer's own error (not our timer) decides.
     active_producer: Producer = producer if producer is not None else kafka_producer(config, delivery_timeout_s)
     sink = KafkaSink(
-        active_producer, config.kafka.topics.raw, config.kafka.topics.dlq,
+        active_producer, config.kafka.topics.raw, config.kafka.topics.dlq, pipeline=config.pipeline,
         delivery_timeout_s=delivery_timeout_s + 1.0, owns_producer=producer is None, tracing=tracing,
     )  # fmt: skip
     readiness = KafkaReadiness(active_producer.list_topics, config.kafka.topics.raw, max_age_s=readiness_max_age_s)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaException
 
 from adnomaly.events.codec import DLQ_MAX_VALUE_BYTES, ValidEvent
+from adnomaly.events.dead_letter import INGEST, dead_letter_headers
 from adnomaly.ingest.batch import Batch, Rejection
 from adnomaly.tracing import DISABLED, Tracing
 
@@ -43,16 +44,11 @@ class DeliveryFailed(Exception):
     """Kafka did not acknowledge every message of a request (in time)."""
 
 
-def dlq_headers(rejection: Rejection) -> list[tuple[str, bytes]]:
-    """Headers of a dead-lettered line: the reason (as the processor's DLQ has) and where it came from."""
-    headers = [
-        ("reason", rejection.reason.encode()),
-        ("source", b"ingest"),
-        ("source_line", str(rejection.line).encode()),
-    ]
-    if len(rejection.raw) > DLQ_MAX_VALUE_BYTES:
-        headers.append(("truncated_from", str(len(rejection.raw)).encode()))
-    return headers
+def dlq_headers(rejection: Rejection, pipeline: str) -> list[tuple[str, bytes]]:
+    """Headers of a dead-lettered line, by the contract every dead letter follows (source `ingest`)."""
+    return dead_letter_headers(code=rejection.code, detail=rejection.detail, source=INGEST,
+                               position=(("source_line", str(rejection.line)),), pipeline=pipeline,
+                               value_length=len(rejection.raw))
 
 
 class _Delivery:
@@ -105,6 +101,7 @@ class KafkaSink:
         raw_topic: str,
         dlq_topic: str,
         *,
+        pipeline: str = "",
         delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
         owns_producer: bool = False,
         tracing: Tracing = DISABLED,
@@ -114,6 +111,7 @@ class KafkaSink:
         self.owns_producer = owns_producer  # close it (not just flush it) on close()
         self.raw_topic = raw_topic
         self.dlq_topic = dlq_topic
+        self.pipeline = pipeline  # named in every dead letter's headers
         self.delivery_timeout_s = delivery_timeout_s
         self.fatal_error: str | None = None  # set once the producer reported a fatal error
         self._stop = threading.Event()
@@ -209,7 +207,7 @@ class KafkaSink:
             try:
                 self.producer.produce(
                     self.dlq_topic, rejection.raw[:DLQ_MAX_VALUE_BYTES], None,
-                    headers=dlq_headers(rejection), on_delivery=delivery.on_delivery,
+                    headers=dlq_headers(rejection, self.pipeline), on_delivery=delivery.on_delivery,
                 )  # fmt: skip
             except BufferError:
                 if not await self._wait_for_room(deadline):

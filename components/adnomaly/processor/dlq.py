@@ -1,9 +1,10 @@
 """The dead-letter topic: invalid events keep their original bytes and key, plus headers saying why.
 
-Headers: `reason` ("code: detail"), `reason_code`, `source_topic`, `source_partition`, `source_offset` and
-`pipeline`; `truncated_from` (`key_truncated_from`) when the value (key) was too long to dead-letter whole
-and was cut. `DeadLetterQueue.confirm` returns True only once Kafka has acknowledged every dead letter of
-the batch; the processor commits the batch's offsets only after that.
+Headers follow the one contract of `adnomaly.events.dead_letter` (source `processor`, position
+`source_topic`, `source_partition`, `source_offset`; `truncated_from` / `key_truncated_from` when the value
+or key was too long to dead-letter whole and was cut). `DeadLetterQueue.confirm` returns True only once
+Kafka has acknowledged every dead letter of the batch; the processor commits the batch's offsets only after
+that.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from typing import Any, Protocol
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
 from adnomaly.events.codec import DLQ_MAX_KEY_BYTES, DLQ_MAX_VALUE_BYTES
+from adnomaly.events.dead_letter import PROCESSOR
+from adnomaly.events.dead_letter import dead_letter_headers as headers_of
 from adnomaly.processor.batch import DeadLetter
 
 _log = logging.getLogger(__name__)
-
-MAX_REASON_BYTES = 1024
 
 
 class Producer(Protocol):
@@ -32,21 +33,12 @@ class Producer(Protocol):
 
 def dead_letter_headers(letter: DeadLetter, pipeline: str) -> list[tuple[str, bytes]]:
     msg = letter.message
-    headers = [
-        ("reason", letter.reason.encode()[:MAX_REASON_BYTES]),
-        ("reason_code", letter.code.encode()),
-        ("source_topic", (msg.topic() or "").encode()),
-        ("source_partition", str(msg.partition()).encode()),
-        ("source_offset", str(msg.offset()).encode()),
-        ("pipeline", pipeline.encode()),
-    ]
-    # The raw topic took it, but the dead-letter producer would refuse it whole (and the batch with it).
     value, key = msg.value(), msg.key()
-    if value is not None and len(value) > DLQ_MAX_VALUE_BYTES:
-        headers.append(("truncated_from", str(len(value)).encode()))
-    if key is not None and len(key) > DLQ_MAX_KEY_BYTES:
-        headers.append(("key_truncated_from", str(len(key)).encode()))
-    return headers
+    position = (("source_topic", msg.topic() or ""), ("source_partition", str(msg.partition())),
+                ("source_offset", str(msg.offset())))
+    # The raw topic took it, but the dead-letter producer would refuse it whole (and the batch with it).
+    return headers_of(code=letter.code, detail=letter.detail, source=PROCESSOR, position=position, pipeline=pipeline,
+                      value_length=None if value is None else len(value), key_length=None if key is None else len(key))
 
 
 class DeadLetterQueue:

@@ -3,6 +3,11 @@
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok run as local processes on free
 loopback ports, with certificates, kubeconfig, data and logs under one state directory. kwok plays the
 kubelet for fake Nodes, so Deployments -> ReplicaSets -> Pods reach Running and Ready without containers.
+With fake Nodes, PersistentVolumeClaims are provisioned by the controller-manager's own host-path
+provisioner (`--enable-hostpath-provisioner`, Kubernetes' provisioner for single-node testing) through a
+default StorageClass `standard`: the real PersistentVolume controller binds them, no stand-in does. Its
+volumes are directories under /tmp/hostpath_pv that the controller removes with their claims
+(reclaimPolicy Delete); kwok's pods never write to them.
 
 With `api_address` the API server binds and advertises that (non-loopback) address instead, so that a real
 node in a network namespace of its own (`adnomaly.services.node`) and its pods can reach it: the address
@@ -332,6 +337,16 @@ def _insecure_context() -> ssl.SSLContext:
     return context
 
 
+HOSTPATH_STORAGE_CLASS: dict[str, object] = {
+    "apiVersion": "storage.k8s.io/v1",
+    "kind": "StorageClass",
+    "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+    "provisioner": "kubernetes.io/host-path",
+    "reclaimPolicy": "Delete",
+    "volumeBindingMode": "Immediate",
+}
+
+
 # --- the control plane ----------------------------------------------------------------------------
 
 
@@ -585,6 +600,8 @@ class KubeControlPlane:
                 "--kube-api-burst=600",
                 "--concurrent-deployment-syncs=10",
                 "--concurrent-replicaset-syncs=10",
+                # Fake Nodes cannot run a provisioner's helper pods; a real node runs local-path-provisioner.
+                *(["--enable-hostpath-provisioner"] if self.nodes else []),
             ],
             f"https://{LOOPBACK}:{port}/healthz",
             insecure,
@@ -632,6 +649,7 @@ class KubeControlPlane:
                 }
             )
         if self.nodes:
+            self.apply(HOSTPATH_STORAGE_CLASS)
             wait = ["wait", "--for=condition=Ready", f"--timeout={self.start_timeout:.0f}s"]
             self.kubectl(*wait, *(f"node/{name}" for name in self.nodes), timeout=self.start_timeout + 30)
 
