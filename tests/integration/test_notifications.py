@@ -137,3 +137,33 @@ def test_one_firing_and_one_resolved_notification_per_anomaly_across_kill_9(
                for _, _, labels in webhook.alerts())  # fmt: skip
     for log in (first.log, second.log):
         assert PASSWORD not in log
+
+
+def test_adnomaly_up_runs_alertmanager_on_the_users_config(tmp_path: Path) -> None:
+    import httpx
+    from adnomaly.local.state import open_state_dir
+    from adnomaly.local.up import start_alertmanager
+    from adnomaly.spec import parse_pipeline
+
+    spec = {"events": {"schema": "download"},
+            "features": [{"name": "downloads", "dimensions": ["region"],
+                          "metrics": [{"name": "success_rate", "agg": "avg", "field": "success"}]}],
+            "detection": {"detectors": [{"name": "low", "feature": "downloads", "metric": "success_rate",
+                                         "threshold": {"warningBelow": 0.9}}],
+                          "notify": {"alertmanager": {}}}}  # fmt: skip
+    pipeline = parse_pipeline({"kind": "Pipeline", "metadata": {"name": "shop"}, "spec": spec})
+    state = open_state_dir(tmp_path / ".adnomaly")
+    for run in range(2):
+        said: list[str] = []
+        server = start_alertmanager(pipeline, state, said.append)
+        assert server is not None, said
+        try:
+            assert server.config_path == state.service_dir("alertmanager") / "alertmanager.yml"
+            original = httpx.get(f"{server.url}/api/v2/status", timeout=5).json()["config"]["original"]
+            assert (state.service_dir("alertmanager") / "url").read_text().strip() == server.url
+        finally:
+            server.stop()
+        if run == 0:
+            assert "http://127.0.0.1:5001/" in original
+            server.config_path.write_text(server.config_path.read_text().replace("127.0.0.1:5001", "127.0.0.1:5002"))
+    assert "http://127.0.0.1:5002/" in original, "the user's edit is what runs"

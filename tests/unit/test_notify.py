@@ -238,3 +238,64 @@ def test_credentials_come_from_the_environment_and_are_not_shown() -> None:
     bearer = auth_from_env({SecretEnv.ALERTMANAGER_TOKEN: "tok-456"})
     assert bearer is not None and "tok-456" not in repr(bearer)
     assert auth_from_env({}) is None
+
+
+# --- planning and the local Alertmanager's config ------------------------------------------------------
+
+DETECTION = {"features": [{"name": "downloads", "dimensions": ["region"],
+                           "metrics": [{"name": "success_rate", "agg": "avg", "field": "success"}]}]}  # fmt: skip
+
+
+def planned(notify: dict[str, Any] | None, alertmanager_url: str | None = None) -> Any:
+    from adnomaly.plan import Endpoints, plan
+    from adnomaly.spec import parse_pipeline
+
+    detection: dict[str, Any] = {"detectors": [{"name": "low", "feature": "downloads", "metric": "success_rate",
+                                                "threshold": {"warningBelow": 0.9}}]}  # fmt: skip
+    if notify is not None:
+        detection["notify"] = notify
+    p = parse_pipeline({"kind": "Pipeline", "metadata": {"name": "shop"},
+                        "spec": {"events": {"schema": "download"}, **DETECTION, "detection": detection}})  # fmt: skip
+    return plan(p, Endpoints(kafka_bootstrap="k:9092", alertmanager_url=alertmanager_url))
+
+
+def test_the_plan_sends_to_the_specs_alertmanager_else_the_backends() -> None:
+    from adnomaly.plan import wants_local_alertmanager
+
+    spec_url = planned({"alertmanager": {"url": "http://am.example:9093"}}, alertmanager_url="http://127.0.0.1:1")
+    section = spec_url.components["detector"].config.detector
+    assert section.notify.url == "http://am.example:9093" and "notify" not in section.detection
+    local = planned({"alertmanager": {}}, alertmanager_url="http://127.0.0.1:1")
+    assert local.components["detector"].config.detector.notify.url == "http://127.0.0.1:1"
+    nowhere = planned({"alertmanager": {}})
+    assert nowhere.components["detector"].config.detector.notify is None
+    assert "AlertmanagerNotPlanned" in [reason for reason, _ in nowhere.conditions]
+    off = planned(None, alertmanager_url="http://127.0.0.1:1")
+    assert off.components["detector"].config.detector.notify is None
+    assert "AlertmanagerNotPlanned" not in [reason for reason, _ in off.conditions]
+    from adnomaly.spec import parse_pipeline
+
+    assert not wants_local_alertmanager(parse_pipeline({"kind": "Pipeline", "metadata": {"name": "x"}, "spec": {
+        "detection": {"notify": {"alertmanager": {}}}}}))  # no detectors: nothing to notify
+
+
+def test_local_alertmanager_config_notifies_each_anomaly_once_and_is_the_users(tmp_path: Any) -> None:
+    import yaml
+    from adnomaly.local.alertmanager import alertmanager_config, ensure_config
+
+    doc = yaml.safe_load(alertmanager_config("http://127.0.0.1:7/hook"))
+    route = doc["route"]
+    assert route["group_by"] == ["..."] and route["repeat_interval"] == "720h"
+    assert doc["receivers"] == [{"name": "webhook", "webhook_configs": [
+        {"url": "http://127.0.0.1:7/hook", "send_resolved": True}]}]  # fmt: skip
+    path = ensure_config(tmp_path)
+    path.write_text("# edited\n" + path.read_text())
+    assert ensure_config(tmp_path).read_text().startswith("# edited"), "an edit is never overwritten"
+
+
+def test_local_prometheus_sends_its_alerts_to_the_local_alertmanager() -> None:
+    from adnomaly.local.prometheus import scrape_config
+
+    assert scrape_config({"detector": 9}, alertmanager="127.0.0.1:9093")["alerting"] == {
+        "alertmanagers": [{"static_configs": [{"targets": ["127.0.0.1:9093"]}]}]}
+    assert "alerting" not in scrape_config({"detector": 9})
