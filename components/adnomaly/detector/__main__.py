@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="component config JSON (default: $ADNOMALY_CONFIG)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Alertmanager post otherwise
     config, section = load_section(args.config, DETECTOR_SECTION, DetectorConfig)
     dsn = secret_from_env(SecretEnv.POSTGRES_DSN)
     assert dsn is not None
