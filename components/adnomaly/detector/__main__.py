@@ -1,6 +1,7 @@
 """`python -m adnomaly.detector --config PATH`: run the detector until SIGTERM/SIGINT (then drain, exit 0).
 
-Needs $ADNOMALY_POSTGRES_DSN; the `detector` section of the component config (see `.config`).
+Needs $ADNOMALY_POSTGRES_DSN; the `detector` section of the component config (see `.config`). With its
+`notify` section, the Alertmanager login comes from $ADNOMALY_ALERTMANAGER_USERNAME/_PASSWORD or _TOKEN.
 """
 
 from __future__ import annotations
