@@ -34,6 +34,10 @@ class SecretEnv:
     INGEST_TOKENS_FILE = "ADNOMALY_INGEST_TOKENS_FILE"  # tokens in a file, re-read on change (rotation)
     S3_ACCESS_KEY = "ADNOMALY_S3_ACCESS_KEY"
     S3_SECRET_KEY = "ADNOMALY_S3_SECRET_KEY"
+    # Alertmanager login (adnomaly.notify.sender): basic auth with a username, else a bearer token
+    ALERTMANAGER_USERNAME = "ADNOMALY_ALERTMANAGER_USERNAME"
+    ALERTMANAGER_PASSWORD = "ADNOMALY_ALERTMANAGER_PASSWORD"
+    ALERTMANAGER_TOKEN = "ADNOMALY_ALERTMANAGER_TOKEN"
 
 
 CONFIG_ENV = "ADNOMALY_CONFIG"

@@ -20,6 +20,7 @@ from adnomaly.config import (
 )
 from adnomaly.detector.config import DetectorConfig
 from adnomaly.durations import duration_ms, parse_duration
+from adnomaly.notify.config import NotifyConfig
 from adnomaly.sinks.sections import feature_sink_section, lake_section, serving_section
 from adnomaly.spec import Pipeline, TopicSpec, TracingSpec
 
@@ -48,6 +49,7 @@ class Endpoints:
     serving_host: str = "0.0.0.0"
     serving_port: int = 8090
     metrics_ports: dict[str, int] = field(default_factory=dict)
+    alertmanager_url: str | None = None  # the backend's own Alertmanager, for specs that name none
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,19 @@ def managed_stores(pipeline: Pipeline) -> frozenset[str]:
     return frozenset(stores)
 
 
+def wants_local_alertmanager(pipeline: Pipeline) -> bool:
+    """The pipeline asks for Alertmanager notifications without naming one: the backend runs its own."""
+    am = pipeline.spec.detection.notify.alertmanager
+    return bool(pipeline.spec.detection.detectors) and am is not None and am.url is None
+
+
+def notify_section(pipeline: Pipeline, endpoints: Endpoints) -> NotifyConfig | None:
+    """Where the detector sends anomalies: the spec's Alertmanager, else the backend's; None: nowhere."""
+    am = pipeline.spec.detection.notify.alertmanager
+    url = (am.url or endpoints.alertmanager_url) if am is not None else None
+    return NotifyConfig(url=url) if url else None
+
+
 def plan(pipeline: Pipeline, endpoints: Endpoints) -> Plan:
     spec = pipeline.spec
     name = pipeline.name
@@ -224,11 +239,17 @@ def plan(pipeline: Pipeline, endpoints: Endpoints) -> Plan:
     if spec.detection.detectors:
         # One replica: a key's windows are spread over partitions (the features key holds the window end),
         # so several replicas would split one key's baseline.
+        notify = notify_section(pipeline, endpoints)
+        if notify is None and wants_local_alertmanager(pipeline):
+            conditions.append(("AlertmanagerNotPlanned", "detection.notify.alertmanager has no url and this "
+                               "backend runs no Alertmanager: anomalies are not notified"))  # fmt: skip
         components["detector"] = ComponentPlan(
             "detector", min(spec.components.detector.replicas, 1),
             config("detector", detector=DetectorConfig(
                 group_id=f"{name}-detector", db_schema=db_schema_name(name), transactional_id=f"{name}-detector",
-                detection=spec.detection.model_dump(mode="json", by_alias=True, exclude_none=True),
+                detection=spec.detection.model_dump(mode="json", by_alias=True, exclude_none=True,
+                                                    exclude={"notify"}),
+                notify=notify,
             )),
         )  # fmt: skip
     components = {

@@ -446,9 +446,41 @@ class DlqWindowSpec(SpecModel):
     allowed_lateness: Duration = Field(default="10s", description="How long a window waits for late dead letters")
 
 
+class AlertmanagerSpec(SpecModel):
+    """Send every anomaly to a Prometheus Alertmanager (API v2): firing while open, resolved with `endsAt`."""
+
+    url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s/@?#]+(/[^\s?#]*)?$", max_length=2048,
+        description="Alertmanager's base URL (alerts go to <url>/api/v2/alerts), without credentials. Absent: "
+        "`adnomaly up` runs a local Alertmanager; on Kubernetes nothing is sent (condition AlertmanagerNotPlanned)",
+    )  # fmt: skip
+    credentials_secret_ref: SecretRef | None = Field(
+        default=None,
+        description="Secret with keys `username` and `password` (basic auth) or `token` (bearer token)",
+    )
+
+    @model_validator(mode="after")
+    def _credentials_need_url(self) -> AlertmanagerSpec:
+        if self.credentials_secret_ref is not None:
+            if self.url is None:
+                raise ValueError("credentialsSecretRef needs `url` (the local Alertmanager takes no credentials)")
+            if self.credentials_secret_ref.key is not None:
+                raise ValueError(
+                    "credentialsSecretRef takes no `key`: the Secret's keys are username/password or token"
+                )
+        return self
+
+
+class NotifySpec(SpecModel):
+    """Where anomalies go for people, besides the anomalies topic and table."""
+
+    alertmanager: AlertmanagerSpec | None = None
+
+
 class DetectionSpec(SpecModel):
     detectors: list[DetectorSpec] = Field(default_factory=list, max_length=64)
     dlq: DlqWindowSpec = Field(default_factory=DlqWindowSpec, description="The reserved feature `_dlq`")
+    notify: NotifySpec = Field(default_factory=NotifySpec, description="Notifications (Alertmanager)")
 
 
 # --- components and observability ---------------------------------------------------------------------

@@ -167,6 +167,14 @@ CEL_RULES: dict[str, list[Rule]] = {
         Rule("!has(self.criticalThreshold) || !has(self.threshold) || self.criticalThreshold >= self.threshold",
              "auto: criticalThreshold must be at least threshold", ".criticalThreshold"),
     ],
+    "AlertmanagerSpec": [
+        Rule("!has(self.credentialsSecretRef) || has(self.url)",
+             "credentialsSecretRef needs `url` (the local Alertmanager takes no credentials)", ".url",
+             "FieldValueRequired"),
+        Rule("!has(self.credentialsSecretRef) || !has(self.credentialsSecretRef.key)",
+             "credentialsSecretRef takes no `key`: the Secret's keys are username/password or token",
+             ".credentialsSecretRef.key"),
+    ],
     "DetectorSpec": [
         Rule("[has(self.threshold), has(self.robustZScore), has(self.ewma), has(self.auto)].filter(m, m).size() == 1",
              "a detector takes exactly one of `threshold`, `robustZScore`, `ewma`, `auto`"),

@@ -5,7 +5,8 @@ config (generator, ingest, processor, lake sink, feature sink, online API, detec
 cluster endpoints (Strimzi's bootstrap Service, the managed MinIO's Service), the Flink features job
 (compiled by `adnomaly.features.sql.compile_job`, as the local backend does, with S3 state), one Kafka
 user per Kafka client of the managed Kafka (SCRAM-SHA-512, ACLs from `adnomaly.kafka_acls`), and where
-each secret comes from (always a Secret reference, never a value).
+each secret comes from (always a Secret reference, never a value): the detector's Alertmanager login too
+(optional keys of the spec's `credentialsSecretRef`: `username` and `password`, or `token`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ HTTP_PORTS = {"ingest": INGEST_PORT, "serving": SERVING_PORT}  # components serv
 class SecretKeyRef:
     name: str
     key: str
+    optional: bool = False  # the pod starts without the variable when the Secret lacks the key
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,20 @@ def _secret_env(component: str, stores: StoresPlan) -> dict[str, SecretKeyRef]:
     return env
 
 
+def alertmanager_env(pipeline: Pipeline) -> dict[str, SecretKeyRef]:
+    """The detector's Alertmanager login, from the spec's `credentialsSecretRef`: basic auth (`username`,
+    `password`) or a bearer `token`, whichever keys the Secret has."""
+    am = pipeline.spec.detection.notify.alertmanager
+    if am is None or am.credentials_secret_ref is None:
+        return {}
+    name = am.credentials_secret_ref.name
+    return {
+        SecretEnv.ALERTMANAGER_USERNAME: SecretKeyRef(name, "username", optional=True),
+        SecretEnv.ALERTMANAGER_PASSWORD: SecretKeyRef(name, "password", optional=True),
+        SecretEnv.ALERTMANAGER_TOKEN: SecretKeyRef(name, "token", optional=True),
+    }
+
+
 def checkpoint_uri(pipeline: Pipeline, stores: StoresPlan) -> str:
     """Base URI of the Flink job's checkpoints and savepoints."""
     if stores.s3 is not None:
@@ -271,7 +287,7 @@ def _kafka_users(
 
 def _environment(
     components: dict[str, ComponentPlan], features: FlinkJob | None, kafka_users: dict[str, KafkaUserPlan],
-    stores: StoresPlan, ingest_tokens: SecretKeyRef | None,
+    stores: StoresPlan, ingest_tokens: SecretKeyRef | None, notify: dict[str, SecretKeyRef],
 ) -> tuple[dict[str, dict[str, SecretKeyRef]], dict[str, dict[str, str]]]:
     """Per component (and the Flink job): secret env vars (as refs) and non-secret ones (as values)."""
     secret_env: dict[str, dict[str, SecretKeyRef]] = {}
@@ -280,6 +296,9 @@ def _environment(
         client = component == FLINK_COMPONENT or uses_kafka(components[component].config)
         kafka_secret, kafka_plain = _kafka_env(kafka_users.get(component), stores) if client else ({}, {})
         secret_env[component] = {**kafka_secret, **(_secret_env(component, stores) if component in components else {})}
+        detector = components[component].config.detector if component in components else None
+        if detector is not None and detector.notify is not None:
+            secret_env[component].update(notify)
         planned = components[component].env if component in components else {}  # e.g. OTEL_* from the spec
         plain_env[component] = {**planned, **kafka_plain}
         if component == "ingest" and ingest_tokens is not None:  # the file of the mounted tokens Secret
@@ -320,7 +339,8 @@ def kube_plan(pipeline: Pipeline, namespace: str) -> KubePlan:
     if spec.features:
         features = compile_job(pipeline, shared.kafka, events_config(pipeline), flink_job_options(pipeline, stores))
     kafka_users = _kafka_users(names, components, features) if kafka_managed else {}
-    secret_env, plain_env = _environment(components, features, kafka_users, stores, ingest_tokens)
+    secret_env, plain_env = _environment(components, features, kafka_users, stores, ingest_tokens,
+                                         alertmanager_env(pipeline))
 
     return KubePlan(
         pipeline=pipeline,

@@ -302,3 +302,40 @@ def test_each_component_gets_only_the_secrets_it_uses() -> None:
     serving = objects_of(items, "Deployment")["clickstream-serving"]["spec"]["template"]["spec"]["containers"][0]
     assert serving["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert {"name": "http", "containerPort": 8090} in serving["ports"]
+
+
+def _with_notify(alertmanager: dict[str, Any]) -> Pipeline:
+    detection = {**FEATURES["detection"], "notify": {"alertmanager": alertmanager}}
+    return pipeline(**{**FEATURES, "detection": detection})
+
+
+def test_detector_notifies_alertmanager_with_the_login_from_the_secret_only() -> None:
+    p = _with_notify({"url": "http://alertmanager-operated.monitoring.svc:9093",
+                      "credentialsSecretRef": {"name": "am-login"}})
+    items = rendered(p)
+    deployments = objects_of(items, "Deployment")
+    container = deployments["clickstream-detector"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    for var, key in ((SecretEnv.ALERTMANAGER_USERNAME, "username"), (SecretEnv.ALERTMANAGER_PASSWORD, "password"),
+                     (SecretEnv.ALERTMANAGER_TOKEN, "token")):
+        assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "am-login", "key": key, "optional": True}
+    for name, deployment in deployments.items():  # no other component gets the login
+        if name != "clickstream-detector":
+            names = {e["name"] for c in deployment["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])}
+            assert not {n for n in names if "ALERTMANAGER" in n}, name
+    data = objects_of(items, "ConfigMap")["clickstream-config"]["data"]
+    config = json.loads(data["detector.json"])["detector"]
+    assert config["notify"]["url"] == "http://alertmanager-operated.monitoring.svc:9093"
+    assert "am-login" not in json.dumps(data) and "notify" not in config["detection"]
+    policy = objects_of(items, "NetworkPolicy")["clickstream-detector"]
+    assert {"protocol": "TCP", "port": 9093} in [port for rule in policy["spec"]["egress"] for port in rule["ports"]]
+    assert kube_plan(p, NS).components["detector"].config_hash != kube_plan(pipeline(**FEATURES), NS).components[
+        "detector"].config_hash  # notifying rolls the detector
+
+
+def test_alertmanager_without_url_is_a_condition_on_kubernetes() -> None:
+    kp = kube_plan(_with_notify({}), NS)
+    assert "AlertmanagerNotPlanned" in [reason for reason, _ in kp.notes]
+    detector = kp.components["detector"].config.detector
+    assert detector is not None and detector.notify is None
+    assert not {v for v in kp.secret_env["detector"] if "ALERTMANAGER" in v}

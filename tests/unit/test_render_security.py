@@ -41,6 +41,8 @@ EXTERNAL_SPEC: dict[str, Any] = {
                            "credentialsSecretRef": {"name": "kafka-creds"}}},
     "storage": {"postgres": {"external": {"dsnSecretRef": {"name": "pg-dsn"}}}},
     "featureStore": {"redis": {"external": {"urlSecretRef": {"name": "redis-url"}}}},
+    "detection": {**FULL_SPEC["detection"], "notify": {"alertmanager": {
+        "url": "https://alertmanager.example.com:9443", "credentialsSecretRef": {"name": "am-login"}}}},
 }
 
 
@@ -433,12 +435,15 @@ def test_external_stores_are_reached_on_their_ports_only() -> None:
     assert not allowed(policies, pods["ingest"], internet, 5432)
     assert not allowed(policies, pods["serving"], internet, 9096)
     assert not allowed(policies, pods["processor"], internet, 9092)
+    assert allowed(policies, pods["detector"], internet, 9443)  # its Alertmanager
+    assert not allowed(policies, pods["processor"], internet, 9443)
 
 
 # --- 5. secrets only in Secrets --------------------------------------------------------------------------------
 
 SECRET_ENV_NAMES = {SecretEnv.POSTGRES_DSN, SecretEnv.REDIS_URL, SecretEnv.INGEST_TOKENS, SecretEnv.KAFKA_PASSWORD,
-                    SecretEnv.S3_ACCESS_KEY, SecretEnv.S3_SECRET_KEY}
+                    SecretEnv.S3_ACCESS_KEY, SecretEnv.S3_SECRET_KEY, SecretEnv.ALERTMANAGER_USERNAME,
+                    SecretEnv.ALERTMANAGER_PASSWORD, SecretEnv.ALERTMANAGER_TOKEN}
 SECRETISH = re.compile(r"PASSWORD|TOKENS?$|SECRET|DSN|_URL$|ACCESS_KEY|AUTH|MC_HOST", re.IGNORECASE)
 CREDENTIAL_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@\"]*:[^/\s@\"]+@", re.IGNORECASE)
 

@@ -1,6 +1,7 @@
 """`python -m adnomaly.detector --config PATH`: run the detector until SIGTERM/SIGINT (then drain, exit 0).
 
-Needs $ADNOMALY_POSTGRES_DSN; the `detector` section of the component config (see `.config`).
+Needs $ADNOMALY_POSTGRES_DSN; the `detector` section of the component config (see `.config`). With its
+`notify` section, the Alertmanager login comes from $ADNOMALY_ALERTMANAGER_USERNAME/_PASSWORD or _TOKEN.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="component config JSON (default: $ADNOMALY_CONFIG)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Alertmanager post otherwise
     config, section = load_section(args.config, DETECTOR_SECTION, DetectorConfig)
     dsn = secret_from_env(SecretEnv.POSTGRES_DSN)
     assert dsn is not None

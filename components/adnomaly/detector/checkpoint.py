@@ -8,6 +8,9 @@ went through, the one before when the process died in between (the batch is then
 identical state and yields identical anomalies, which the idempotent table and the aborted Kafka
 transaction make appear once). Offsets are compared over the topics consumed now only, so adding or
 removing the `_dlq` topics keeps the match.
+
+With notifications on, the state includes the Alertmanager notices (`adnomaly.notify.state`) as they are
+once the batch is committed, which is what makes notifying exact across restarts.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import msgspec
 
 from adnomaly.detection.engine import EngineState
+from adnomaly.notify.state import Notice
 
 
 class DlqState(msgspec.Struct, frozen=True):
@@ -29,6 +33,7 @@ class DlqState(msgspec.Struct, frozen=True):
 class Checkpoint(msgspec.Struct, frozen=True):
     engine: EngineState
     dlq: DlqState | None = None
+    notify: dict[str, Notice] | None = None  # adnomaly.notify.state: None when notifications are off
 
 
 ENCODER = msgspec.json.Encoder()

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from adnomaly.notify.config import NotifyConfig
 from adnomaly.spec import DetectionSpec
 
 DETECTOR_SECTION = "detector"
@@ -28,6 +29,7 @@ class DetectorConfig(BaseModel):
     threshold_min_count: int = Field(default=20, ge=1, description="Events a window needs for threshold rules")
     batch_size: int = Field(default=500, ge=1)
     batch_timeout_s: float = Field(default=0.5, gt=0)
+    notify: NotifyConfig | None = Field(default=None, description="Alertmanager; None: no notifications")
 
     def detection_spec(self) -> DetectionSpec:
         return DetectionSpec.model_validate(self.detection)

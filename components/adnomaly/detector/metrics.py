@@ -1,8 +1,9 @@
-"""The detector's Prometheus metrics (labels: the detector's name from the spec and the severity)."""
+"""The detector's Prometheus metrics (labels: the detector's name from the spec and the severity; for
+notifications the alert's status and what became of it: sent, failed (retried), rejected, dropped)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from adnomaly.observability import LATENCY_BUCKETS
 
@@ -19,4 +20,10 @@ class DetectorMetrics:
         self.invalid = Counter("adnomaly_detector_invalid_records_total", "Undecodable feature records", **kw)
         self.batch = Histogram(
             "adnomaly_detector_batch_seconds", "Judge + store + publish of one batch", buckets=LATENCY_BUCKETS, **kw
+        )
+        self.notifications = Counter(
+            "adnomaly_notifications_total", "Alerts posted to Alertmanager, by outcome", ["status", "result"], **kw
+        )
+        self.notifications_pending = Gauge(
+            "adnomaly_notifications_pending", "Anomalies whose notification is not settled yet", **kw
         )

@@ -11,6 +11,10 @@ loaded (`adnomaly.detector.checkpoint`), so a restart, even after kill -9, judge
 of an uninterrupted run: each anomaly, its escalation and its resolution appear once in the topic and the
 table. Without a matching checkpoint (first start of an older deployment, expired group offsets), the
 anomalies still open in the table are re-adopted instead, so they are at least not opened twice.
+
+With `notify` configured, a committed batch's anomalies are handed to a background sender for
+Alertmanager (`adnomaly.notify`); the notices it keeps are part of the checkpoint, so a restart neither
+loses a notification nor sends a resolved anomaly as firing again.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from adnomaly.detector.metrics import DetectorMetrics
 from adnomaly.durations import parse_duration
 from adnomaly.features.record import DECODER, FeatureRecord
 from adnomaly.kafka_client import CONSUMER_TUNING, consumer_config, producer_config
+from adnomaly.notify import state as notify_state
+from adnomaly.notify.sender import AlertmanagerClient, Notifier, auth_from_env
 from adnomaly.spec import DLQ_FEATURE
 
 _log = logging.getLogger(__name__)
@@ -80,6 +86,10 @@ class DetectorRunner:
         self.producer.init_transactions(30)
         self.positions: dict[str, int] = {}
         self.seq = 0
+        self.notifier: Notifier | None = None
+        if section.notify is not None:
+            client = AlertmanagerClient(section.notify.url, auth_from_env(), section.notify.timeout_s)
+            self.notifier = Notifier(section.notify, client, self.metrics)
         self.resume()
         self.stopping = threading.Event()
 
@@ -112,6 +122,7 @@ class DetectorRunner:
             store.drop_checkpoints(self.conn, schema, group)
             self.engine.restore(store.open_anomalies(self.conn, schema, self.config.pipeline))
             self.positions, self.seq = committed, 0
+            self.resume_notices(None)
             return
         seq, self.positions, state = found
         store.drop_checkpoints(self.conn, schema, group, after=seq)  # a batch Kafka never saw committed
@@ -123,13 +134,25 @@ class DetectorRunner:
             dlq.size_us, dlq.lateness_us
         ):  # fmt: skip
             self.dlq = InvalidShareWindows.from_state(dlq.size_us, dlq.lateness_us, cp.dlq.windows)
+        self.resume_notices(cp.notify)
         _log.info("resumed from checkpoint %d (%d open anomalies)", seq, len(self.engine.open))
 
-    def encoded_state(self) -> bytes:
+    def resume_notices(self, saved: notify_state.Notices | None) -> None:
+        """The saved notices, plus a firing one for each open anomaly they lack (the checkpoint predates
+        notifications, or there was none), minus open ones no detector tracks any more."""
+        if self.notifier is None:
+            return
+        opened = [o.anomaly for o in self.engine.open.values()]
+        notices = notify_state.observe(saved or {}, opened, self.notifier.config.alertname)
+        self.notifier.load(notify_state.keep_open(notices, (a.id for a in opened)))
+
+    def encoded_state(self, notices: notify_state.Notices | None = None) -> bytes:
         dlq = None
         if self.dlq is not None:
             dlq = checkpoint.DlqState(self.dlq.size_us, self.dlq.lateness_us, self.dlq.state())
-        return checkpoint.ENCODER.encode(checkpoint.Checkpoint(engine=self.engine.snapshot(), dlq=dlq))
+        return checkpoint.ENCODER.encode(
+            checkpoint.Checkpoint(engine=self.engine.snapshot(), dlq=dlq, notify=notices)
+        )
 
     def judge(self, messages: list[Message]) -> list[tuple[Anomaly, list[tuple[str, bytes]]]]:
         out: list[tuple[Anomaly, list[tuple[str, bytes]]]] = []
@@ -188,8 +211,10 @@ class DetectorRunner:
         for message in messages:
             self.positions[checkpoint.offset_key(message.topic(), message.partition())] = message.offset() + 1
         self.seq += 1
-        store.write(self.conn, self.section.db_schema, [a for a, _ in judged],
-                    (self.section.group_id, self.seq, self.positions, self.encoded_state()))  # fmt: skip
+        anomalies = [a for a, _ in judged]
+        notices = self.notifier.preview(anomalies) if self.notifier is not None else None
+        store.write(self.conn, self.section.db_schema, anomalies,
+                    (self.section.group_id, self.seq, self.positions, self.encoded_state(notices)))  # fmt: skip
         self.producer.begin_transaction()
         try:
             for anomaly, headers in judged:
@@ -204,6 +229,8 @@ class DetectorRunner:
         except Exception:
             self.producer.abort_transaction(30)
             raise
+        if self.notifier is not None:  # only now: a restart resumes from this batch's checkpoint or a later one
+            self.notifier.observe(anomalies)
         for anomaly, _ in judged:
             if anomaly.status == "open":
                 self.metrics.anomalies.labels(anomaly.type, anomaly.severity).inc()
@@ -213,6 +240,8 @@ class DetectorRunner:
 
     def run(self, on_batch: Callable[[int], None] | None = None) -> None:
         self.consumer.subscribe(self.topics)
+        if self.notifier is not None:
+            self.notifier.start()
         try:
             while not self.stopping.is_set():
                 messages = self.consumer.consume(self.section.batch_size, self.section.batch_timeout_s)
@@ -230,6 +259,8 @@ class DetectorRunner:
             self.close()
 
     def close(self) -> None:
+        if self.notifier is not None:
+            self.notifier.close()
         self.producer.flush(30)
         self.consumer.close()
         self.conn.close()

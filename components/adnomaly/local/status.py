@@ -1,7 +1,8 @@
 """`adnomaly status`: the key numbers of a running local pipeline, read from its components' /metrics.
 
 It needs nothing but the state directory `adnomaly up` uses: each component's rendered config there names
-its metrics port, and a Prometheus started by `adnomaly up` leaves its URL in `services/prometheus/url`.
+its metrics port, and a Prometheus (Alertmanager) started by `adnomaly up` leaves its URL in
+`services/prometheus/url` (`services/alertmanager/url`).
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ def key_numbers(components: Mapping[str, ComponentStatus]) -> list[tuple[str, st
     return rows
 
 
-def prometheus_url(state_dir: Path) -> str | None:
-    path = state_dir / "services" / "prometheus" / "url"
+def service_url(state_dir: Path, service: str) -> str | None:
+    """The URL a Prometheus or Alertmanager started by `adnomaly up` left in its state dir, if it answers."""
+    path = state_dir / "services" / service / "url"
     if not path.exists():
         return None
     url = path.read_text().strip()
@@ -131,10 +133,11 @@ def run_status(state_dir: Path, console: Console | None = None) -> dict[str, obj
             "components": {name: status.up for name, status in components.items()},
             "numbers": dict(numbers),
         }
-    url = prometheus_url(state_dir)
-    if url:
-        console.print(f"Prometheus: {url}")
-        report["prometheus"] = url
+    for service, title in (("prometheus", "Prometheus"), ("alertmanager", "Alertmanager")):
+        url = service_url(state_dir, service)
+        if url:
+            console.print(f"{title}: {url}")
+            report[service] = url
     return report
 
 

@@ -25,11 +25,12 @@ import psycopg
 
 from adnomaly.config import SecretEnv
 from adnomaly.kafka_client import TopicSettings, consumer_lag, ensure_topics
+from adnomaly.local.alertmanager import AlertmanagerServer, alertmanager_server
 from adnomaly.local.live import LiveView
 from adnomaly.local.progress import Progress, ProgressProbe
 from adnomaly.local.prometheus import prometheus_server
 from adnomaly.local.state import StateDir, open_state_dir
-from adnomaly.plan import COMPONENT_MODULES, Endpoints, Plan, managed_stores, plan
+from adnomaly.plan import COMPONENT_MODULES, Endpoints, Plan, managed_stores, plan, wants_local_alertmanager
 from adnomaly.processor.store import count_stored
 from adnomaly.services.base import ManagedProcess, free_port, wait_until
 from adnomaly.services.flink import FeaturesJob, start_features_job
@@ -97,6 +98,7 @@ class LocalPipeline:
     state: StateDir
     services: Services
     plan: Plan = field(init=False)
+    alertmanager_url: str | None = None  # the local Alertmanager, when the spec asks for one without a url
     components: dict[str, ManagedProcess] = field(default_factory=dict)
     ingest_port: int = field(default=0)
     features_job: FeaturesJob | None = None  # the Flink job, once started
@@ -113,6 +115,7 @@ class LocalPipeline:
                 serving_host="127.0.0.1",
                 serving_port=free_port(),
                 metrics_ports={name: free_port() for name in COMPONENT_ORDER},
+                alertmanager_url=self.alertmanager_url,
             ),
         )
 
@@ -132,6 +135,17 @@ class LocalPipeline:
         if self.services.redis is not None:
             env[SecretEnv.REDIS_URL] = self.services.redis.url
         return env
+
+    def notify_env(self) -> dict[str, str]:
+        """The detector's Alertmanager login: locally, the spec's `credentialsSecretRef` names a directory of
+        the state dir (`pipelines/<pipeline>/secrets/<name>/`) holding `username` and `password`, or `token`."""
+        am = self.pipeline.spec.detection.notify.alertmanager
+        if am is None or am.credentials_secret_ref is None:
+            return {}
+        directory = self.state.root / "pipelines" / self.name / "secrets" / am.credentials_secret_ref.name
+        keys = {"username": SecretEnv.ALERTMANAGER_USERNAME, "password": SecretEnv.ALERTMANAGER_PASSWORD,
+                "token": SecretEnv.ALERTMANAGER_TOKEN}  # fmt: skip
+        return {var: (directory / key).read_text().strip() for key, var in keys.items() if (directory / key).exists()}
 
     def create_topics(self) -> None:
         # One local broker: every topic has one replica whatever the spec asks for Kubernetes.
@@ -153,9 +167,10 @@ class LocalPipeline:
         argv = [sys.executable, "-m", COMPONENT_MODULES[name], "--config", str(config_path)]
         if name == "generator":
             argv += ["--stats-file", str(directory / "stats.json"), "--labels", str(directory / "labels.jsonl")]
-        process = ManagedProcess(
-            name, argv, directory / f"{name}.log", env={**os.environ, **component.env, **self.secrets_env()}
-        )
+        env = {**os.environ, **component.env, **self.secrets_env()}
+        if name == "detector":
+            env.update(self.notify_env())
+        process = ManagedProcess(name, argv, directory / f"{name}.log", env=env)
         process.start()
         self.components[name] = process
         return process
@@ -286,6 +301,19 @@ def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView) -> Progres
     return probe.read()
 
 
+def start_alertmanager(pipeline: Pipeline, state: StateDir, say: Callable[[str], None]) -> AlertmanagerServer | None:
+    """The local Alertmanager, started when the pipeline asks for notifications without naming one."""
+    if not wants_local_alertmanager(pipeline):
+        return None
+    server = alertmanager_server(state.service_dir("alertmanager"))
+    if server is None:
+        say("prometheus-alertmanager is not installed (make services): anomalies are not notified")
+        return None
+    server.start()
+    say(f"alertmanager: {server.url} (receivers: {server.config_path})")
+    return server
+
+
 def run_up(options: UpOptions) -> dict[str, Any]:
     pipeline = with_overrides(load_pipeline(options.pipeline_file), options.invalid_rate)
     state = open_state_dir(options.state_dir)
@@ -299,11 +327,12 @@ def run_up(options: UpOptions) -> dict[str, Any]:
             + (f", minio on {services.minio.endpoint}" if services.minio else "")
             + (f", redis on 127.0.0.1:{services.redis.port}" if services.redis else "")
         )
-        local = LocalPipeline(pipeline, state, services)
+        alertmanager = start_alertmanager(pipeline, state, view.message)
+        local = LocalPipeline(pipeline, state, services, alertmanager.url if alertmanager else None)
         local.create_topics()
         prometheus = prometheus_server(
             {name: c.config.metrics_port or 0 for name, c in local.plan.components.items()},
-            state.service_dir("prometheus"),
+            state.service_dir("prometheus"), alertmanager=alertmanager.address if alertmanager else None,
         )
         if prometheus is not None:
             prometheus.start()
@@ -336,6 +365,8 @@ def run_up(options: UpOptions) -> dict[str, Any]:
                 local.features_job.stop()
             if prometheus is not None:
                 prometheus.stop()
+            if alertmanager is not None:
+                alertmanager.stop()
     summary = final.summary()
     view.final(summary)
     if options.summary_json is not None:

@@ -88,6 +88,12 @@ def _feature_sink() -> set[str]:
     return _registry_metrics(FeatureSinkMetrics.create)
 
 
+def _detector() -> set[str]:
+    from adnomaly.detector.metrics import DetectorMetrics
+
+    return _registry_metrics(DetectorMetrics)
+
+
 def _serving() -> set[str]:
     from adnomaly.serving.app import ServingMetrics
 
@@ -102,6 +108,7 @@ _SOURCES: dict[str, Callable[[], set[str]]] = {
     "lake-sink": _lake,
     "feature-sink": _feature_sink,
     "serving": _serving,
+    "detector": _detector,
     "operator": _module_metrics("adnomaly_operator.metrics"),
 }
 

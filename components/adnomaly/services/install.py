@@ -1,7 +1,8 @@
 """Install (or check) everything the local services need: `python -m adnomaly.services.install`.
 
-Idempotent and fast when everything is in place: Kafka's jars are cached under CACHE_DIR, PostgreSQL and
-Redis come from Debian packages (installed with apt only when missing, and only when running as root).
+Idempotent and fast when everything is in place: Kafka's jars are cached under CACHE_DIR, PostgreSQL,
+Redis, Prometheus and Alertmanager come from Debian packages (installed with apt only when missing, and
+only when running as root).
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from adnomaly.services.helm import ensure_helm, helm_installed
 from adnomaly.services.kafka import KAFKA_VERSION, ensure_kafka, kafka_installed
 from adnomaly.services.minio import ensure_minio, minio_installed
 from adnomaly.services.postgres import ensure_postgres, find_postgres_bin
-from adnomaly.services.prometheus import ensure_prometheus, find_prometheus
+from adnomaly.services.prometheus import (
+    ALERTMANAGER,
+    ensure_alertmanager,
+    ensure_prometheus,
+    find_alertmanager,
+    find_prometheus,
+)
 from adnomaly.services.redis import ensure_redis
 
 
@@ -41,6 +48,7 @@ def ensure_all(
     redis: bool = True,
     minio: bool = True,
     prometheus: bool = True,
+    alertmanager: bool = True,
     flink: bool = True,
     helm: bool = True,
 ) -> dict[str, Path]:
@@ -56,6 +64,11 @@ def ensure_all(
         done["minio"] = _step("minio (built from its Go module)", minio_installed, ensure_minio)
     if prometheus:
         done["prometheus"] = _step("prometheus", lambda: find_prometheus() is not None, ensure_prometheus)
+    if alertmanager:
+        done["alertmanager"] = _step(
+            f"prometheus-alertmanager {ALERTMANAGER.version}", lambda: find_alertmanager() is not None,
+            ensure_alertmanager,
+        )
     if helm:
         done["helm"] = _step("helm (built from its Go module)", helm_installed, ensure_helm)
     if flink:
@@ -67,7 +80,7 @@ def ensure_all(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adnomaly.services.install", description=__doc__)
-    names = ("kafka", "postgres", "redis", "minio", "prometheus", "flink", "helm")
+    names = ("kafka", "postgres", "redis", "minio", "prometheus", "alertmanager", "flink", "helm")
     for name in names:
         parser.add_argument(f"--no-{name}", action="store_true", help=f"skip {name}")
     args = parser.parse_args(argv)

@@ -150,7 +150,10 @@ def pod_security(uid: int = 10001) -> Obj:
 
 
 def secret_env(name: str, ref: SecretKeyRef) -> Obj:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+    key_ref: Obj = {"name": ref.name, "key": ref.key}
+    if ref.optional:
+        key_ref["optional"] = True
+    return {"name": name, "valueFrom": {"secretKeyRef": key_ref}}
 
 
 def scratch_volume(name: str = "tmp", size: str = "64Mi") -> Obj:

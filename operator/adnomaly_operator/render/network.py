@@ -7,6 +7,7 @@ what a policy below allows:
 - egress to cluster DNS for all;
 - components → Kafka (if they use it), PostgreSQL, Redis, S3, each only when the component uses it (the
   secrets it is given say so) — to the managed store's pods, or to any address on the external service's port;
+- the detector → its Alertmanager (any address, the URL's port) when it notifies;
 - ingress from anywhere to the HTTP APIs (ingest, online features) and to the metrics port;
 - Kafka: client listeners from the pipeline's Kafka clients; broker ↔ broker; Strimzi's operators;
 - Flink: JobManager ↔ TaskManagers on fixed ports, the JobManager's REST API from the Flink operator,
@@ -133,10 +134,18 @@ def _component_egress(kp: KubePlan, component: str) -> list[Obj]:
         rules.append(_store_egress(kp, kp.stores.redis is not None, "redis", REDIS_PORT))
     if component == "lake-sink" and (s3 := _s3_egress(kp)) is not None:
         rules.append(s3)
+    if (url := notify_url(kp, component)) is not None:
+        rules.append({"to": ANYWHERE, "ports": tcp(_url_port(url, 80))})
     tracing = kp.pipeline.spec.observability.tracing.otlp_endpoint
     if tracing:
         rules.append({"to": ANYWHERE, "ports": tcp(_url_port(tracing, 4317))})
     return rules
+
+
+def notify_url(kp: KubePlan, component: str) -> str | None:
+    planned = kp.components.get(component)
+    section = planned.config.detector if planned is not None else None
+    return section.notify.url if section is not None and section.notify is not None else None
 
 
 def _components(kp: KubePlan, ctx: RenderContext) -> list[Desired]:
