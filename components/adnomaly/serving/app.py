@@ -36,7 +36,7 @@ import redis.asyncio as redis_async
 import uvicorn
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
 from adnomaly.anomalies.filters import AnomalyFilters, BadFilter
@@ -232,7 +232,7 @@ def create_app(
     async def healthz() -> Response:
         return _json(200, {"status": "ok"})
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses={503: {"description": "Redis does not answer"}})
     async def readyz() -> Response:
         try:
             await state["redis"].ping()
@@ -240,7 +240,7 @@ def create_app(
             return _json(503, {"status": "unavailable", "detail": f"Redis: {type(exc).__name__}"})
         return _json(200, {"status": "ready"})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def prometheus() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
