@@ -51,7 +51,7 @@ SEEDED = [
 
 
 def seed(dsn: str, db_schema: str) -> None:
-    """The anomalies above, 90 minutes of one-minute windows for US/ios (a spike at the first anomaly), and
+    """(Idempotent) The anomalies above, 90 minutes of one-minute windows for US/ios (a spike at the first anomaly), and
     360 events stored over the last two minutes (the console's throughput: 72 per minute over 5 minutes)."""
     with psycopg.connect(dsn) as conn:
         anomaly_store.ensure_table(conn, db_schema)
@@ -60,7 +60,8 @@ def seed(dsn: str, db_schema: str) -> None:
         with conn.transaction():
             conn.execute(
                 f'INSERT INTO "{db_schema}".events (event_id, event_time, payload) '
-                "SELECT 'e' || g, now() - g * interval '1 second' / 3, '{}'::jsonb FROM generate_series(1, 360) g"
+                "SELECT 'e' || g, now() - g * interval '1 second' / 3, '{}'::jsonb FROM generate_series(1, 360) g "
+                "ON CONFLICT (event_id) DO UPDATE SET event_time = EXCLUDED.event_time"
             )
     history = HistoryStore(dsn, db_schema)
     history.ensure_table()

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from adnomaly.plan import db_schema_name
 from adnomaly.services.postgres import PostgresServer
 from adnomaly.services.redis import RedisServer
 
@@ -20,7 +21,7 @@ from tests.integration.anomaly_data import PIPELINE, SEEDED, LiveServing, seed
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium")
-SCHEMA = "p_console_itest"
+SCHEMA = db_schema_name(PIPELINE)
 
 
 @pytest.fixture(scope="module")
