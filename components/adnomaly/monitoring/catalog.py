@@ -94,6 +94,12 @@ def _serving() -> set[str]:
     return _registry_metrics(ServingMetrics.create)
 
 
+def _detector() -> set[str]:
+    from adnomaly.detector.metrics import DetectorMetrics
+
+    return _registry_metrics(DetectorMetrics)
+
+
 # component (as in plan.COMPONENT_MODULES, plus the operator) → how to list its series
 _SOURCES: dict[str, Callable[[], set[str]]] = {
     "generator": _module_metrics("adnomaly.generator.metrics"),
@@ -102,6 +108,7 @@ _SOURCES: dict[str, Callable[[], set[str]]] = {
     "lake-sink": _lake,
     "feature-sink": _feature_sink,
     "serving": _serving,
+    "detector": _detector,
     "operator": _module_metrics("adnomaly_operator.metrics"),
 }
 
