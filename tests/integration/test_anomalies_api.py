@@ -137,6 +137,9 @@ def test_schemathesis_finds_no_server_errors(serving: LiveServing) -> None:
     assert ran.get("GET /v1/anomalies negative", 0) >= 20, ran
     assert time.monotonic() - started < 180, ran
     assert "Traceback" not in serving.log, serving.log
+    metrics = httpx.get(f"{serving.base_url}/metrics").text
+    assert 'adnomaly_serving_anomaly_requests_total{route="/v1/anomalies",status="200"}' in metrics
+    assert 'adnomaly_serving_anomaly_requests_total{route="/v1/anomalies",status="400"}' in metrics
 
 
 def test_the_openapi_document_types_the_answers(serving: LiveServing, tmp_path: Path) -> None:

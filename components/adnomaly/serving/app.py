@@ -25,7 +25,7 @@ import argparse
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -62,6 +62,7 @@ REQUEST_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 
 class ServingMetrics:
     requests: Counter
     seconds: Histogram
+    anomaly_requests: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ServingMetrics:
@@ -73,6 +74,10 @@ class ServingMetrics:
             seconds=Histogram(
                 "adnomaly_serving_request_seconds", "Time to answer a feature lookup, by view", ["view"],
                 buckets=REQUEST_BUCKETS, registry=registry,
+            ),
+            anomaly_requests=Counter(
+                "adnomaly_serving_anomaly_requests_total", "Anomalies API and console requests by route and status",
+                ["route", "status"], registry=registry,
             ),
         )  # fmt: skip
 
@@ -134,6 +139,15 @@ def create_app(
         lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url="/openapi.json",
     )  # fmt: skip
     app.add_exception_handler(RequestValidationError, _validation_problem)
+
+    @app.middleware("http")
+    async def count_anomaly_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]
+                                     ) -> Response:  # fmt: skip
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "")
+        if route.startswith(("/v1/anomalies", "/console")):  # the feature lookups have their own metrics
+            metrics.anomaly_requests.labels(route, str(response.status_code)).inc()
+        return response
 
     async def get_features(request: Request) -> Response:
         started = time.perf_counter()
