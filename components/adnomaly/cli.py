@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from adnomaly.anomalies.cli import register as register_anomalies
 from adnomaly.bench import BENCHMARKS
 from adnomaly.local.cli import register as register_local
 
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adnomaly", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     register_local(sub)
+    register_anomalies(sub)
     _bench_parser(sub)
     return parser
 

@@ -233,7 +233,9 @@ def plan(pipeline: Pipeline, endpoints: Endpoints) -> Plan:
             min(spec.components.feature_sink.replicas, topics["features"].partitions),
             config("feature-sink", feature_sink=feature_sink),
         )
-    serving = serving_section(pipeline, host=endpoints.serving_host, port=endpoints.serving_port)
+    serving = serving_section(
+        pipeline, host=endpoints.serving_host, port=endpoints.serving_port, db_schema=db_schema_name(name)
+    )
     if serving is not None:
         components["serving"] = ComponentPlan("serving", 1, config("serving", serving=serving))
     if spec.detection.detectors:

@@ -228,7 +228,7 @@ def _kafka_env(user: KafkaUserPlan | None, stores: StoresPlan) -> tuple[dict[str
 def _secret_env(component: str, stores: StoresPlan) -> dict[str, SecretKeyRef]:
     """Each component gets only the (non-Kafka) secrets it uses (ingest tokens: a mounted file, see below)."""
     env: dict[str, SecretKeyRef] = {}
-    if component in ("processor", "feature-sink", "detector"):
+    if component in ("processor", "feature-sink", "detector", "serving"):  # serving: the anomalies API
         env[SecretEnv.POSTGRES_DSN] = stores.postgres_dsn
     if component in ("feature-sink", "serving") and stores.redis_url is not None:
         env[SecretEnv.REDIS_URL] = stores.redis_url

@@ -29,14 +29,8 @@ from adnomaly.services.kafka import KafkaBroker
 from adnomaly.spec import parse_pipeline
 from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+
+from tests.integration.schemathesis_run import run_schemathesis
 
 TOKEN = "it-token-" + uuid.uuid4().hex
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -259,52 +253,15 @@ def _ndjson(_ctx: schemathesis.SerializationContext, value: Any) -> bytes:
     return b"\n".join(json.dumps(item).encode() for item in items)
 
 
-CHECKS = [
-    not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-    response_headers_conformance,
-]  # fmt: skip
 EXAMPLES = {
     ("POST", "/v1/events", schemathesis.GenerationMode.POSITIVE): 150,
     ("POST", "/v1/events", schemathesis.GenerationMode.NEGATIVE): 100,
 }
 
 
-def _schemathesis_test(
-    operation: schemathesis.APIOperation,
-    mode: schemathesis.GenerationMode,
-    examples: int,
-    base_url: str,
-    ran: dict[str, int],
-) -> Callable[[], None]:
-    label = f"{operation.method.upper()} {operation.path} {mode.value}"
-    headers = AUTH if operation.path == "/v1/events" else None
-
-    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(case=operation.as_strategy(generation_mode=mode))
-    def run(case: schemathesis.Case) -> None:
-        ran[label] = ran.get(label, 0) + 1
-        response = case.call(base_url=base_url, headers=headers, timeout=30)
-        case.validate_response(response, checks=CHECKS)
-
-    return run
-
-
 def test_schemathesis_finds_no_server_errors(live_ingest: LiveIngest) -> None:
-    schema = schemathesis.openapi.from_url(f"{live_ingest.base_url}/openapi.json")
-    schema.validate()
-    ran: dict[str, int] = {}
     started = time.monotonic()
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
-            examples = EXAMPLES.get((operation.method.upper(), operation.path, mode), 0)
-            if mode is schemathesis.GenerationMode.POSITIVE:
-                examples = examples or 10  # the probes take no input: a few calls each
-            if not examples:
-                continue  # nothing to negate in an operation without parameters or body
-
-            run = _schemathesis_test(operation, mode, examples, live_ingest.base_url, ran)
-            run()
+    ran = run_schemathesis(live_ingest.base_url, EXAMPLES, lambda path: AUTH if path == "/v1/events" else None)
     assert ran.get("POST /v1/events positive", 0) >= 50, ran
     assert time.monotonic() - started < 120, ran
     assert "Traceback" not in live_ingest.log, live_ingest.log

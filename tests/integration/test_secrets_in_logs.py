@@ -134,8 +134,14 @@ def test_no_secret_reaches_logs_or_config_files(
                 assert denied.status_code in (401, 403)
                 assert INGEST_TOKEN not in denied.text and WRONG_TOKEN not in denied.text
 
-            # PostgreSQL down while events keep coming: the processor, detector and feature sink retry and log.
+            # PostgreSQL down while events keep coming: the processor, detector and feature sink retry and log;
+            # the anomalies API answers 503 and logs it (the exception's type, never the DSN).
+            serving = local.plan.components["serving"].config.serving
+            assert serving is not None
+            anomalies_url = f"http://127.0.0.1:{serving.port}/v1/anomalies?status=open"
+            assert http.get(anomalies_url).status_code == 200
             postgres.kill()
+            assert http.get(anomalies_url).status_code == 503
             for _ in range(3):
                 assert http.post(url, content=body, headers={"Authorization": f"Bearer {INGEST_TOKEN}",
                                                              "Content-Type": "application/x-ndjson"}).status_code == 202
@@ -144,10 +150,10 @@ def test_no_secret_reaches_logs_or_config_files(
             wait_until(lambda: processor_log.stat().st_size > 0 and _mentions_db_trouble(processor_log.read_text()),
                        40, "the processor logging the database outage")  # fmt: skip
             postgres.start()
+            wait_until(lambda: http.get(anomalies_url).status_code == 200, 30, "the anomalies API back after it")
+            assert "anomalies query failed" in local.components["serving"].log_path.read_text()
 
             # Redis down: the online API answers 503 and logs the failure (redis-py's message, not the URL).
-            serving = local.plan.components["serving"].config.serving
-            assert serving is not None
             lookup = f"http://127.0.0.1:{serving.port}/v1/features/traffic?geo=US"
             assert http.get(lookup).status_code in (200, 404)
             redis.kill()

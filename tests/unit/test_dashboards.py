@@ -6,7 +6,7 @@ import json
 
 import pytest
 from adnomaly.monitoring.catalog import PENDING, registered_metrics
-from adnomaly.monitoring.dashboards import all_dashboards, main, panel_queries, render
+from adnomaly.monitoring.dashboards import all_dashboards, main, panel_queries, render, sql_queries
 from adnomaly.monitoring.promql import metric_names, selectors
 
 from tests.conftest import REPO_ROOT
@@ -88,3 +88,22 @@ def test_no_per_user_labels_and_naming_conventions() -> None:
         for name in series:
             assert name.startswith("adnomaly_"), (component, name)
             assert not name.endswith("_milliseconds_bucket"), (component, name)
+
+
+def test_the_anomalies_dashboard_marks_opens_and_resolves_and_lists_open_anomalies() -> None:
+    document = all_dashboards()["adnomaly-anomalies"]
+    annotations = {a["name"]: a for a in document["annotations"]["list"]}
+    opened, resolved = annotations["Anomaly opened"], annotations["Anomaly resolved"]
+    assert "adnomaly_anomalies_total" in opened["expr"] and "adnomaly_anomalies_resolved_total" in resolved["expr"]
+    known = known_series()
+    for name in ("adnomaly_anomalies_total", "adnomaly_anomalies_resolved_total"):  # what the detector exports
+        assert name in registered_metrics(["detector"])["detector"] and name in known
+    tables = [panel for panel in document["panels"] if panel["type"] == "table"]
+    assert len(tables) == 1 and tables[0]["datasource"]["type"] == "grafana-postgresql-datasource"
+    queries = dict(sql_queries(document))
+    assert "status = 'open'" in queries[tables[0]["title"]]
+    assert all('FROM "$schema".anomalies' in sql for sql in queries.values()), queries
+    variables = {v["name"]: v for v in document["templating"]["list"]}
+    assert variables["postgres"]["query"] == "grafana-postgresql-datasource"
+    assert variables["schema"]["type"] == "textbox"
+    assert "postgres" not in {v["name"] for v in all_dashboards()["adnomaly-overview"]["templating"]["list"]}

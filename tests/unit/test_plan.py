@@ -44,6 +44,13 @@ def test_component_configs_carry_what_components_need() -> None:
     assert proc.events.schema_name == "clickstream" and proc.events.time_field == "timestamp"
 
 
+def test_serving_reads_the_pipelines_schema_for_its_anomalies() -> None:
+    features = {"features": [{"name": "traffic", "dimensions": ["geo"], "window": {"type": "tumbling", "size": "1m"},
+                              "metrics": [{"name": "n", "agg": "count"}]}]}  # fmt: skip
+    serving = plan(pipeline(features), ENDPOINTS).components["serving"].config.serving
+    assert serving is not None and serving.db_schema == "p_shop"
+
+
 def test_config_hash_changes_only_for_affected_components() -> None:
     before = plan(pipeline(), ENDPOINTS).components
     after = plan(pipeline({"components": {"processor": {"batchSize": 100}}}), ENDPOINTS).components

@@ -290,7 +290,7 @@ def test_each_component_gets_only_the_secrets_it_uses() -> None:
         "detector": {kafka, SecretEnv.POSTGRES_DSN},
         "lake-sink": {kafka, SecretEnv.S3_ACCESS_KEY, SecretEnv.S3_SECRET_KEY},
         "feature-sink": {kafka, SecretEnv.POSTGRES_DSN, SecretEnv.REDIS_URL},
-        "serving": {SecretEnv.REDIS_URL},
+        "serving": {SecretEnv.REDIS_URL, SecretEnv.POSTGRES_DSN},  # the anomalies API and console
     }
     configs = objects_of(items, "ConfigMap")["clickstream-config"]["data"]
     for component in env_of:  # every component reads its own section, as planned by adnomaly.plan

@@ -354,7 +354,7 @@ REQUIRED = [  # (from, to, port, protocol): what the pipeline needs to work
     *[(c, "dns", 53, "UDP") for c in (*COMPONENTS, "jobmanager", "taskmanager", "job")],
     *[(c, "kafka-0", 9092, "TCP") for c in COMPONENTS if c != "serving"],
     *[(c, "kafka-1", 9093, "TCP") for c in ("processor", "jobmanager", "taskmanager")],  # the TLS listener
-    *[(c, "postgres", 5432, "TCP") for c in ("processor", "feature-sink", "detector")],
+    *[(c, "postgres", 5432, "TCP") for c in ("processor", "feature-sink", "detector", "serving")],  # serving: anomalies
     *[(c, "redis", 6379, "TCP") for c in ("feature-sink", "serving")],
     *[(c, "minio", 9000, "TCP") for c in ("lake-sink", "jobmanager", "taskmanager", "job")],
     ("client", "ingest", 8080, "TCP"), ("client", "serving", 8090, "TCP"),
@@ -370,7 +370,7 @@ REQUIRED = [  # (from, to, port, protocol): what the pipeline needs to work
 DENIED = [  # (from, to, port, protocol): least privilege
     ("ingest", "postgres", 5432, "TCP"), ("generator", "postgres", 5432, "TCP"), ("ingest", "redis", 6379, "TCP"),
     ("processor", "redis", 6379, "TCP"), ("processor", "minio", 9000, "TCP"), ("serving", "kafka-0", 9092, "TCP"),
-    ("serving", "postgres", 5432, "TCP"), ("client", "postgres", 5432, "TCP"), ("client", "kafka-0", 9092, "TCP"),
+    ("client", "postgres", 5432, "TCP"), ("client", "kafka-0", 9092, "TCP"),
     ("intruder", "kafka-0", 9092, "TCP"), ("intruder", "redis", 6379, "TCP"), ("intruder", "minio", 9000, "TCP"),
     ("client", "minio", 9001, "TCP"), ("client", "jobmanager", 8081, "TCP"), ("ingest", "jobmanager", 6123, "TCP"),
     ("ingest", "internet", 443, "TCP"), ("processor", "api-server", 443, "TCP"), ("postgres", "internet", 443, "TCP"),

@@ -348,7 +348,9 @@ def run_up(options: UpOptions) -> dict[str, Any]:
                 )
             serving = local.plan.components.get("serving")
             if serving is not None and serving.config.serving is not None:
-                view.message(f"online features: http://127.0.0.1:{serving.config.serving.port}/v1/features/<view>")
+                base = f"http://127.0.0.1:{serving.config.serving.port}"
+                view.message(f"online features: {base}/v1/features/<view>; anomalies: {base}/v1/anomalies")
+                view.message(f"console: {base}/console")
             started = time.monotonic()
             while not stop.event.is_set():
                 if options.run_for is not None and time.monotonic() - started >= options.run_for:

@@ -100,6 +100,12 @@ def _serving() -> set[str]:
     return _registry_metrics(ServingMetrics.create)
 
 
+def _detector() -> set[str]:
+    from adnomaly.detector.metrics import DetectorMetrics
+
+    return _registry_metrics(DetectorMetrics)
+
+
 # component (as in plan.COMPONENT_MODULES, plus the operator) → how to list its series
 _SOURCES: dict[str, Callable[[], set[str]]] = {
     "generator": _module_metrics("adnomaly.generator.metrics"),

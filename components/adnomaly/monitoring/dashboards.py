@@ -2,7 +2,10 @@
 (default `dashboards/`); a unit test fails when the committed files differ from what this produces.
 
 Every panel query is checked against the metric catalog (unit test) and against a live Prometheus
-scraping a local pipeline (integration test).
+scraping a local pipeline (integration test). The anomalies dashboard also reads the `anomalies` table
+through a PostgreSQL data source (a table of open anomalies, open → resolved regions as annotations):
+Prometheus counters carry no anomaly keys, and a per-key gauge would explode its cardinality. Its SQL is
+run against a real `anomalies` table by tests/integration/test_dashboard_sql.py.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+POSTGRES_TYPE = "grafana-postgresql-datasource"
+POSTGRES = {"type": POSTGRES_TYPE, "uid": "${postgres}"}
 WIDTH = 24
 PANEL_WIDTH = 12
 PANEL_HEIGHT = 8
@@ -32,6 +37,18 @@ class Panel:
     queries: tuple[Query, ...]
     unit: str = "short"
     description: str = ""
+    sql: str = ""  # set: a table panel on the PostgreSQL data source instead of Prometheus time series
+    width: int = PANEL_WIDTH
+
+
+@dataclass(frozen=True)
+class Annotation:
+    name: str
+    color: str
+    expr: str = ""  # PromQL: every step where it is non-zero is an event
+    title: str = ""  # PromQL: title format, e.g. "{{type}} opened"
+    tags: str = ""  # PromQL: comma-separated label names that become tags
+    sql: str = ""  # instead of expr: rows of (time, timeend, text, tags) from PostgreSQL
 
 
 def p(title: str, unit: str, *queries: tuple[str, str], description: str = "") -> Panel:
@@ -136,6 +153,40 @@ DETECTION = (
     p("Detector evaluation latency p95", "s", (quantile(0.95, "adnomaly_detector_evaluation_seconds"), "p95")),
 )
 
+ANOMALIES_SQL = """SELECT detected_at AS "detected", type AS "detector", severity, \
+(SELECT string_agg(key || '=' || value, ', ' ORDER BY key) FROM jsonb_each_text(dimensions)) AS "key", \
+feature || '.' || metric AS "metric", observed, expected, score, reason, id::text AS "id"
+FROM "$schema".anomalies WHERE status = 'open' ORDER BY detected_at DESC, id DESC LIMIT 200"""
+
+ANOMALY_REGIONS_SQL = """SELECT detected_at AS "time", COALESCE(resolved_at, now()) AS "timeend", \
+type || ' ' || severity || ': ' || \
+(SELECT string_agg(key || '=' || value, ', ' ORDER BY key) FROM jsonb_each_text(dimensions)) || ' — ' || reason \
+AS "text", type || ',' || status AS "tags"
+FROM "$schema".anomalies WHERE detected_at <= $__timeTo() AND COALESCE(resolved_at, now()) >= $__timeFrom()
+ORDER BY detected_at DESC LIMIT 500"""
+
+ANOMALIES = (
+    p("Anomalies opened (per minute) by detector and severity", "short",
+      ("sum by (type, severity) (rate(adnomaly_anomalies_total[5m])) * 60", "{{type}} {{severity}}")),
+    p("Anomalies resolved (per minute) by detector", "short",
+      ("sum by (type) (rate(adnomaly_anomalies_resolved_total[5m])) * 60", "{{type}}")),
+    p("Anomalies API and console: requests (per second) by route and status", "reqps",
+      ("sum by (route, status) (rate(adnomaly_serving_anomaly_requests_total[5m]))", "{{route}} {{status}}")),
+    p("Detector: feature records judged (per second)", "ops",
+      ("sum(rate(adnomaly_detector_records_total[1m]))", "records")),
+    Panel("Open anomalies (PostgreSQL: the anomalies table of schema $schema)", (), "short",
+          "Every open anomaly with its key, newest first. Needs the PostgreSQL data source variable.",
+          sql=ANOMALIES_SQL, width=WIDTH),
+)
+
+ANOMALY_ANNOTATIONS = (
+    Annotation("Anomaly opened", "red", expr="sum by (type, severity) (increase(adnomaly_anomalies_total[1m])) > 0",
+               title="{{type}} opened ({{severity}})", tags="type,severity"),
+    Annotation("Anomaly resolved", "green", expr="sum by (type) (increase(adnomaly_anomalies_resolved_total[1m])) > 0",
+               title="{{type}} resolved", tags="type"),
+    Annotation("Anomalies open → resolved (PostgreSQL)", "orange", sql=ANOMALY_REGIONS_SQL),
+)
+
 OPERATOR = (
     p("Reconciles (per second) by result", "ops",
       ("sum by (result) (rate(adnomaly_operator_reconciles_total[5m]))", "{{result}}")),
@@ -159,20 +210,40 @@ DASHBOARDS: dict[str, tuple[str, tuple[Panel, ...]]] = {
     "adnomaly-sinks": ("Adnomaly / Sinks and online API", SINKS),
     "adnomaly-detection": ("Adnomaly / Detection", DETECTION),
     "adnomaly-operator": ("Adnomaly / Operator", OPERATOR),
+    "adnomaly-anomalies": ("Adnomaly / Anomalies", ANOMALIES),
 }
+ANNOTATIONS: dict[str, tuple[Annotation, ...]] = {"adnomaly-anomalies": ANOMALY_ANNOTATIONS}
+DEFAULT_SCHEMA = "p_clickstream"  # the pipeline's tables: schema p_<pipeline name, - as _>
 
 
-def _panel_json(index: int, panel: Panel) -> dict[str, Any]:
+def _layout(panels: Sequence[Panel]) -> list[tuple[int, int]]:
+    """(x, y) of each panel, left to right in rows of WIDTH columns."""
+    cells, x, y = [], 0, 0
+    for panel in panels:
+        if x + panel.width > WIDTH:
+            x, y = 0, y + PANEL_HEIGHT
+        cells.append((x, y))
+        x += panel.width
+    return cells
+
+
+def _panel_json(index: int, panel: Panel, cell: tuple[int, int]) -> dict[str, Any]:
+    common = {
+        "id": index + 1, "title": panel.title, "description": panel.description,
+        "gridPos": {"h": PANEL_HEIGHT, "w": panel.width, "x": cell[0], "y": cell[1]},
+    }  # fmt: skip
+    if panel.sql:
+        return {
+            **common, "type": "table", "datasource": POSTGRES,
+            "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
+            "options": {"showHeader": True, "sortBy": [{"displayName": "detected", "desc": True}]},
+            "targets": [{"refId": "A", "datasource": POSTGRES, "format": "table", "rawQuery": True,
+                         "editorMode": "code", "rawSql": panel.sql}],
+        }  # fmt: skip
     return {
-        "id": index + 1,
+        **common,
         "type": "timeseries",
-        "title": panel.title,
-        "description": panel.description,
         "datasource": DATASOURCE,
-        "gridPos": {
-            "h": PANEL_HEIGHT, "w": PANEL_WIDTH,
-            "x": (index % (WIDTH // PANEL_WIDTH)) * PANEL_WIDTH, "y": (index // (WIDTH // PANEL_WIDTH)) * PANEL_HEIGHT,
-        },
         "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
         "options": {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}},
         "targets": [
@@ -182,8 +253,32 @@ def _panel_json(index: int, panel: Panel) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _annotation_json(a: Annotation) -> dict[str, Any]:
+    if a.sql:
+        return {"name": a.name, "enable": True, "iconColor": a.color, "datasource": POSTGRES,
+                "target": {"refId": "A", "format": "table", "rawQuery": True, "editorMode": "code",
+                           "rawSql": a.sql}}  # fmt: skip
+    return {"name": a.name, "enable": True, "iconColor": a.color, "datasource": DATASOURCE, "expr": a.expr,
+            "titleFormat": a.title, "tagKeys": a.tags, "useValueForTime": False, "step": "1m"}  # fmt: skip
+
+
+def _templating(uses_sql: bool) -> list[dict[str, Any]]:
+    variables: list[dict[str, Any]] = [
+        {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source"}
+    ]
+    if uses_sql:
+        variables += [
+            {"name": "postgres", "type": "datasource", "query": POSTGRES_TYPE, "label": "PostgreSQL"},
+            {"name": "schema", "type": "textbox", "label": "Pipeline schema (p_<pipeline>)",
+             "query": DEFAULT_SCHEMA, "current": {"text": DEFAULT_SCHEMA, "value": DEFAULT_SCHEMA}},
+        ]  # fmt: skip
+    return variables
+
+
 def dashboard(uid: str, title: str, panels: Sequence[Panel]) -> dict[str, Any]:
-    return {
+    annotations = ANNOTATIONS.get(uid, ())
+    uses_sql = any(panel.sql for panel in panels) or any(a.sql for a in annotations)
+    document: dict[str, Any] = {
         "uid": uid,
         "title": title,
         "tags": ["adnomaly"],
@@ -193,11 +288,14 @@ def dashboard(uid: str, title: str, panels: Sequence[Panel]) -> dict[str, Any]:
         "editable": True,
         "refresh": "10s",
         "time": {"from": "now-1h", "to": "now"},
-        "templating": {
-            "list": [{"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source"}]
-        },
-        "panels": [_panel_json(index, panel) for index, panel in enumerate(panels)],
+        "templating": {"list": _templating(uses_sql)},
+        "panels": [
+            _panel_json(i, panel, cell) for i, (panel, cell) in enumerate(zip(panels, _layout(panels), strict=True))
+        ],
     }
+    if annotations:
+        document["annotations"] = {"list": [_annotation_json(a) for a in annotations]}
+    return document
 
 
 def all_dashboards() -> dict[str, dict[str, Any]]:
@@ -209,8 +307,19 @@ def render(document: dict[str, Any]) -> str:
 
 
 def panel_queries(document: dict[str, Any]) -> list[tuple[str, str]]:
-    """(panel title, expr) for every target of a dashboard JSON document."""
-    return [(panel["title"], target["expr"]) for panel in document["panels"] for target in panel["targets"]]
+    """(panel or annotation title, PromQL expr) for every Prometheus query of a dashboard JSON document."""
+    found = [(panel["title"], target["expr"]) for panel in document["panels"] for target in panel["targets"]
+             if "expr" in target]  # fmt: skip
+    annotations = document.get("annotations", {}).get("list", [])
+    return found + [(f"annotation {a['name']}", a["expr"]) for a in annotations if "expr" in a]
+
+
+def sql_queries(document: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel or annotation title, SQL) for every PostgreSQL query of a dashboard JSON document."""
+    found = [(panel["title"], target["rawSql"]) for panel in document["panels"] for target in panel["targets"]
+             if "rawSql" in target]  # fmt: skip
+    annotations = document.get("annotations", {}).get("list", [])
+    return found + [(f"annotation {a['name']}", a["target"]["rawSql"]) for a in annotations if "target" in a]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,9 @@
 """Install (or check) everything the local services need: `python -m adnomaly.services.install`.
 
 Idempotent and fast when everything is in place: Kafka's jars are cached under CACHE_DIR, PostgreSQL,
-Redis, Prometheus and Alertmanager come from Debian packages (installed with apt only when missing, and
-only when running as root).
+Redis, Prometheus, Alertmanager and Chromium come from Debian packages (installed with apt only when
+missing, and only when running as root). Chromium is for the console's browser test: Playwright drives the
+system browser and never downloads one of its own.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from adnomaly.services.base import ServiceError, find_executable
+from adnomaly.services.base import ServiceError, apt_install, find_executable, running_as_root
 from adnomaly.services.flink import FLINK_VERSION, ensure_flink, flink_installed
 from adnomaly.services.helm import ensure_helm, helm_installed
 from adnomaly.services.kafka import KAFKA_VERSION, ensure_kafka, kafka_installed
@@ -41,6 +42,20 @@ def _step(name: str, present: Callable[[], bool], action: Callable[[], Path]) ->
     return location
 
 
+def ensure_chromium() -> Path:
+    """Debian's headless-capable Chromium (`chromium`), installed with apt when missing."""
+    found = find_executable("chromium")
+    if found is not None:
+        return found
+    if not running_as_root():
+        raise ServiceError("chromium not found: install the Debian package (sudo apt-get install -y chromium)")
+    apt_install("chromium")
+    found = find_executable("chromium")
+    if found is None:
+        raise ServiceError("apt-get installed chromium but it is still not on PATH")
+    return found
+
+
 def ensure_all(
     *,
     kafka: bool = True,
@@ -51,6 +66,7 @@ def ensure_all(
     alertmanager: bool = True,
     flink: bool = True,
     helm: bool = True,
+    chromium: bool = True,
 ) -> dict[str, Path]:
     """Ensure the selected services are installed; return where each one is; print what happened."""
     done: dict[str, Path] = {}
@@ -71,6 +87,8 @@ def ensure_all(
         )
     if helm:
         done["helm"] = _step("helm (built from its Go module)", helm_installed, ensure_helm)
+    if chromium:
+        done["chromium"] = _step("chromium", lambda: find_executable("chromium") is not None, ensure_chromium)
     if flink:
         done["flink"] = _step(
             f"flink {FLINK_VERSION} (PyFlink venv + Kafka connector)", flink_installed, lambda: ensure_flink().home
@@ -80,7 +98,7 @@ def ensure_all(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adnomaly.services.install", description=__doc__)
-    names = ("kafka", "postgres", "redis", "minio", "prometheus", "alertmanager", "flink", "helm")
+    names = ("kafka", "postgres", "redis", "minio", "prometheus", "alertmanager", "flink", "helm", "chromium")
     for name in names:
         parser.add_argument(f"--no-{name}", action="store_true", help=f"skip {name}")
     args = parser.parse_args(argv)

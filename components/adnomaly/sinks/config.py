@@ -74,12 +74,14 @@ class FeatureSinkConfig(_Section):
 
 
 class ServingConfig(_Section):
-    """The online feature API: latest feature values from Redis over HTTP."""
+    """The online feature API (latest feature values from Redis) and the anomalies API and console (from
+    PostgreSQL, the tables of schema `db_schema`) over HTTP."""
 
     host: str = "0.0.0.0"
     port: int = Field(default=8090, ge=1, le=65535)
     key_prefix: str
     features: list[FeatureView]
+    db_schema: str | None = Field(default=None, description="None: features only, no anomalies API or console")
 
 
 SectionT = TypeVar("SectionT", bound=_Section)

@@ -72,9 +72,13 @@ def feature_sink_section(pipeline: Pipeline, *, db_schema: str) -> FeatureSinkCo
     )  # fmt: skip
 
 
-def serving_section(pipeline: Pipeline, *, host: str = "0.0.0.0", port: int = 8090) -> ServingConfig | None:
-    """The online feature API's section; None when the pipeline declares no features."""
+def serving_section(
+    pipeline: Pipeline, *, host: str = "0.0.0.0", port: int = 8090, db_schema: str | None = None
+) -> ServingConfig | None:
+    """The serving component's section; None when the pipeline declares no features."""
     views = feature_views(pipeline)
     if not views:
         return None
-    return ServingConfig(host=host, port=port, key_prefix=key_prefix(pipeline.name), features=views)
+    return ServingConfig(
+        host=host, port=port, key_prefix=key_prefix(pipeline.name), features=views, db_schema=db_schema
+    )
