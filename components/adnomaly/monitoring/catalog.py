@@ -1,7 +1,7 @@
 """Which Prometheus series each component exposes, collected from the code's own metric constructors.
 
 The dashboards and alert rules are checked against this: a metric name used in a query that no component
-registers is a typo (or a component that does not exist yet, which must then be listed in PENDING).
+registers is a typo.
 """
 
 from __future__ import annotations
@@ -12,18 +12,6 @@ from collections.abc import Callable, Iterable
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
-
-# Series of components that are designed but not merged yet (the detector): dashboards and rules may use
-# them; the checks list them as the declared exception instead of failing.
-PENDING: dict[str, frozenset[str]] = {
-    "detector": frozenset(
-        {
-            "adnomaly_anomalies_total",
-            "adnomaly_detector_evaluations_total",
-            "adnomaly_detector_evaluation_seconds_bucket",
-        }
-    ),
-}
 
 _SUFFIXES = {
     "counter": ("_total",),
@@ -98,12 +86,6 @@ def _serving() -> set[str]:
     from adnomaly.serving.app import ServingMetrics
 
     return _registry_metrics(ServingMetrics.create)
-
-
-def _detector() -> set[str]:
-    from adnomaly.detector.metrics import DetectorMetrics
-
-    return _registry_metrics(DetectorMetrics)
 
 
 # component (as in plan.COMPONENT_MODULES, plus the operator) → how to list its series

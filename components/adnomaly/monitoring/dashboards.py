@@ -148,9 +148,10 @@ SINKS = (
 DETECTION = (
     p("Anomalies (per minute) by type and severity", "short",
       ("sum by (type, severity) (rate(adnomaly_anomalies_total[5m])) * 60", "{{type}} {{severity}}")),
-    p("Detector evaluations (per second)", "ops",
-      ("sum(rate(adnomaly_detector_evaluations_total[1m]))", "evaluations")),
-    p("Detector evaluation latency p95", "s", (quantile(0.95, "adnomaly_detector_evaluation_seconds"), "p95")),
+    p("Detector: feature records judged (per second)", "ops",
+      ("sum(rate(adnomaly_detector_records_total[1m]))", "records")),
+    p("Detector: batch latency p95 (judge + store + publish)", "s",
+      (quantile(0.95, "adnomaly_detector_batch_seconds"), "p95")),
 )
 
 ANOMALIES_SQL = """SELECT detected_at AS "detected", type AS "detector", severity, \
