@@ -74,7 +74,7 @@ def partition_lag(end_offset: int, committed: int | None) -> int:
 
 
 def lag_metric(lags: Sequence[int], lag_threshold: int) -> int:
-    """KEDA's metric: the total lag, capped at `lag_threshold` × the partitions that have lag."""
+    """KEDA's metric: the total lag, capped at `lag_threshold` times the partitions that have lag."""
     total = sum(max(0, lag) for lag in lags)
     with_lag = sum(1 for lag in lags if lag > 0)
     if total // lag_threshold > with_lag:
@@ -99,9 +99,7 @@ def decide(
     recommendations of earlier rounds (`Decision.history` of the previous call)."""
     recommended = recommend(lags, current, policy)
     window = policy.scale_down_stabilization_s
-    kept = tuple(r for r in history if now - r.at < window) + (Recommendation(now, recommended),)
-    if recommended >= current:
-        replicas = recommended  # scaling up (or staying) is never delayed
-    else:
-        replicas = min(current, max(r.replicas for r in kept))
+    kept = (*(r for r in history if now - r.at < window), Recommendation(now, recommended))
+    # scaling up (or staying) is never delayed; down, only to the window's highest recommendation
+    replicas = recommended if recommended >= current else min(current, max(r.replicas for r in kept))
     return Decision(replicas, recommended, kept)
