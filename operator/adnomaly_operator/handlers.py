@@ -36,6 +36,7 @@ CAPABILITY_PROBES = {
     "strimzi": ("kafka.strimzi.io/v1", "kafkas"),
     "flink": ("flink.apache.org/v1beta1", "flinkdeployments"),
     "service_monitor": ("monitoring.coreos.com/v1", "servicemonitors"),
+    "keda": ("keda.sh/v1alpha1", "scaledobjects"),
 }
 
 
@@ -93,7 +94,7 @@ class Runtime:
             self.connected.set()
 
     async def discover(self) -> None:
-        """Which optional APIs exist (Strimzi, Flink, Prometheus Operator); re-queue all on change."""
+        """Which optional APIs exist (Strimzi, Flink, Prometheus Operator, KEDA); re-queue all on change."""
         await self.connected.wait()
         assert self.client is not None and self.reconciler is not None
         while True:

@@ -85,6 +85,7 @@ class _Rendered:
     uid: str
     generation: int
     service_monitor: bool
+    keda: bool
     desired: list[Desired]
     notes: tuple[tuple[str, str], ...]
     bootstrap: str
@@ -154,16 +155,17 @@ class Reconciler:
         meta = body["metadata"]
         generation = int(meta.get("generation", 0))
         cached = self._renders.get(key)
-        if cached is not None and (cached.uid, cached.generation, cached.service_monitor) == (
-            meta["uid"], generation, self.capabilities.service_monitor
+        caps = self.capabilities
+        if cached is not None and (cached.uid, cached.generation, cached.service_monitor, cached.keda) == (
+            meta["uid"], generation, caps.service_monitor, caps.keda
         ):
             return cached
         pipeline = parse_pipeline(pipeline_document(body))  # raises SpecError
         kp = kube_plan(pipeline, key[0])
         owner = Owner(PIPELINE.api_version, PIPELINE.kind, meta["name"], meta["uid"])
-        ctx = RenderContext(owner, self.images, self.capabilities.service_monitor)
+        ctx = RenderContext(owner, self.images, caps.service_monitor, caps.keda)
         rendered = _Rendered(
-            meta["uid"], generation, self.capabilities.service_monitor, render(kp, ctx), kp.notes,
+            meta["uid"], generation, caps.service_monitor, caps.keda, render(kp, ctx), kp.notes,
             kp.kafka_bootstrap, {role: t.name for role, t in kp.plan.topics.items()}, kp.deletion_policy,
             kp.kafka_admin,
         )

@@ -185,6 +185,15 @@ def test_status_is_stable_when_nothing_changes_and_transitions_are_timed() -> No
     assert ready["lastTransitionTime"] == "2026-01-01T02:00:00Z"
 
 
+def test_notes_of_one_reason_make_one_condition() -> None:
+    notes = (("ReplicasCapped", "processor capped"), ("FlinkStateEphemeral", "pod"), ("ReplicasCapped", "sink capped"))
+    status = build_status(Observation(1, notes=notes), None, "2026-01-01T00:00:00Z")
+    capped = [c for c in status["conditions"] if c["type"] == "ReplicasCapped"]
+    assert len(capped) == 1 and capped[0]["message"] == "processor capped; sink capped"
+    types = [c["type"] for c in status["conditions"]]
+    assert len(types) == len(set(types))  # conditions are a map by type: the API server refuses duplicates
+
+
 def test_failed_and_degraded_phases() -> None:
     from adnomaly_operator.status import Problem
 
