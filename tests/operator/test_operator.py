@@ -495,3 +495,68 @@ def test_a_noop_reconcile_writes_nothing(
     after = {f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
              for o in items(cluster, namespace, objects)}
     assert after == versions
+
+
+# --- i. autoscaling: a scaler owns the replica count ----------------------------------------------
+
+SCALED = {
+    "kafka": {"topics": {"raw": {"partitions": 6, "retention": "1d"}}},
+    "components": {"processor": {"autoscaling": {"minReplicas": 1, "maxReplicas": 6, "lagThreshold": 100}}},
+}
+
+
+def object_writes(operator: OperatorProcess) -> float:
+    """The operator's writes to anything but the Pipeline's status and Events (which report progress)."""
+    return sum(v for (name, labels), v in operator.metrics().items()
+               if name == "adnomaly_operator_api_request_seconds_count" and dict(labels)["verb"] != "get"
+               and dict(labels)["resource"] not in ("pipelines/status", "events"))
+
+
+def owns_replicas(deployment: dict[str, Any], manager: str = "adnomaly-operator") -> bool:
+    return any(entry.get("manager") == manager and '"f:replicas"' in json.dumps(entry.get("fieldsV1"))
+               for entry in deployment["metadata"].get("managedFields") or ())
+
+
+def test_the_operator_writes_nothing_while_a_scaler_changes_replicas(
+    cluster: KubeControlPlane, namespace: str, operator: OperatorProcess, simulated: SimulatorThread
+) -> None:
+    name = "scaled"
+    apply(cluster, namespace, pipeline_doc(name, SCALED))
+    wait_phase(cluster, namespace, name, "Ready", READY_TIMEOUT)
+    deployment = f"{name}-processor"
+    scaled = get(cluster, namespace, "scaledobjects.keda.sh", deployment)
+    assert scaled["spec"]["scaleTargetRef"]["name"] == deployment  # KEDA's CRDs are installed here
+    assert get(cluster, namespace, "triggerauthentications.keda.sh", deployment) is not None
+    assert not owns_replicas(get(cluster, namespace, "deployment", deployment))
+
+    writes = operator.quiet_writes()
+    objects = object_writes(operator)
+    noops = operator.total("adnomaly_operator_reconciles_total", result="noop")
+    for replicas in (4, 2, 6):  # the test plays KEDA's HPA: the scale subresource, as the HPA writes it
+        cluster.kubectl("scale", "deployment", deployment, f"--namespace={namespace}", f"--replicas={replicas}")
+        wait_for(lambda r=replicas: status(cluster, namespace, name).get("components", {}).get("processor")
+                 == f"{r}/{r}", 60, f"the processor at {replicas} replicas")
+        time.sleep(4)  # more than a drift check (3 s)
+        assert get(cluster, namespace, "deployment", deployment)["spec"]["replicas"] == replicas
+    assert object_writes(operator) == objects, "the operator wrote to an object while only replicas changed"
+    assert operator.total("adnomaly_operator_reconciles_total", result="noop") >= noops + 3
+    assert operator.writes() > writes  # only the status followed (processor 4/4, 2/2, 6/6)
+
+    # A real change re-applies the Deployment (a new config hash): the scaler's count survives it.
+    cluster.kubectl("patch", "pipeline", name, f"--namespace={namespace}", "--type=merge",
+                    "-p", json.dumps({"spec": {"components": {"processor": {"batchSize": 777}}}}))
+    wait_for(lambda: object_writes(operator) > objects, 30, "the operator to apply the change")
+    wait_phase(cluster, namespace, name, "Ready", READY_TIMEOUT)
+    assert get(cluster, namespace, "deployment", deployment)["spec"]["replicas"] == 6
+
+    # Autoscaling off: the operator owns the count again and sets it.
+    cluster.kubectl("patch", "pipeline", name, f"--namespace={namespace}", "--type=json", "-p", json.dumps([
+        {"op": "remove", "path": "/spec/components/processor/autoscaling"},
+        {"op": "add", "path": "/spec/components/processor/replicas", "value": 3},
+    ]))
+    wait_for(lambda: get(cluster, namespace, "deployment", deployment)["spec"]["replicas"] == 3, 30,
+             "the fixed replica count")
+    assert owns_replicas(get(cluster, namespace, "deployment", deployment))
+    wait_for(lambda: get(cluster, namespace, "scaledobjects.keda.sh", deployment) is None, 30,
+             "the ScaledObject to go")
+    assert get(cluster, namespace, "triggerauthentications.keda.sh", deployment) is None
