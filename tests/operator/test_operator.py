@@ -35,6 +35,7 @@ from adnomaly_operator.testing import OperatorProcess
 
 from tests.operator.operator_harness import (
     REPO,
+    THIRD_PARTY_CRDS,
     apply,
     condition,
     delete_pipelines,
@@ -512,9 +513,14 @@ def object_writes(operator: OperatorProcess) -> float:
                and dict(labels)["resource"] not in ("pipelines/status", "events"))
 
 
-def owns_replicas(deployment: dict[str, Any], manager: str = "adnomaly-operator") -> bool:
+def owns_replicas(kube: KubeControlPlane, ns: str, deployment: str, manager: str = "adnomaly-operator") -> bool:
+    """Whether `manager` holds the Deployment's `spec.replicas` (server-side apply field ownership)."""
+    body = json.loads(kube.kubectl("get", "deployment", deployment, f"--namespace={ns}", "-o", "json",
+                                   "--show-managed-fields").stdout)
+    entries = body["metadata"]["managedFields"]
+    assert any(entry.get("manager") == "adnomaly-operator" for entry in entries)  # the view has them
     return any(entry.get("manager") == manager and '"f:replicas"' in json.dumps(entry.get("fieldsV1"))
-               for entry in deployment["metadata"].get("managedFields") or ())
+               for entry in entries)
 
 
 def test_the_operator_writes_nothing_while_a_scaler_changes_replicas(
@@ -527,7 +533,7 @@ def test_the_operator_writes_nothing_while_a_scaler_changes_replicas(
     scaled = get(cluster, namespace, "scaledobjects.keda.sh", deployment)
     assert scaled["spec"]["scaleTargetRef"]["name"] == deployment  # KEDA's CRDs are installed here
     assert get(cluster, namespace, "triggerauthentications.keda.sh", deployment) is not None
-    assert not owns_replicas(get(cluster, namespace, "deployment", deployment))
+    assert not owns_replicas(cluster, namespace, deployment)
 
     writes = operator.quiet_writes()
     objects = object_writes(operator)
@@ -556,7 +562,47 @@ def test_the_operator_writes_nothing_while_a_scaler_changes_replicas(
     ]))
     wait_for(lambda: get(cluster, namespace, "deployment", deployment)["spec"]["replicas"] == 3, 30,
              "the fixed replica count")
-    assert owns_replicas(get(cluster, namespace, "deployment", deployment))
+    assert owns_replicas(cluster, namespace, deployment)
     wait_for(lambda: get(cluster, namespace, "scaledobjects.keda.sh", deployment) is None, 30,
              "the ScaledObject to go")
     assert get(cluster, namespace, "triggerauthentications.keda.sh", deployment) is None
+
+
+KEDA_CRDS = sorted(THIRD_PARTY_CRDS.glob("keda-*.yaml"))
+
+
+def test_without_keda_the_pipeline_says_so_and_keeps_min_replicas_until_keda_arrives(
+    cluster: KubeControlPlane, namespace: str, tmp_path: Path, simulated: SimulatorThread
+) -> None:
+    assert len(KEDA_CRDS) == 2
+    cluster.kubectl("delete", "crd", "scaledobjects.keda.sh", "triggerauthentications.keda.sh", "--timeout=60s")
+    op = OperatorProcess(cluster, tmp_path, namespace=namespace, extra_args=["--discovery-interval", "1"])
+    name = "scaled"
+    deployment = f"{name}-processor"
+    spec = {**SCALED, "components": {"processor": {"autoscaling": {"minReplicas": 2, "maxReplicas": 6}}}}
+    try:
+        op.start()
+        apply(cluster, namespace, pipeline_doc(name, spec))
+        # everything comes up (at minReplicas, the operator's own count); the pipeline says what it lacks
+        def all_ready() -> bool:
+            ready, total = (status(cluster, namespace, name).get("readyComponents") or "0/1").split("/")
+            return ready == total
+
+        wait_for(all_ready, READY_TIMEOUT, "every component ready", interval=1)
+        st = status(cluster, namespace, name)
+        assert st["phase"] == "Degraded" and st["components"]["processor"] == "2/2", st
+        ready = condition(st, "Ready")
+        assert ready["status"] == "False" and ready["reason"] == "MissingCRD" and "KEDA" in ready["message"]
+        assert get(cluster, namespace, "deployment", deployment)["spec"]["replicas"] == 2
+        assert owns_replicas(cluster, namespace, deployment)
+    finally:
+        cluster.install_crds(KEDA_CRDS)  # the module's other tests expect KEDA's CRDs
+    try:
+        wait_for(lambda: get(cluster, namespace, "scaledobjects.keda.sh", deployment), 60, "the ScaledObject")
+        wait_phase(cluster, namespace, name, "Ready", READY_TIMEOUT)
+        assert not owns_replicas(cluster, namespace, deployment)  # handed over to the scaler
+        # the released field takes its default until the scaler decides (a limit the README states)
+        assert get(cluster, namespace, "deployment", deployment)["spec"]["replicas"] == 1
+        delete_pipelines(cluster, namespace)
+    finally:
+        op.stop()
