@@ -22,6 +22,7 @@ import yaml
 from adnomaly.services.kube import KubeControlPlane
 from adnomaly.spec import parse_pipeline
 from adnomaly_operator.desired import kube_plan
+from adnomaly_operator.live import owns_field
 from adnomaly_operator.names import ANNOTATION_CONFIG_HASH, ANNOTATION_HASH, LABEL_PIPELINE
 from adnomaly_operator.render import Desired, Owner, RenderContext, render
 from adnomaly_operator.resources import kind_of
@@ -519,8 +520,7 @@ def owns_replicas(kube: KubeControlPlane, ns: str, deployment: str, manager: str
                                    "--show-managed-fields").stdout)
     entries = body["metadata"]["managedFields"]
     assert any(entry.get("manager") == "adnomaly-operator" for entry in entries)  # the view has them
-    return any(entry.get("manager") == manager and '"f:replicas"' in json.dumps(entry.get("fieldsV1"))
-               for entry in entries)
+    return owns_field(body["metadata"], "spec", "replicas", manager=manager)
 
 
 def test_the_operator_writes_nothing_while_a_scaler_changes_replicas(
@@ -600,9 +600,12 @@ def test_without_keda_the_pipeline_says_so_and_keeps_min_replicas_until_keda_arr
     try:
         wait_for(lambda: get(cluster, namespace, "scaledobjects.keda.sh", deployment), 60, "the ScaledObject")
         wait_phase(cluster, namespace, name, "Ready", READY_TIMEOUT)
-        assert not owns_replicas(cluster, namespace, deployment)  # handed over to the scaler
-        # the released field takes its default until the scaler decides (a limit the README states)
-        assert get(cluster, namespace, "deployment", deployment)["spec"]["replicas"] == 1
+        assert not owns_replicas(cluster, namespace, deployment)  # handed over to the scaler...
+        assert owns_replicas(cluster, namespace, deployment, manager="adnomaly-operator-handover")
+        # ...without a reset: a field its only owner drops would fall back to its default (1)
+        assert get(cluster, namespace, "deployment", deployment)["spec"]["replicas"] == 2
+        cluster.kubectl("scale", "deployment", deployment, f"--namespace={namespace}", "--replicas=5")  # "KEDA"
+        assert not owns_replicas(cluster, namespace, deployment, manager="adnomaly-operator-handover")
         delete_pipelines(cluster, namespace)
     finally:
         op.stop()
