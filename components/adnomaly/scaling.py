@@ -14,8 +14,11 @@ step by step, with the trigger settings the operator renders (`allowIdleConsumer
    maxReplicas, which the plan has already capped at the topic's partition count.
 3. Scale-down stabilization (`behavior.scaleDown.stabilizationWindowSeconds`): replicas go down only to
    the highest recommendation seen within the window, so a lag that dips to zero between bursts does not
-   remove consumers (each removal is a group rebalance); scale-up is immediate (`decide`). A "time since
+   remove consumers (each removal is a group rebalance); scale-up is not delayed (`decide`). A "time since
    the last change" rule would not do: after a quiet period, the first dip would remove replicas at once.
+4. The HPA's default scale-up rate: per 15 s round at most double the replicas or add 4, whichever is
+   more; below `minReplicas` it goes straight to it. An executor calls `decide` once per round
+   (`ROUND_S`), as the HPA controller syncs.
 
 A partition the group has never committed on counts as wholly unread (the components start from the
 earliest offset; `partition_lag`).
@@ -28,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 HPA_TOLERANCE = 0.1  # kube-controller-manager's --horizontal-pod-autoscaler-tolerance default
+ROUND_S = 15.0  # the HPA's sync period (--horizontal-pod-autoscaler-sync-period) and its scale-up policy period
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,11 @@ def recommend(lags: Sequence[int], current: int, policy: LagScaling) -> int:
     return max(policy.min_replicas, min(desired, policy.max_replicas, policy.partitions))
 
 
+def scale_up_limit(current: int) -> int:
+    """The most replicas one round may reach from `current` (the HPA's default scale-up policies)."""
+    return max(2 * current, current + 4)
+
+
 def decide(
     lags: Sequence[int], current: int, policy: LagScaling, now: float, history: Sequence[Recommendation] = ()
 ) -> Decision:
@@ -102,4 +111,7 @@ def decide(
     kept = (*(r for r in history if now - r.at < window), Recommendation(now, recommended))
     # scaling up (or staying) is never delayed; down, only to the window's highest recommendation
     replicas = recommended if recommended >= current else min(current, max(r.replicas for r in kept))
+    if current > 0:
+        replicas = min(replicas, scale_up_limit(current))
+    replicas = max(replicas, policy.min_replicas)
     return Decision(replicas, recommended, kept)

@@ -82,6 +82,17 @@ def test_scale_up_is_immediate() -> None:
     assert decision.replicas == 2 and decision.recommended == 2
 
 
+def test_scale_up_is_rate_limited_like_the_hpa() -> None:
+    p = policy(partitions=24, max_replicas=24)
+    lags = [10_000] * 24
+    steps = [1]
+    for round_ in range(4):
+        steps.append(decide(lags, steps[-1], p, now=15.0 * round_).replicas)
+    assert steps == [1, 5, 10, 20, 24]  # +4, then doubling, then the bound
+    assert decide(lags, 3, p, now=0.0).replicas == 7  # max(2 * 3, 3 + 4)
+    assert decide([0] * 6, 1, policy(min_replicas=6), now=0.0).replicas == 6  # below the minimum: straight to it
+
+
 def test_a_dip_inside_the_window_does_not_scale_down() -> None:
     p = policy(scale_down_stabilization_s=300.0)
     busy = [200, 200, 200, 200, 0, 0]
