@@ -503,6 +503,7 @@ def test_a_noop_reconcile_writes_nothing(
 
 SCALED = {
     "kafka": {"topics": {"raw": {"partitions": 6, "retention": "1d"}}},
+    "source": {"ingest": {"autoscaling": {"minReplicas": 1, "maxReplicas": 3}}},
     "components": {"processor": {"autoscaling": {"minReplicas": 1, "maxReplicas": 6, "lagThreshold": 100}}},
 }
 
@@ -534,6 +535,10 @@ def test_the_operator_writes_nothing_while_a_scaler_changes_replicas(
     assert scaled["spec"]["scaleTargetRef"]["name"] == deployment  # KEDA's CRDs are installed here
     assert get(cluster, namespace, "triggerauthentications.keda.sh", deployment) is not None
     assert not owns_replicas(cluster, namespace, deployment)
+    # ingest: the control plane's own HPA controller (no metrics here: it only reports, in its status)
+    hpa = get(cluster, namespace, "horizontalpodautoscalers.autoscaling", f"{name}-ingest")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == f"{name}-ingest"
+    assert not owns_replicas(cluster, namespace, f"{name}-ingest")
 
     writes = operator.quiet_writes()
     objects = object_writes(operator)
