@@ -216,3 +216,13 @@ def test_the_flink_job_starts_within_the_autoscalers_bound() -> None:
     flink = of_kind(rendered(spec), "FlinkDeployment")["shop-features"]["spec"]
     assert flink["job"]["parallelism"] == 2
     assert of_kind(rendered(), "FlinkDeployment")["shop-features"]["spec"]["job"]["parallelism"] == 4
+
+
+def test_scalers_are_owned_by_the_pipeline_and_labelled_like_everything_else() -> None:
+    scalers = [d for d in rendered() if d.kind in ("ScaledObject", "TriggerAuthentication", "HorizontalPodAutoscaler")]
+    assert len(scalers) == 5  # processor and lake sink: ScaledObject + TriggerAuthentication; ingest: HPA
+    for item in scalers:
+        meta = item.obj["metadata"]
+        assert meta["namespace"] == NS and meta["labels"]["adnomaly.io/pipeline"] == NAME
+        assert [ref["uid"] for ref in meta["ownerReferences"]] == [UID]  # deleted with the Pipeline
+        assert item.hash  # the no-op check compares it
