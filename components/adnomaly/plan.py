@@ -21,8 +21,9 @@ from adnomaly.config import (
 from adnomaly.detector.config import DetectorConfig
 from adnomaly.durations import duration_ms, parse_duration
 from adnomaly.notify.config import NotifyConfig
+from adnomaly.scaling import CpuScaling, LagScaling
 from adnomaly.sinks.sections import feature_sink_section, lake_section, serving_section
-from adnomaly.spec import Pipeline, TopicSpec, TracingSpec
+from adnomaly.spec import ConsumerSpec, CpuAutoscaling, Pipeline, TopicSpec, TracingSpec
 
 TOPIC_ROLES = ("raw", "dlq", "features", "anomalies")
 
@@ -75,6 +76,8 @@ class ComponentPlan:
     config: ComponentConfig
     notes: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)  # non-secret environment (e.g. OTEL_*), never secrets
+    # Set: a scaler owns the replica count (`replicas` is then where it starts: minReplicas).
+    autoscaling: LagScaling | CpuScaling | None = None
 
     @property
     def config_hash(self) -> str:
@@ -189,31 +192,28 @@ def plan(pipeline: Pipeline, endpoints: Endpoints) -> Plan:
             )),
         )
     ingest = spec.source.ingest
-    if ingest.enabled and ingest.replicas > 0:
+    if ingest.enabled and (ingest.replicas > 0 or ingest.autoscaling is not None):
+        cpu = cpu_scaling(ingest.autoscaling)
         components["ingest"] = ComponentPlan(
-            "ingest", ingest.replicas,
+            "ingest", cpu.min_replicas if cpu is not None else ingest.replicas,
             config("ingest", ingest=IngestConfig(
                 host=endpoints.ingest_host, port=endpoints.ingest_port, max_body_bytes=ingest.max_body_bytes,
             )),
+            autoscaling=cpu,
         )
+
+    def consumer(component: str, section: ConsumerSpec, role: str, group: str, cfg: ComponentConfig) -> ComponentPlan:
+        replicas, scaling, notes = consumer_replicas(component, section, topics[role], group)
+        conditions.extend(("ReplicasCapped", note) for note in notes)
+        return ComponentPlan(component, replicas, cfg, notes, autoscaling=scaling)
+
     proc = spec.components.processor
-    raw_partitions = topics["raw"].partitions
-    proc_replicas = min(proc.replicas, raw_partitions)
-    notes: tuple[str, ...] = ()
-    if proc.replicas > raw_partitions:
-        message = (
-            f"processor replicas capped at {raw_partitions} (the raw topic's partition count); "
-            f"{proc.replicas} requested"
-        )
-        notes = (message,)
-        conditions.append(("ReplicasCapped", message))
-    components["processor"] = ComponentPlan(
-        "processor", proc_replicas,
+    components["processor"] = consumer(
+        "processor", proc, "raw", f"{name}-processor",
         config("processor", processor=ProcessorConfig(
             group_id=f"{name}-processor", batch_size=proc.batch_size,
             batch_timeout_s=parse_duration(proc.batch_timeout), db_schema=db_schema_name(name),
         )),
-        notes,
     )
     lake = None
     if "minio" not in managed_stores(pipeline) or endpoints.s3_endpoint is not None:
@@ -223,14 +223,13 @@ def plan(pipeline: Pipeline, endpoints: Endpoints) -> Plan:
         # some components (benchmarks, tests) give none and get no lake sink.
         conditions.append(("LakeNotPlanned", "no S3 endpoint was given for the managed lake"))
     if lake is not None:
-        components["lake-sink"] = ComponentPlan(
-            "lake-sink", min(spec.components.lake_sink.replicas, raw_partitions), config("lake-sink", lake=lake)
+        components["lake-sink"] = consumer(
+            "lake-sink", spec.components.lake_sink, "raw", lake.group_id, config("lake-sink", lake=lake)
         )
     feature_sink = feature_sink_section(pipeline, db_schema=db_schema_name(name))
     if feature_sink is not None:
-        components["feature-sink"] = ComponentPlan(
-            "feature-sink",
-            min(spec.components.feature_sink.replicas, topics["features"].partitions),
+        components["feature-sink"] = consumer(
+            "feature-sink", spec.components.feature_sink, "features", feature_sink.group_id,
             config("feature-sink", feature_sink=feature_sink),
         )
     serving = serving_section(
@@ -259,6 +258,48 @@ def plan(pipeline: Pipeline, endpoints: Endpoints) -> Plan:
         for key, component in components.items()
     }
     return Plan(name, topics, components, db_schema_name(name), tuple(conditions))
+
+
+def consumer_replicas(
+    component: str, section: ConsumerSpec, topic: TopicPlan, group: str
+) -> tuple[int, LagScaling | None, tuple[str, ...]]:
+    """(replicas to start with, lag scaling, notes) of a component in consumer group `group` on `topic`.
+
+    A consumer group gives each partition to one member, so replicas — fixed, or the autoscaler's bounds —
+    are capped at the topic's partition count; a cap the spec ran into is reported (`ReplicasCapped`)."""
+    partitions = topic.partitions
+
+    def capped(what: str, requested: int) -> str:
+        return (
+            f"{component} {what} capped at {partitions} (the {topic.role} topic's partition count); "
+            f"{requested} requested"
+        )
+
+    auto = section.autoscaling
+    if auto is None:
+        notes = (capped("replicas", section.replicas),) if section.replicas > partitions else ()
+        return min(section.replicas, partitions), None, notes
+    requested_max = auto.max_replicas if auto.max_replicas is not None else partitions
+    notes = (capped("autoscaling maxReplicas", requested_max),) if requested_max > partitions else ()
+    if auto.min_replicas > partitions:
+        notes += (capped("autoscaling minReplicas", auto.min_replicas),)
+    maximum = min(requested_max, partitions)
+    scaling = LagScaling(
+        topic=topic.name, consumer_group=group, partitions=partitions,
+        min_replicas=min(auto.min_replicas, maximum), max_replicas=maximum, lag_threshold=auto.lag_threshold,
+        scale_down_stabilization_s=parse_duration(auto.scale_down_stabilization),
+    )
+    return scaling.min_replicas, scaling, notes
+
+
+def cpu_scaling(auto: CpuAutoscaling | None) -> CpuScaling | None:
+    if auto is None:
+        return None
+    return CpuScaling(
+        min_replicas=auto.min_replicas, max_replicas=auto.max_replicas,
+        target_cpu_utilization=auto.target_cpu_utilization,
+        scale_down_stabilization_s=parse_duration(auto.scale_down_stabilization),
+    )
 
 
 def tracing_env(tracing: TracingSpec, pipeline: str, component: str) -> dict[str, str]:

@@ -138,9 +138,31 @@ class GeneratorSpec(SpecModel):
     scenarios: list[ScenarioName] = Field(default_factory=list, max_length=16, description="Labelled anomaly scenarios")
 
 
+class CpuAutoscaling(SpecModel):
+    """Replicas by CPU (a HorizontalPodAutoscaler): for the ingest API, whose load is requests, not lag."""
+
+    min_replicas: int = Field(default=1, ge=1, le=100)
+    max_replicas: int = Field(ge=1, le=100)
+    target_cpu_utilization: int = Field(
+        default=70, ge=1, le=100, description="Average CPU use, in percent of the pods' CPU request, to hold"
+    )
+    scale_down_stabilization: Duration = Field(
+        default="5m", description="Replicas go down only to the highest count recommended over this window"
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> CpuAutoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("autoscaling: minReplicas must be at most maxReplicas")
+        return self
+
+
 class IngestSpec(SpecModel):
     enabled: bool = True
-    replicas: int = Field(default=1, ge=0, le=100)
+    replicas: int = Field(default=1, ge=0, le=100, description="Ignored while `autoscaling` is set")
+    autoscaling: CpuAutoscaling | None = Field(
+        default=None, description="Replicas follow CPU use between minReplicas and maxReplicas"
+    )
     auth_secret_ref: SecretRef | None = Field(
         default=None, description="Secret with bearer tokens (key `tokens`, one per line); generated if absent"
     )
@@ -496,16 +518,69 @@ class ComponentSpec(SpecModel):
     resources: Resources | None = None
 
 
-class ProcessorSpec(ComponentSpec):
+class LagAutoscaling(SpecModel):
+    """Replicas by consumer lag on the topic a component consumes (`adnomaly.scaling`; KEDA on Kubernetes)."""
+
+    min_replicas: int = Field(default=1, ge=1, le=1000)
+    max_replicas: int | None = Field(
+        default=None, ge=1, le=1000,
+        description="Default and upper bound: the consumed topic's partition count (more consumers would idle)",
+    )
+    lag_threshold: int = Field(
+        default=1000, ge=1, le=1_000_000_000,
+        description="Target lag (records) per replica: replicas = ceil(total lag / lagThreshold)",
+    )
+    scale_down_stabilization: Duration = Field(
+        default="5m", description="Replicas go down only to the highest count recommended over this window"
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> LagAutoscaling:
+        if self.max_replicas is not None and self.min_replicas > self.max_replicas:
+            raise ValueError("autoscaling: minReplicas must be at most maxReplicas")
+        return self
+
+
+class ConsumerSpec(ComponentSpec):
+    """A component in a Kafka consumer group: it scales out up to the consumed topic's partitions."""
+
+    replicas: int = Field(default=1, ge=0, le=1000, description="Ignored while `autoscaling` is set")
+    autoscaling: LagAutoscaling | None = Field(
+        default=None, description="Replicas follow the consumer group's lag between minReplicas and maxReplicas"
+    )
+
+
+class FlinkAutoscaler(SpecModel):
+    """The Flink Kubernetes Operator's job autoscaler (per-vertex parallelism from busy time and backlog)."""
+
+    max_parallelism: int | None = Field(
+        default=None, ge=1, le=10_000,
+        description="Highest parallelism of any vertex; default and upper bound: the raw topic's partition count",
+    )
+    target_utilization: float = Field(default=0.7, gt=0, le=1, description="Busy-time share each vertex aims at")
+    stabilization: Duration = Field(default="5m", description="No new scaling this long after one")
+    metrics_window: Duration = Field(default="10m", description="Metrics averaged over this window")
+
+
+class FeaturesJobSpec(SpecModel):
+    """The Flink features job (runs when `features` are defined)."""
+
+    autoscaler: FlinkAutoscaler | None = Field(
+        default=None, description="Let the Flink Kubernetes Operator's autoscaler set the job's parallelism"
+    )
+
+
+class ProcessorSpec(ConsumerSpec):
     batch_size: int = Field(default=5000, ge=1, le=100_000)
     batch_timeout: Duration = Field(default="50ms", description="Longest wait to fill a batch (latency bound)")
 
 
 class ComponentsSpec(SpecModel):
     processor: ProcessorSpec = ProcessorSpec()
-    detector: ComponentSpec = ComponentSpec()
-    lake_sink: ComponentSpec = ComponentSpec()
-    feature_sink: ComponentSpec = ComponentSpec()
+    detector: ComponentSpec = ComponentSpec()  # one replica at most (see adnomaly.plan)
+    lake_sink: ConsumerSpec = ConsumerSpec()
+    feature_sink: ConsumerSpec = ConsumerSpec()
+    features: FeaturesJobSpec = FeaturesJobSpec()
 
 
 class TracingSpec(SpecModel):

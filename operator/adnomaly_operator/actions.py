@@ -28,11 +28,14 @@ RETAINED_KINDS = ("KafkaTopic", "Secret")
 KIND_CAPABILITY = {
     "Kafka": "strimzi", "KafkaNodePool": "strimzi", "KafkaTopic": "strimzi",
     "FlinkDeployment": "flink", "ServiceMonitor": "service_monitor",
+    "ScaledObject": "keda", "TriggerAuthentication": "keda",
 }
 CAPABILITY_HELP = {
     "strimzi": "Strimzi's CRDs (kafka.strimzi.io/v1) are not installed: install Strimzi >= 1.0, or use kafka.external",
     "flink": "the Flink Kubernetes Operator's CRDs (flink.apache.org/v1beta1) are not installed",
     "service_monitor": "the Prometheus Operator's ServiceMonitor CRD is not installed",
+    "keda": "KEDA's CRDs (keda.sh/v1alpha1) are not installed: autoscaled Kafka consumers keep minReplicas "
+            "(install KEDA, or remove their `autoscaling`)",
 }
 RECENT_WINDOW_S = 10.0  # how long a just-applied object may be missing from the watch cache
 
@@ -42,6 +45,7 @@ class Capabilities:
     strimzi: bool = True
     flink: bool = True
     service_monitor: bool = False
+    keda: bool = True  # assumed until discovery says otherwise: a wrong `False` would fight KEDA over replicas
 
     def allows(self, kind: str) -> bool:
         capability = KIND_CAPABILITY.get(kind)

@@ -106,12 +106,12 @@ class KubeClient:
                 return None
             raise
 
-    async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+    async def apply(self, obj: Mapping[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
         kind = kind_of(obj["kind"])
         meta = obj["metadata"]
         return await self.request(
             "PATCH", kind.path(meta.get("namespace"), meta["name"]),
-            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            params={"fieldManager": field_manager, "force": "true"},
             body=obj, content_type="application/apply-patch+yaml",
         )
 

@@ -85,6 +85,11 @@ def _one_of(a: str, b: str) -> Rule:
     return Rule(f"!(has(self.{a}) && has(self.{b}))", f"set either `{a}` or `{b}`, not both", f".{b}")
 
 
+# minReplicas (default 1) at most maxReplicas (required for CPU; default the partition count for lag)
+_BOUNDS = Rule("!has(self.maxReplicas) || !has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
+               "autoscaling: minReplicas must be at most maxReplicas", ".minReplicas")
+
+
 _SCHEMA = "(has(self.schema) ? self.schema : 'clickstream')"
 _EVENTS_SCHEMA = "(has(self.events) && has(self.events.schema) ? self.events.schema : 'clickstream')"
 _FIELDS = _schema_fields_map()
@@ -135,6 +140,8 @@ CEL_RULES: dict[str, list[Rule]] = {
             ".credentialsSecretRef", "FieldValueRequired",
         ),
     ],
+    "CpuAutoscaling": [_BOUNDS],
+    "LagAutoscaling": [_BOUNDS],
     "PostgresSpec": [_one_of("managed", "external")],
     "S3Spec": [_one_of("managed", "external")],
     "RedisSpec": [_one_of("managed", "external")],

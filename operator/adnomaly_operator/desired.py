@@ -109,6 +109,16 @@ class KafkaAdminPlan:
 
 
 @dataclass(frozen=True)
+class FlinkAutoscalerPlan:
+    """The Flink Kubernetes Operator's job autoscaler for the features job (`components.features.autoscaler`)."""
+
+    max_parallelism: int  # of any vertex; at most the raw topic's partitions
+    target_utilization: float
+    stabilization: str  # a spec duration (`5m`): Flink reads the same units
+    metrics_window: str
+
+
+@dataclass(frozen=True)
 class KubePlan:
     pipeline: Pipeline
     namespace: str
@@ -125,6 +135,7 @@ class KubePlan:
     kafka_users: dict[str, KafkaUserPlan] = field(default_factory=dict)  # component (or "features") → user
     notes: tuple[tuple[str, str], ...] = ()  # the plan's conditions and this backend's own
     kafka_admin: KafkaAdminPlan | None = None  # external Kafka with `manageTopics`: topics via the Admin API
+    flink_autoscaler: FlinkAutoscalerPlan | None = None
 
     @property
     def name(self) -> str:
@@ -260,13 +271,34 @@ def checkpoint_uri(pipeline: Pipeline, stores: StoresPlan) -> str:
 
 
 def flink_job_options(pipeline: Pipeline, stores: StoresPlan) -> JobOptions:
-    """How the features job runs on Kubernetes: RocksDB state, checkpoints and savepoints in S3."""
+    """How the features job runs on Kubernetes: RocksDB state, checkpoints and savepoints in S3. Under the
+    Flink autoscaler this parallelism is where the job starts."""
     base = checkpoint_uri(pipeline, stores)
     raw_partitions = pipeline.spec.kafka.topics.raw.partitions
+    autoscaler, _ = flink_autoscaler(pipeline)
+    cap = min(FLINK_PARALLELISM_CAP, raw_partitions, autoscaler.max_parallelism if autoscaler else raw_partitions)
     return JobOptions(
         checkpoint_dir=f"{base}/checkpoints", savepoint_dir=f"{base}/savepoints",
-        parallelism=max(1, min(FLINK_PARALLELISM_CAP, raw_partitions)), state_backend="rocksdb",
+        parallelism=max(1, cap), state_backend="rocksdb",
     )
+
+
+def flink_autoscaler(pipeline: Pipeline) -> tuple[FlinkAutoscalerPlan | None, tuple[tuple[str, str], ...]]:
+    """The features job's autoscaler (None: fixed parallelism) and a note when the spec's maxParallelism
+    was capped: a Kafka source reads each partition in one subtask, more would idle."""
+    spec = pipeline.spec
+    auto = spec.components.features.autoscaler
+    if auto is None or not spec.features:
+        return None, ()
+    partitions = spec.kafka.topics.raw.partitions
+    requested = auto.max_parallelism if auto.max_parallelism is not None else partitions
+    notes: tuple[tuple[str, str], ...] = ()
+    if requested > partitions:
+        notes = (("ReplicasCapped", f"features autoscaler maxParallelism capped at {partitions} (the raw topic's "
+                                    f"partition count); {requested} requested"),)
+    plan_ = FlinkAutoscalerPlan(min(requested, partitions), auto.target_utilization, auto.stabilization,
+                                auto.metrics_window)
+    return plan_, notes
 
 
 def _kafka_users(
@@ -327,6 +359,8 @@ def kube_plan(pipeline: Pipeline, namespace: str) -> KubePlan:
     notes = list(base.conditions)
     if spec.features and stores.s3 is None and spec.lake.uri is None:
         notes.append(("FlinkStateEphemeral", "no S3 and no lake uri: the features job keeps checkpoints in the pod"))
+    autoscaler, autoscaler_notes = flink_autoscaler(pipeline)
+    notes += autoscaler_notes
 
     ingest_tokens: SecretKeyRef | None = None
     if "ingest" in components:
@@ -358,6 +392,7 @@ def kube_plan(pipeline: Pipeline, namespace: str) -> KubePlan:
         kafka_users=kafka_users,
         notes=tuple(notes),
         kafka_admin=_kafka_admin(pipeline, stores, base),
+        flink_autoscaler=autoscaler,
     )
 
 

@@ -36,6 +36,7 @@ CAPABILITY_PROBES = {
     "strimzi": ("kafka.strimzi.io/v1", "kafkas"),
     "flink": ("flink.apache.org/v1beta1", "flinkdeployments"),
     "service_monitor": ("monitoring.coreos.com/v1", "servicemonitors"),
+    "keda": ("keda.sh/v1alpha1", "scaledobjects"),
 }
 
 
@@ -62,6 +63,9 @@ class Runtime:
         self.config = config
         self.client: KubeClient | None = None
         self.connected = asyncio.Event()
+        # What is rendered depends on the installed APIs (KEDA: who owns autoscaled replicas), so nothing
+        # is reconciled before the first discovery: a wrong guess would be written, then taken back.
+        self.discovered = asyncio.Event()
         self.indices: dict[str, Mapping[Key, Any]] = {}
         self.reconciler: Reconciler | None = None
         self.queue: WorkQueue[Key] = WorkQueue(self._reconcile, workers=config.workers)
@@ -81,6 +85,7 @@ class Runtime:
 
     async def _reconcile(self, key: Key) -> float | None:
         await self.connected.wait()
+        await self.discovered.wait()
         assert self.reconciler is not None
         return await self.reconciler.reconcile(key)
 
@@ -93,7 +98,7 @@ class Runtime:
             self.connected.set()
 
     async def discover(self) -> None:
-        """Which optional APIs exist (Strimzi, Flink, Prometheus Operator); re-queue all on change."""
+        """Which optional APIs exist (Strimzi, Flink, Prometheus Operator, KEDA); re-queue all on change."""
         await self.connected.wait()
         assert self.client is not None and self.reconciler is not None
         while True:
@@ -108,7 +113,8 @@ class Runtime:
                     self.reconciler.capabilities = caps
                     for key in list(self.reconciler.pipelines):
                         self.queue.add(key)
-            await asyncio.sleep(self.config.discovery_interval)
+                self.discovered.set()
+            await asyncio.sleep(self.config.discovery_interval if self.discovered.is_set() else 1.0)
 
     def start(self) -> None:
         self.queue.start()

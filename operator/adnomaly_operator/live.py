@@ -106,6 +106,17 @@ def readiness(kind: str, body: Mapping[str, Any]) -> tuple[bool, str]:
     return True, ""
 
 
+def owns_field(meta: Mapping[str, Any], *path: str, manager: str = FIELD_MANAGER) -> bool:
+    """Whether `manager`'s server-side apply owns the field at `path` (e.g. `spec`, `replicas`)."""
+    for entry in meta.get("managedFields") or ():
+        if entry.get("manager") == manager and entry.get("operation") == "Apply" and not entry.get("subresource"):
+            fields: Any = entry.get("fieldsV1") or {}
+            for part in path:
+                fields = fields.get(f"f:{part}") if isinstance(fields, Mapping) else None
+            return fields is not None
+    return False
+
+
 def managed_fingerprint(meta: Mapping[str, Any]) -> str | None:
     """A digest of the field set the operator owns through server-side apply. Another writer changing
     one of those fields takes it over, which changes this digest: that is drift."""

@@ -11,6 +11,8 @@ import hashlib
 from dataclasses import dataclass
 
 FIELD_MANAGER = "adnomaly-operator"
+# Holds an autoscaled Deployment's `replicas` for the moment the operator lets go of it (reconcile.py).
+HANDOVER_MANAGER = "adnomaly-operator-handover"
 FINALIZER = "adnomaly.io/finalizer"
 
 LABEL_PIPELINE = "adnomaly.io/pipeline"

@@ -25,8 +25,8 @@ from adnomaly_operator.actions import RETAINED_KINDS, Actions, Applied, Capabili
 from adnomaly_operator.client import ApiError, KubeClient
 from adnomaly_operator.desired import KafkaAdminPlan, kube_plan
 from adnomaly_operator.kafka_admin import AdminFactory, Login, TopicAdmin, TopicAdminError, delete_topics, sync_topics
-from adnomaly_operator.live import LiveObject, managed_fingerprint
-from adnomaly_operator.names import ANNOTATION_HASH, LABEL_PIPELINE
+from adnomaly_operator.live import LiveObject, managed_fingerprint, owns_field
+from adnomaly_operator.names import ANNOTATION_HASH, HANDOVER_MANAGER, LABEL_PIPELINE
 from adnomaly_operator.render import Desired, Images, Owner, RenderContext, SecretRecipe, render
 from adnomaly_operator.resources import PIPELINE, kind_of
 from adnomaly_operator.status import Observation, Problem, build_status, observe_components, with_topics_sync
@@ -85,6 +85,7 @@ class _Rendered:
     uid: str
     generation: int
     service_monitor: bool
+    keda: bool
     desired: list[Desired]
     notes: tuple[tuple[str, str], ...]
     bootstrap: str
@@ -154,16 +155,17 @@ class Reconciler:
         meta = body["metadata"]
         generation = int(meta.get("generation", 0))
         cached = self._renders.get(key)
-        if cached is not None and (cached.uid, cached.generation, cached.service_monitor) == (
-            meta["uid"], generation, self.capabilities.service_monitor
+        caps = self.capabilities
+        if cached is not None and (cached.uid, cached.generation, cached.service_monitor, cached.keda) == (
+            meta["uid"], generation, caps.service_monitor, caps.keda
         ):
             return cached
         pipeline = parse_pipeline(pipeline_document(body))  # raises SpecError
         kp = kube_plan(pipeline, key[0])
         owner = Owner(PIPELINE.api_version, PIPELINE.kind, meta["name"], meta["uid"])
-        ctx = RenderContext(owner, self.images, self.capabilities.service_monitor)
+        ctx = RenderContext(owner, self.images, caps.service_monitor, caps.keda)
         rendered = _Rendered(
-            meta["uid"], generation, self.capabilities.service_monitor, render(kp, ctx), kp.notes,
+            meta["uid"], generation, caps.service_monitor, caps.keda, render(kp, ctx), kp.notes,
             kp.kafka_bootstrap, {role: t.name for role, t in kp.plan.topics.items()}, kp.deletion_policy,
             kp.kafka_admin,
         )
@@ -306,6 +308,8 @@ class Reconciler:
                 transient.append(exc)
 
         async def apply(d: Desired) -> None:
+            if d.kind == "Deployment" and "replicas" not in d.obj["spec"]:
+                await self._hand_over_replicas(key[0], d.name)
             try:
                 result = await self.client.apply(d.obj)
             except ApiError as exc:
@@ -346,6 +350,22 @@ class Reconciler:
         if transient:
             raise TransientError(f"{len(transient)} write(s) failed transiently, first: {transient[0]}")
         return problems, retry
+
+    async def _hand_over_replicas(self, namespace: str, name: str) -> None:
+        """A scaler now owns this Deployment's `replicas`. Server-side apply would reset a field its only
+        owner drops (to 1), so while the operator still owns it, another manager first takes the current
+        count (the pattern Kubernetes documents for handing replicas to an HPA); the scaler's first change
+        then takes it from that manager. No-op once the operator has let go."""
+        kind = kind_of("Deployment")
+        live = await self.client.get(kind, namespace, name)
+        if live is None or not owns_field(live["metadata"], "spec", "replicas"):
+            return
+        replicas = int((live.get("spec") or {}).get("replicas") or 1)
+        log.info("%s/%s: handing replicas (%d) over to the scaler", namespace, name, replicas)
+        await self.client.apply({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas},
+        }, field_manager=HANDOVER_MANAGER)
 
     @staticmethod
     def _remember(recent: dict[tuple[str, str], Applied], d: Desired, result: Mapping[str, Any]) -> None:

@@ -46,6 +46,7 @@ OWNED_KINDS: tuple[Kind, ...] = (
     Kind("v1", "Secret", "secrets"),
     Kind("v1", "Service", "services"),
     Kind("apps/v1", "Deployment", "deployments"),
+    Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
     Kind("apps/v1", "StatefulSet", "statefulsets"),
     Kind("batch/v1", "Job", "jobs"),
     Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
@@ -58,6 +59,8 @@ OWNED_KINDS: tuple[Kind, ...] = (
     Kind("kafka.strimzi.io/v1", "KafkaUser", "kafkausers"),
     Kind("flink.apache.org/v1beta1", "FlinkDeployment", "flinkdeployments"),
     Kind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
+    Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
+    Kind("keda.sh/v1alpha1", "TriggerAuthentication", "triggerauthentications"),
 )
 
 BY_KIND: dict[str, Kind] = {k.kind: k for k in (*OWNED_KINDS, PIPELINE)}

@@ -123,6 +123,14 @@ def phase_of(obs: Observation) -> tuple[str, str, str]:
     return ("Pending" if stage <= STAGE_STORES else "Progressing"), reason, message
 
 
+def _merged(notes: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """One condition per reason (conditions are a map by type): several caps make one `ReplicasCapped`."""
+    merged: dict[str, list[str]] = {}
+    for reason, message in notes:
+        merged.setdefault(reason, []).append(message)
+    return [(reason, "; ".join(messages)) for reason, messages in merged.items()]
+
+
 def build_status(obs: Observation, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
     before = {c.get("type"): c for c in (previous or {}).get("conditions") or () if isinstance(c, Mapping)}
     phase, reason, message = phase_of(obs)
@@ -137,7 +145,7 @@ def build_status(obs: Observation, previous: Mapping[str, Any] | None, now: str)
         _condition("Degraded", degraded, reason if degraded else "AsExpected",
                    message if degraded else "no problems", gen, before, now),
     ]
-    for note_reason, note_message in obs.notes:
+    for note_reason, note_message in _merged(obs.notes):
         conditions.append(_condition(note_reason, True, note_reason, note_message, gen, before, now))
     if obs.topics_sync is not None:
         sync = obs.topics_sync

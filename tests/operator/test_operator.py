@@ -22,6 +22,7 @@ import yaml
 from adnomaly.services.kube import KubeControlPlane
 from adnomaly.spec import parse_pipeline
 from adnomaly_operator.desired import kube_plan
+from adnomaly_operator.live import owns_field
 from adnomaly_operator.names import ANNOTATION_CONFIG_HASH, ANNOTATION_HASH, LABEL_PIPELINE
 from adnomaly_operator.render import Desired, Owner, RenderContext, render
 from adnomaly_operator.resources import kind_of
@@ -35,6 +36,7 @@ from adnomaly_operator.testing import OperatorProcess
 
 from tests.operator.operator_harness import (
     REPO,
+    THIRD_PARTY_CRDS,
     apply,
     condition,
     delete_pipelines,
@@ -495,3 +497,120 @@ def test_a_noop_reconcile_writes_nothing(
     after = {f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
              for o in items(cluster, namespace, objects)}
     assert after == versions
+
+
+# --- i. autoscaling: a scaler owns the replica count ----------------------------------------------
+
+SCALED = {
+    "kafka": {"topics": {"raw": {"partitions": 6, "retention": "1d"}}},
+    "source": {"ingest": {"autoscaling": {"minReplicas": 1, "maxReplicas": 3}}},
+    "components": {"processor": {"autoscaling": {"minReplicas": 1, "maxReplicas": 6, "lagThreshold": 100}}},
+}
+
+
+def object_writes(operator: OperatorProcess) -> float:
+    """The operator's writes to anything but the Pipeline's status and Events (which report progress)."""
+    return sum(v for (name, labels), v in operator.metrics().items()
+               if name == "adnomaly_operator_api_request_seconds_count" and dict(labels)["verb"] != "get"
+               and dict(labels)["resource"] not in ("pipelines/status", "events"))
+
+
+def owns_replicas(kube: KubeControlPlane, ns: str, deployment: str, manager: str = "adnomaly-operator") -> bool:
+    """Whether `manager` holds the Deployment's `spec.replicas` (server-side apply field ownership)."""
+    body = json.loads(kube.kubectl("get", "deployment", deployment, f"--namespace={ns}", "-o", "json",
+                                   "--show-managed-fields").stdout)
+    entries = body["metadata"]["managedFields"]
+    assert any(entry.get("manager") == "adnomaly-operator" for entry in entries)  # the view has them
+    return owns_field(body["metadata"], "spec", "replicas", manager=manager)
+
+
+def test_the_operator_writes_nothing_while_a_scaler_changes_replicas(
+    cluster: KubeControlPlane, namespace: str, operator: OperatorProcess, simulated: SimulatorThread
+) -> None:
+    name = "scaled"
+    apply(cluster, namespace, pipeline_doc(name, SCALED))
+    wait_phase(cluster, namespace, name, "Ready", READY_TIMEOUT)
+    deployment = f"{name}-processor"
+    scaled = get(cluster, namespace, "scaledobjects.keda.sh", deployment)
+    assert scaled["spec"]["scaleTargetRef"]["name"] == deployment  # KEDA's CRDs are installed here
+    assert get(cluster, namespace, "triggerauthentications.keda.sh", deployment) is not None
+    assert not owns_replicas(cluster, namespace, deployment)
+    # ingest: the control plane's own HPA controller (no metrics here: it only reports, in its status)
+    hpa = get(cluster, namespace, "horizontalpodautoscalers.autoscaling", f"{name}-ingest")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == f"{name}-ingest"
+    assert not owns_replicas(cluster, namespace, f"{name}-ingest")
+
+    writes = operator.quiet_writes()
+    objects = object_writes(operator)
+    noops = operator.total("adnomaly_operator_reconciles_total", result="noop")
+    for replicas in (4, 2, 6):  # the test plays KEDA's HPA: the scale subresource, as the HPA writes it
+        cluster.kubectl("scale", "deployment", deployment, f"--namespace={namespace}", f"--replicas={replicas}")
+        wait_for(lambda r=replicas: status(cluster, namespace, name).get("components", {}).get("processor")
+                 == f"{r}/{r}", 60, f"the processor at {replicas} replicas")
+        time.sleep(4)  # more than a drift check (3 s)
+        assert get(cluster, namespace, "deployment", deployment)["spec"]["replicas"] == replicas
+    assert object_writes(operator) == objects, "the operator wrote to an object while only replicas changed"
+    assert operator.total("adnomaly_operator_reconciles_total", result="noop") >= noops + 3
+    assert operator.writes() > writes  # only the status followed (processor 4/4, 2/2, 6/6)
+
+    # A real change re-applies the Deployment (a new config hash): the scaler's count survives it.
+    cluster.kubectl("patch", "pipeline", name, f"--namespace={namespace}", "--type=merge",
+                    "-p", json.dumps({"spec": {"components": {"processor": {"batchSize": 777}}}}))
+    wait_for(lambda: object_writes(operator) > objects, 30, "the operator to apply the change")
+    wait_phase(cluster, namespace, name, "Ready", READY_TIMEOUT)
+    assert get(cluster, namespace, "deployment", deployment)["spec"]["replicas"] == 6
+
+    # Autoscaling off: the operator owns the count again and sets it.
+    cluster.kubectl("patch", "pipeline", name, f"--namespace={namespace}", "--type=json", "-p", json.dumps([
+        {"op": "remove", "path": "/spec/components/processor/autoscaling"},
+        {"op": "add", "path": "/spec/components/processor/replicas", "value": 3},
+    ]))
+    wait_for(lambda: get(cluster, namespace, "deployment", deployment)["spec"]["replicas"] == 3, 30,
+             "the fixed replica count")
+    assert owns_replicas(cluster, namespace, deployment)
+    wait_for(lambda: get(cluster, namespace, "scaledobjects.keda.sh", deployment) is None, 30,
+             "the ScaledObject to go")
+    assert get(cluster, namespace, "triggerauthentications.keda.sh", deployment) is None
+
+
+KEDA_CRDS = sorted(THIRD_PARTY_CRDS.glob("keda-*.yaml"))
+
+
+def test_without_keda_the_pipeline_says_so_and_keeps_min_replicas_until_keda_arrives(
+    cluster: KubeControlPlane, namespace: str, tmp_path: Path, simulated: SimulatorThread
+) -> None:
+    assert len(KEDA_CRDS) == 2
+    cluster.kubectl("delete", "crd", "scaledobjects.keda.sh", "triggerauthentications.keda.sh", "--timeout=60s")
+    op = OperatorProcess(cluster, tmp_path, namespace=namespace, extra_args=["--discovery-interval", "1"])
+    name = "scaled"
+    deployment = f"{name}-processor"
+    spec = {**SCALED, "components": {"processor": {"autoscaling": {"minReplicas": 2, "maxReplicas": 6}}}}
+    try:
+        op.start()
+        apply(cluster, namespace, pipeline_doc(name, spec))
+        # everything comes up (at minReplicas, the operator's own count); the pipeline says what it lacks
+        def all_ready() -> bool:
+            ready, total = (status(cluster, namespace, name).get("readyComponents") or "0/1").split("/")
+            return ready == total
+
+        wait_for(all_ready, READY_TIMEOUT, "every component ready", interval=1)
+        st = status(cluster, namespace, name)
+        assert st["phase"] == "Degraded" and st["components"]["processor"] == "2/2", st
+        ready = condition(st, "Ready")
+        assert ready["status"] == "False" and ready["reason"] == "MissingCRD" and "KEDA" in ready["message"]
+        assert get(cluster, namespace, "deployment", deployment)["spec"]["replicas"] == 2
+        assert owns_replicas(cluster, namespace, deployment)
+    finally:
+        cluster.install_crds(KEDA_CRDS)  # the module's other tests expect KEDA's CRDs
+    try:
+        wait_for(lambda: get(cluster, namespace, "scaledobjects.keda.sh", deployment), 60, "the ScaledObject")
+        wait_phase(cluster, namespace, name, "Ready", READY_TIMEOUT)
+        assert not owns_replicas(cluster, namespace, deployment)  # handed over to the scaler...
+        assert owns_replicas(cluster, namespace, deployment, manager="adnomaly-operator-handover")
+        # ...without a reset: a field its only owner drops would fall back to its default (1)
+        assert get(cluster, namespace, "deployment", deployment)["spec"]["replicas"] == 2
+        cluster.kubectl("scale", "deployment", deployment, f"--namespace={namespace}", "--replicas=5")  # "KEDA"
+        assert not owns_replicas(cluster, namespace, deployment, manager="adnomaly-operator-handover")
+        delete_pipelines(cluster, namespace)
+    finally:
+        op.stop()

@@ -117,3 +117,71 @@ def test_tracing_spec_becomes_the_standard_otel_environment_of_every_component()
     # turning tracing on rolls the components (their pods must get the new environment)
     untraced = plan(pipeline(), ENDPOINTS).components
     assert all(traced[name].config_hash != untraced[name].config_hash for name in traced)
+
+
+# --- autoscaling ---------------------------------------------------------------------------------
+
+FEATURE = {"name": "f", "dimensions": ["geo"], "metrics": [{"name": "n", "agg": "count"}]}
+
+
+def test_autoscaled_consumers_plan_their_group_topic_and_bounds() -> None:
+    spec = {
+        "lake": {"uri": "file:///tmp/lake"}, "features": [FEATURE],
+        "kafka": {"topics": {"raw": {"partitions": 8, "retention": "1d"},
+                             "features": {"partitions": 2, "retention": "1d"}}},
+        "components": {
+            "processor": {"replicas": 5, "autoscaling": {"minReplicas": 2, "maxReplicas": 6, "lagThreshold": 500,
+                                                         "scaleDownStabilization": "2m"}},
+            "lakeSink": {"autoscaling": {}},
+            "featureSink": {"autoscaling": {}},
+        },
+    }
+    p = plan(pipeline(spec), ENDPOINTS)
+    proc = p.components["processor"]
+    assert proc.replicas == 2  # a scaler owns the count: it starts at minReplicas (`replicas` is ignored)
+    assert proc.autoscaling is not None
+    assert (proc.autoscaling.topic, proc.autoscaling.consumer_group) == ("shop-raw", "shop-processor")
+    assert (proc.autoscaling.min_replicas, proc.autoscaling.max_replicas, proc.autoscaling.lag_threshold) == (2, 6, 500)
+    assert proc.autoscaling.scale_down_stabilization_s == 120
+    lake = p.components["lake-sink"].autoscaling
+    assert lake is not None
+    assert (lake.consumer_group, lake.max_replicas, lake.lag_threshold) == ("shop-lake-sink", 8, 1000)
+    features = p.components["feature-sink"].autoscaling
+    assert features is not None and (features.topic, features.consumer_group) == ("shop-features", "shop-feature-sink")
+    assert features.max_replicas == 2  # default: the consumed topic's partitions
+    assert "ReplicasCapped" not in dict(p.conditions)
+    assert plan(pipeline(), ENDPOINTS).components["processor"].autoscaling is None
+
+
+def test_autoscaling_max_replicas_is_capped_at_partitions_and_the_plan_says_so() -> None:
+    spec = {"kafka": {"topics": {"raw": {"partitions": 4, "retention": "1d"}}},
+            "components": {"processor": {"autoscaling": {"minReplicas": 5, "maxReplicas": 12}}}}
+    p = plan(pipeline(spec), ENDPOINTS)
+    scaling = p.components["processor"].autoscaling
+    assert scaling is not None and (scaling.min_replicas, scaling.max_replicas) == (4, 4)
+    messages = [m for reason, m in p.conditions if reason == "ReplicasCapped"]
+    assert messages == [
+        "processor autoscaling maxReplicas capped at 4 (the raw topic's partition count); 12 requested",
+        "processor autoscaling minReplicas capped at 4 (the raw topic's partition count); 5 requested",
+    ]
+    assert p.components["processor"].notes == tuple(messages)
+
+
+def test_sink_replicas_are_capped_and_reported_like_the_processors() -> None:
+    spec = {"lake": {"uri": "file:///tmp/lake"}, "kafka": {"topics": {"raw": {"partitions": 2, "retention": "1d"}}},
+            "components": {"lakeSink": {"replicas": 3}}}
+    p = plan(pipeline(spec), ENDPOINTS)
+    assert p.components["lake-sink"].replicas == 2
+    assert dict(p.conditions)["ReplicasCapped"] == (
+        "lake-sink replicas capped at 2 (the raw topic's partition count); 3 requested"
+    )
+
+
+def test_ingest_scales_on_cpu() -> None:
+    spec = {"source": {"ingest": {"replicas": 0, "autoscaling": {"minReplicas": 2, "maxReplicas": 10,
+                                                                 "targetCpuUtilization": 60}}}}
+    ingest = plan(pipeline(spec), ENDPOINTS).components["ingest"]
+    assert ingest.replicas == 2  # `replicas: 0` is ignored under autoscaling: ingest still runs
+    assert ingest.autoscaling is not None
+    assert (ingest.autoscaling.max_replicas, ingest.autoscaling.target_cpu_utilization) == (10, 60)
+    assert ingest.autoscaling.scale_down_stabilization_s == 300

@@ -8,7 +8,7 @@ from typing import Any
 from adnomaly.spec import parse_pipeline
 from adnomaly_operator.actions import Applied, Capabilities, allowed_stage, plan_actions
 from adnomaly_operator.desired import kube_plan
-from adnomaly_operator.live import LiveObject, readiness, summarize
+from adnomaly_operator.live import LiveObject, owns_field, readiness, summarize
 from adnomaly_operator.names import ANNOTATION_HASH, FIELD_MANAGER
 from adnomaly_operator.render import Desired, Owner, RenderContext, render
 from adnomaly_operator.render.common import STAGE_APPS, STAGE_STORES, STAGE_TOPICS
@@ -183,6 +183,29 @@ def test_status_is_stable_when_nothing_changes_and_transitions_are_timed() -> No
     ready = next(c for c in later["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["reason"] == "WaitingForTopics"
     assert ready["lastTransitionTime"] == "2026-01-01T02:00:00Z"
+
+
+def test_field_ownership_is_read_from_the_managers_apply_entry() -> None:
+    meta = {"managedFields": [
+        {"manager": FIELD_MANAGER, "operation": "Apply", "fieldsV1": {"f:spec": {"f:template": {}}}},
+        {"manager": "kube-controller-manager", "operation": "Update", "subresource": "scale",
+         "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+        {"manager": "handover", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+    ]}
+    assert not owns_field(meta, "spec", "replicas")  # the scaler's, through the scale subresource
+    assert owns_field(meta, "spec", "template") and owns_field(meta, "spec", "replicas", manager="handover")
+    meta["managedFields"][0]["fieldsV1"]["f:spec"]["f:replicas"] = {}
+    assert owns_field(meta, "spec", "replicas")
+    assert not owns_field({}, "spec", "replicas")
+
+
+def test_notes_of_one_reason_make_one_condition() -> None:
+    notes = (("ReplicasCapped", "processor capped"), ("FlinkStateEphemeral", "pod"), ("ReplicasCapped", "sink capped"))
+    status = build_status(Observation(1, notes=notes), None, "2026-01-01T00:00:00Z")
+    capped = [c for c in status["conditions"] if c["type"] == "ReplicasCapped"]
+    assert len(capped) == 1 and capped[0]["message"] == "processor capped; sink capped"
+    types = [c["type"] for c in status["conditions"]]
+    assert len(types) == len(set(types))  # conditions are a map by type: the API server refuses duplicates
 
 
 def test_failed_and_degraded_phases() -> None:

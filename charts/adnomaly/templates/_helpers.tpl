@@ -70,6 +70,10 @@ merge patches (status, orphaning under Retain). Owned kinds are watched (list/wa
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Ingest's CPU autoscaler.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
@@ -85,6 +89,10 @@ merge patches (status, orphaning under Retain). Owned kinds are watched (list/wa
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# KEDA scales the Kafka consumers that have `autoscaling` (by consumer lag).
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects", "triggerauthentications"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Kubernetes Events for phase transitions (events.k8s.io) and kopf's own error events (core).
 - apiGroups: ["events.k8s.io"]

@@ -8,6 +8,7 @@ once with random contents and never re-rolls them.
 from __future__ import annotations
 
 from adnomaly_operator.desired import KubePlan
+from adnomaly_operator.render.autoscaling import render_autoscaling
 from adnomaly_operator.render.common import (
     Desired,
     Images,
@@ -37,6 +38,7 @@ def render(kp: KubePlan, ctx: RenderContext) -> list[Desired]:
         *render_stores(kp, ctx),
         *_ingest_tokens(kp, ctx),
         *render_components(kp, ctx),
+        *render_autoscaling(kp, ctx),
         *render_flink(kp, ctx),
         *render_network(kp, ctx),
     ]

@@ -62,6 +62,7 @@ class RenderContext:
     owner: Owner
     images: Images = field(default_factory=Images)
     service_monitor: bool = False  # the ServiceMonitor CRD exists in the cluster
+    keda: bool = True  # KEDA's CRDs exist: it, not the operator, sets autoscaled consumers' replicas
 
 
 @dataclass(frozen=True)

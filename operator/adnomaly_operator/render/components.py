@@ -1,6 +1,8 @@
 """The data-plane components: one ConfigMap of rendered configs, and per component a Deployment,
 Service and PodDisruptionBudget. Pure.
 
+An autoscaled component's Deployment has no `replicas` when a scaler owns it (render/autoscaling.py).
+
 Each Deployment mounts only its own key of the ConfigMap and carries that config's hash in its pod
 template (`adnomaly.io/config-hash`), so a config change rolls exactly the components it affects.
 Secrets reach the processes as `secretKeyRef` environment variables (names in `adnomaly.config.SecretEnv`).
@@ -21,6 +23,7 @@ from adnomaly_operator.names import (
     LABEL_TIER,
     selector_labels,
 )
+from adnomaly_operator.render.autoscaling import scaler_owns_replicas
 from adnomaly_operator.render.common import (
     CONTAINER_SECURITY,
     POD_SECURITY,
@@ -136,8 +139,9 @@ def _deployment(kp: KubePlan, ctx: RenderContext, cp: ComponentPlan) -> Obj:
             "secretName": kp.ingest_tokens.name, "items": [{"key": kp.ingest_tokens.key, "path": "tokens"}],
         }})
         container["volumeMounts"].append({"name": "ingest-tokens", "mountPath": INGEST_TOKENS_DIR, "readOnly": True})
+    spec: Obj = {} if scaler_owns_replicas(cp, ctx) else {"replicas": cp.replicas}  # never fight a scaler
     return obj("apps/v1", "Deployment", meta, spec={
-        "replicas": cp.replicas,
+        **spec,
         "revisionHistoryLimit": 3,
         "selector": {"matchLabels": selector_labels(kp.name, component)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
@@ -197,6 +201,7 @@ def render_components(kp: KubePlan, ctx: RenderContext) -> list[Desired]:
         out.append(Desired(_deployment(kp, ctx, cp), STAGE_APPS, status_key=name))
         if cp.name in HTTP_PORTS:
             out.append(_api_service(kp, ctx, cp))
-        if cp.replicas >= 2:  # a budget for a single pod would only make evictions block or mean nothing
+        most = cp.autoscaling.max_replicas if cp.autoscaling is not None else cp.replicas
+        if most >= 2:  # a budget for a single pod would only make evictions block or mean nothing
             out.append(_pdb(kp, ctx, cp))
     return out

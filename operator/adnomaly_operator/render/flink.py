@@ -85,6 +85,7 @@ def _flink_configuration(kp: KubePlan) -> dict[str, str]:
         "io.tmp.dirs": "/tmp",
         **{key: str(port) for key, port in FLINK_PORTS.items()},
     }
+    conf.update(_autoscaler(kp))
     s3 = kp.stores.s3
     if s3 is not None:
         conf["s3.path.style.access"] = "true"
@@ -92,6 +93,24 @@ def _flink_configuration(kp: KubePlan) -> dict[str, str]:
             conf["s3.endpoint"] = s3.endpoint
         conf["s3.endpoint.region"] = s3.region
     return conf
+
+
+def _autoscaler(kp: KubePlan) -> dict[str, str]:
+    """The Flink Kubernetes Operator's job autoscaler: it sets each vertex's parallelism from busy time and
+    backlog, within 1 .. the raw topic's partitions. Its overrides live outside this spec, so re-applying
+    the FlinkDeployment does not undo them. `pipeline.max-parallelism` (the key groups) is left alone:
+    changing it would make the job's savepoints unusable."""
+    auto = kp.flink_autoscaler
+    if auto is None:
+        return {}
+    return {
+        "job.autoscaler.enabled": "true",
+        "job.autoscaler.vertex.min-parallelism": "1",
+        "job.autoscaler.vertex.max-parallelism": str(auto.max_parallelism),
+        "job.autoscaler.target.utilization": repr(auto.target_utilization),
+        "job.autoscaler.stabilization.interval": auto.stabilization,
+        "job.autoscaler.metrics.window": auto.metrics_window,
+    }
 
 
 def _rbac(kp: KubePlan, ctx: RenderContext) -> list[Desired]:

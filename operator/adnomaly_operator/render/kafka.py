@@ -22,6 +22,7 @@ from adnomaly_operator.desired import (
     uses_kafka,
 )
 from adnomaly_operator.names import LABEL_COMPONENT, LABEL_PIPELINE, LABEL_TIER, STRIMZI_CLUSTER_LABEL
+from adnomaly_operator.render.autoscaling import KEDA_OPERATOR_PEER, lag_scaled
 from adnomaly_operator.render.common import (
     CONTAINER_SECURITY,
     STAGE_STORES,
@@ -75,14 +76,19 @@ def kafka_client_peers(kp: KubePlan) -> list[Obj]:
     return peers
 
 
+def tls_listener_peers(kp: KubePlan) -> list[Obj]:
+    """The TLS listener's clients: the pipeline's, and KEDA's operator when it scales a consumer by lag
+    (it logs in as that component, over TLS: render/autoscaling.py)."""
+    return kafka_client_peers(kp) + ([KEDA_OPERATOR_PEER] if lag_scaled(kp) else [])
+
+
 def _listeners(kp: KubePlan) -> list[Obj]:
     """Both listeners authenticate; Strimzi's own NetworkPolicy for them admits only the pipeline's clients."""
-    peers = kafka_client_peers(kp)
     return [
         {"name": "plain", "port": KAFKA_PORT, "type": "internal", "tls": False, "authentication": SCRAM_AUTH,
-         "networkPolicyPeers": peers},
+         "networkPolicyPeers": kafka_client_peers(kp)},
         {"name": "tls", "port": KAFKA_TLS_PORT, "type": "internal", "tls": True, "authentication": SCRAM_AUTH,
-         "networkPolicyPeers": peers},
+         "networkPolicyPeers": tls_listener_peers(kp)},
     ]
 
 

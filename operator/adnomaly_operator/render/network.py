@@ -9,7 +9,8 @@ what a policy below allows:
   secrets it is given say so) — to the managed store's pods, or to any address on the external service's port;
 - the detector → its Alertmanager (any address, the URL's port) when it notifies;
 - ingress from anywhere to the HTTP APIs (ingest, online features) and to the metrics port;
-- Kafka: client listeners from the pipeline's Kafka clients; broker ↔ broker; Strimzi's operators;
+- Kafka: client listeners from the pipeline's Kafka clients (and the TLS listener from KEDA's operator
+  when it scales a consumer by lag); broker ↔ broker; Strimzi's operators;
 - Flink: JobManager ↔ TaskManagers on fixed ports, the JobManager's REST API from the Flink operator,
   the Kubernetes API (native mode creates TaskManager pods), Kafka and S3.
 
@@ -37,6 +38,7 @@ from adnomaly_operator.names import (
     LABEL_TIER,
     STRIMZI_CLUSTER_LABEL,
 )
+from adnomaly_operator.render.autoscaling import KEDA_OPERATOR_PEER, lag_scaled
 from adnomaly_operator.render.common import STAGE_BASE, Desired, Obj, RenderContext, metadata, obj
 from adnomaly_operator.render.flink import FLINK_PORTS
 from adnomaly_operator.render.kafka import kafka_client_peers, kafka_clients, kafka_pod_labels
@@ -203,6 +205,8 @@ def _kafka(kp: KubePlan, ctx: RenderContext) -> list[Desired]:
     ]
     if peers:
         ingress.append({"from": peers, "ports": tcp(KAFKA_PORT, KAFKA_TLS_PORT)})
+    if lag_scaled(kp):  # KEDA's operator reads the consumer groups' lag, over TLS
+        ingress.append({"from": [KEDA_OPERATOR_PEER], "ports": tcp(KAFKA_TLS_PORT)})
     egress = [
         {"to": [DNS_PEER], "ports": [{"protocol": "UDP", "port": 53}, *tcp(53)]},
         {"to": [brokers], "ports": tcp(*internal)},

@@ -128,11 +128,13 @@ PIPELINE_RULES = [
     ("apps", "deployments/finalizers", ("update",)),
     ("batch", "jobs", (*READ, *WRITE)),
     ("policy", "poddisruptionbudgets", (*READ, *WRITE)),
+    ("autoscaling", "horizontalpodautoscalers", (*READ, *WRITE)),
     ("networking.k8s.io", "networkpolicies", (*READ, *WRITE)),
     *[("rbac.authorization.k8s.io", r, (*READ, *WRITE)) for r in ("roles", "rolebindings")],
     *[("kafka.strimzi.io", r, (*READ, *WRITE)) for r in ("kafkas", "kafkanodepools", "kafkatopics", "kafkausers")],
     ("flink.apache.org", "flinkdeployments", (*READ, *WRITE)),
     ("monitoring.coreos.com", "servicemonitors", (*READ, *WRITE)),
+    *[("keda.sh", r, (*READ, *WRITE)) for r in ("scaledobjects", "triggerauthentications")],
     ("events.k8s.io", "events", ("create",)),
     ("", "events", ("create",)),
 ]
