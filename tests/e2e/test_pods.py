@@ -33,6 +33,7 @@ import httpx
 import pytest
 from adnomaly.plan import db_schema_name, topic_name
 from adnomaly.services.kafka import new_cluster_id
+from adnomaly.services.kube import wait_established
 from adnomaly_operator.testing import THIRD_PARTY_CRDS
 
 from tests.e2e.checks import (
@@ -562,8 +563,7 @@ def test_the_flink_job_image_computes_features_from_the_operators_flink_deployme
     through the image's S3 plugin, as the non-root `flink` user on a read-only root filesystem."""
     without_flink_operator(cluster)
     cluster.kubectl("apply", "--server-side", "-f", str(FLINK_CRD), timeout=120)
-    cluster.kubectl("wait", "--for=condition=Established", "crd/flinkdeployments.flink.apache.org",
-                    "--timeout=60s", timeout=90)
+    wait_established(cluster.kubectl, ["crd/flinkdeployments.flink.apache.org"], 60)
     manifest = pipeline_manifest(FLINK_PIPELINE, pipeline_ns, f"kafka.{pipeline_ns}.svc:9092", features=[{
         "name": "traffic", "dimensions": ["geo"], "window": {"type": "tumbling", "size": "10s"},
         "allowedLateness": "0s", "metrics": [{"name": "event_count", "agg": "count"}]}])

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from adnomaly.services.base import ManagedProcess, ServiceError, free_port, run_tool, wait_until, write_private_file
 from cryptography import x509
@@ -317,6 +318,31 @@ class Pki:
         cert_path.write_text(_pem_cert(cert))
 
 
+class Kubectl(Protocol):
+    def __call__(self, *args: str, check: bool = ...) -> subprocess.CompletedProcess[str]: ...
+
+
+def wait_established(kubectl: Kubectl, names: Sequence[str], timeout: float) -> None:
+    """Wait until every CRD (`customresourcedefinition.apiextensions.k8s.io/NAME` or `crd/NAME`) is
+    Established. Polled here rather than with `kubectl wait --for=condition=Established`: right after the
+    create, before the API server's CRD controller writes the first condition, kubectl's wait fails at once
+    on the missing `.status.conditions` instead of waiting."""
+
+    def established() -> bool:
+        done = kubectl("get", *names, "-o", "json", check=False)
+        if done.returncode != 0:
+            return False
+        found = json.loads(done.stdout)
+        crds = found.get("items", [found])
+        return len(crds) == len(names) and all(
+            any(c.get("type") == "Established" and c.get("status") == "True"
+                for c in (crd.get("status") or {}).get("conditions") or ())
+            for crd in crds
+        )
+
+    wait_until(established, timeout, f"CRDs {', '.join(names)} to be Established", interval=0.5)
+
+
 def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
@@ -469,7 +495,7 @@ class KubeControlPlane:
             return []
         output = self.kubectl("apply", "--server-side", "--force-conflicts", "-o", "name", *files).stdout
         names = output.split()
-        self.kubectl("wait", "--for=condition=Established", f"--timeout={timeout:.0f}s", *names, timeout=timeout + 30)
+        wait_established(self.kubectl, names, timeout)
         return names
 
     # -- processes --
