@@ -8,6 +8,7 @@ fields and bad values are rejected, and every error names the field it is about.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -690,13 +691,48 @@ class SpecError(ValueError):
     """A Pipeline document that is not valid; the message names every bad field."""
 
 
+@dataclass(frozen=True)
+class FieldError:
+    """One thing wrong with a Pipeline document: where (keys and list indexes from the root) and why."""
+
+    loc: tuple[str | int, ...]
+    message: str
+
+    @property
+    def path(self) -> str:
+        """The field in Kubernetes' notation, as the API server names it: `spec.features[0].window.slide`."""
+        out = ""
+        for part in self.loc:
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        return out or "(document)"
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """Every error of a failed validation, with its location in the document (validator names dropped)."""
+    return [
+        FieldError(
+            tuple(part for part in err["loc"] if not str(part).startswith("function-after")),
+            err["msg"].removeprefix("Value error, "),
+        )
+        for err in exc.errors()
+    ]
+
+
 def format_errors(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"] if not str(part).startswith("function-after"))
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{loc or '(document)'}: {msg}")
-    return "\n".join(lines)
+    return "\n".join(
+        f"{'.'.join(str(part) for part in error.loc) or '(document)'}: {error.message}" for error in field_errors(exc)
+    )
+
+
+def pipeline_errors(document: Any) -> list[FieldError]:
+    """What the model refuses in one Pipeline document (empty when it is valid)."""
+    if not isinstance(document, dict):
+        return [FieldError((), "a Pipeline document must be a YAML/JSON mapping")]
+    try:
+        Pipeline.model_validate(document)
+    except ValidationError as exc:
+        return field_errors(exc)
+    return []
 
 
 def parse_pipeline(document: Any) -> Pipeline:
@@ -708,8 +744,8 @@ def parse_pipeline(document: Any) -> Pipeline:
         raise SpecError(format_errors(exc)) from None
 
 
-def load_pipeline(path: str | Path) -> Pipeline:
-    """Read and validate one Pipeline from a YAML file."""
+def read_pipeline_document(path: str | Path) -> dict[str, Any]:
+    """The one `kind: Pipeline` document of a YAML file, not validated yet."""
     text = Path(path).read_text()
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
@@ -718,7 +754,13 @@ def load_pipeline(path: str | Path) -> Pipeline:
     pipelines = [d for d in documents if isinstance(d, dict) and d.get("kind") == KIND]
     if len(pipelines) != 1:
         raise SpecError(f"{path}: expected exactly one `kind: Pipeline` document, found {len(pipelines)}")
+    return pipelines[0]
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    """Read and validate one Pipeline from a YAML file."""
+    document = read_pipeline_document(path)
     try:
-        return parse_pipeline(pipelines[0])
+        return parse_pipeline(document)
     except SpecError as exc:
         raise SpecError(f"{path}:\n{exc}") from None
