@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from adnomaly.durations import DURATION_PATTERN, QUANTITY_PATTERN, parse_duration
+from adnomaly.durations import DURATION_PATTERN, POSITIVE_DURATION_PATTERN, QUANTITY_PATTERN, parse_duration
 from adnomaly.events.schemas import BUILTIN_SCHEMAS, struct_fields
 
 API_GROUP = "adnomaly.io"
@@ -24,6 +24,7 @@ API_VERSION = "v1alpha1"
 KIND = "Pipeline"
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=12, examples=["30s", "5m", "7d"])]
+PositiveDuration = Annotated[str, Field(pattern=POSITIVE_DURATION_PATTERN, max_length=12, examples=["30s", "10m"])]
 Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, examples=["20Gi"])]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=63)]
 FieldName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", min_length=1, max_length=64)]
@@ -131,12 +132,31 @@ class EventsSpec(SpecModel):
 # --- sources ------------------------------------------------------------------------------------------
 
 
+class ScenarioSchedule(SpecModel):
+    """When the generator's labelled scenarios run, counted from the generator's start: after `firstAfter` of
+    normal traffic (the detectors' baseline), one scenario per slot of `every`, round robin, each running for
+    `duration` from an offset the seed draws within the slot's first quarter."""
+
+    first_after: Duration = Field(default="5m", description="Normal traffic before the first scenario's slot")
+    every: PositiveDuration = Field(default="10m", description="One scenario per slot of this length")
+    duration: PositiveDuration = Field(default="3m", description="How long each scenario runs (at most `every`)")
+
+    @model_validator(mode="after")
+    def _fits(self) -> ScenarioSchedule:
+        if parse_duration(self.duration) > parse_duration(self.every):
+            raise ValueError("a scenario's `duration` must fit its slot (`every`)")
+        return self
+
+
 class GeneratorSpec(SpecModel):
     enabled: bool = True
     events_per_second: float = Field(default=100.0, gt=0, le=1_000_000)
     seed: int = Field(default=42, ge=0)
     invalid_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="Fraction of malformed events")
     scenarios: list[ScenarioName] = Field(default_factory=list, max_length=16, description="Labelled anomaly scenarios")
+    scenario_schedule: ScenarioSchedule = Field(
+        default_factory=ScenarioSchedule, description="When the scenarios run"
+    )
 
 
 class CpuAutoscaling(SpecModel):
@@ -463,7 +483,7 @@ class DlqWindowSpec(SpecModel):
     """Windows of the reserved feature `_dlq` (raw and dead-letter topics' record timestamps)."""
 
     window: str = Field(
-        default="1m", pattern=r"^0*[1-9][0-9]*(ms|s|m|h|d)$", max_length=12,
+        default="1m", pattern=POSITIVE_DURATION_PATTERN, max_length=12,
         description="Tumbling window size of `_dlq` (a positive duration)",
     )  # fmt: skip
     allowed_lateness: Duration = Field(default="10s", description="How long a window waits for late dead letters")

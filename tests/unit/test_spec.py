@@ -159,3 +159,12 @@ def test_scenario_table_matches_the_generator() -> None:
             continue
         for schema, source in SOURCES.items():
             assert (scenario in source.scenarios) == (schema in schemas), (scenario, schema)
+
+
+def test_a_scenario_must_fit_its_slot() -> None:
+    with pytest.raises(SpecError, match="`duration` must fit its slot"):
+        parse_pipeline({"metadata": {"name": "x"}, "spec": {"source": {"generator": {
+            "scenarioSchedule": {"every": "1m", "duration": "2m"}}}}})
+    with pytest.raises(SpecError, match=r"scenarioSchedule\.every"):
+        parse_pipeline({"metadata": {"name": "x"}, "spec": {"source": {"generator": {
+            "scenarioSchedule": {"every": "0s"}}}}})
