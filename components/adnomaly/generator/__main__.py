@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Produce synthetic events (and labelled anomaly scenarios) to the pipeline's raw topic.",
     )
     parser.add_argument("--config", type=Path, help="component config JSON (default: $ADNOMALY_CONFIG)")
-    parser.add_argument("--stats-file", type=Path, help="write delivery stats JSON here (refreshed every second)")
+    parser.add_argument("--stats-file", type=Path, help="write delivery stats JSON here (refreshed 4 times a second)")
     parser.add_argument("--labels", type=Path, help="append scenario labels (JSON lines) to this file")
     parser.add_argument("--max-events", type=_positive_int, help="stop after this many events")
     parser.add_argument("--scenario-first", type=float, metavar="SECONDS",

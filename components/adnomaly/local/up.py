@@ -26,6 +26,7 @@ import psycopg
 from adnomaly.config import SecretEnv
 from adnomaly.kafka_client import TopicSettings, consumer_lag, ensure_topics
 from adnomaly.local.alertmanager import AlertmanagerServer, alertmanager_server
+from adnomaly.local.anomalies import AnomalyCounts, AnomalyRow, read_anomalies
 from adnomaly.local.live import LiveView
 from adnomaly.local.progress import Progress, ProgressProbe
 from adnomaly.local.prometheus import prometheus_server
@@ -227,7 +228,11 @@ class LocalPipeline:
             ),
             lake_metrics_url=self.metrics_url("lake-sink"),
             features_topic=topics["features"].name if self.pipeline.spec.features else None,
+            anomalies=self.read_anomalies if "detector" in self.plan.components else None,
         )
+
+    def read_anomalies(self) -> tuple[AnomalyCounts, list[AnomalyRow]]:
+        return read_anomalies(self.services.postgres.dsn, self.plan.db_schema)
 
     def metrics_url(self, component: str) -> str | None:
         planned = self.plan.components.get(component)
@@ -288,7 +293,7 @@ def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView) -> Progres
         local.stop_component(name)
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while time.monotonic() < deadline:
-        view.update(probe.read())
+        view.update(probe.live())
         for note in local.supervise():
             view.message(note)
         if local.backlog() == 0:  # sources are stopped and flushed: the processor has committed all
@@ -357,7 +362,7 @@ def run_up(options: UpOptions) -> dict[str, Any]:
                     break
                 for note in local.supervise():
                     view.message(note)
-                view.update(probe.read())
+                view.update(probe.live())
                 stop.event.wait(1.0)
             final = drain(local, probe, view)
         finally:
