@@ -53,6 +53,24 @@ def test_up_for_60s_accounts_for_every_event(state_dir: Path, tmp_path: Path) ->
 SAMPLE = re.compile(r"produced=(\d+) ingested=(\d+) stored=(\d+) dlq=(\d+) lag=\d+ in=(\d+)/s")
 
 
+def first_run_diagnostics(state_dir: Path, output: str) -> str:
+    """What a failed first run needs looked at: its messages, the Flink job's progress, the detector's log."""
+    pipeline = state_dir / "pipelines" / "clickstream"
+    lines = output.splitlines()
+    flink = "\n".join(
+        line[:160] for log in sorted((pipeline / "flink" / "logs").glob("*.log"))
+        for line in log.read_text(errors="replace").splitlines()
+        if "Triggering checkpoint" in line or "Completed checkpoint" in line or "Exception" in line
+    ).splitlines()
+    detector = (pipeline / "detector" / "detector.log")
+    detector_tail = detector.read_text(errors="replace")[-2000:] if detector.exists() else "(no detector log)"
+    return "\n".join([
+        "--- messages and feature windows:", *lines[:12], "...", *lines[-60:],
+        "--- flink checkpoints (first and last):", *flink[:4], *flink[-4:],
+        "--- detector log:", detector_tail,
+    ])  # fmt: skip
+
+
 def test_the_first_run_shows_an_anomaly_open_and_resolve(state_dir: Path, tmp_path: Path) -> None:
     """The first run as the README promises it: within 240 s on a fresh state directory the labelled
     click-fraud burst opens an anomaly on its platform and it resolves; every refresh adds up; every event is
@@ -69,7 +87,9 @@ def test_the_first_run_shows_an_anomaly_open_and_resolve(state_dir: Path, tmp_pa
     assert time.monotonic() - started < 330  # start, 240 s, drain: the whole run fits in five and a half minutes
     summary = json.loads(summary_path.read_text())
     print("summary:", summary)
-    assert summary["anomalies"]["opened"] >= 1 and summary["anomalies"]["resolved"] >= 1, (summary, output[-3000:])
+    assert summary["anomalies"]["opened"] >= 1 and summary["anomalies"]["resolved"] >= 1, (
+        f"{summary}\n{first_run_diagnostics(state_dir, output)}"
+    )
     assert summary["stored"] + summary["dlq"] == summary["produced"] + summary["ingested"], summary
     assert summary["lag"] == 0 and summary["produced"] > 200 * 200
 
