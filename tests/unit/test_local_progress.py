@@ -11,6 +11,7 @@ from adnomaly.local import progress as progress_module
 from adnomaly.local.anomalies import AnomalyCounts, AnomalyRow, transitions
 from adnomaly.local.live import LiveView
 from adnomaly.local.progress import Progress, ProgressProbe, rate, settled
+from confluent_kafka import KafkaError, KafkaException
 
 
 def test_a_sample_never_shows_more_stored_than_produced() -> None:
@@ -110,3 +111,31 @@ def test_the_live_view_announces_this_runs_anomalies_only(capsys: pytest.Capture
     view.update(Progress(recent=(row("new", "resolved"), row("old", "open")), at=3.0))
     out = capsys.readouterr().out
     assert out.count("anomaly opened:") == 1 and out.count("anomaly resolved:") == 1
+
+
+class FreshTopicConsumer:
+    """A consumer of a topic created a moment ago: its partition has no leader for the first two asks."""
+
+    asks = 0
+
+    def __init__(self, config: object) -> None:
+        pass
+
+    def list_topics(self, topic: str, timeout: float) -> object:
+        partitions = {0: None}
+        return type("Meta", (), {"topics": {topic: type("Topic", (), {"partitions": partitions})()}})()
+
+    def get_watermark_offsets(self, partition: object, timeout: float) -> tuple[int, int]:
+        FreshTopicConsumer.asks += 1
+        if FreshTopicConsumer.asks <= 2:
+            raise KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
+        return 0, 42
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_topic_without_a_leader_yet_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(progress_module, "Consumer", FreshTopicConsumer)
+    assert progress_module.topic_end_offsets("kafka", "dlq", timeout=5.0) == 42
+    assert FreshTopicConsumer.asks == 3

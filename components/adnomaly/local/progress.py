@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from adnomaly.kafka_client import consumer_config, consumer_lag
@@ -69,15 +69,27 @@ def rate(samples: Sequence[tuple[float, int]]) -> float:
     return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
 
 
+# A topic created a moment ago may have no leader yet: asking again shortly is the answer.
+_NOT_READY = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART)
+
+
 def topic_end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
     """Sum of the high watermarks of every partition of `topic` (messages ever written to it)."""
     consumer = Consumer(consumer_config(bootstrap, "adnomaly-progress"))  # never commits: reads watermarks only
+    deadline = time.monotonic() + timeout
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)
         partitions = metadata.topics[topic].partitions
         total = 0
         for partition in partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            while True:
+                try:
+                    _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+                    break
+                except KafkaException as exc:
+                    if exc.args[0].code() not in _NOT_READY or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
             total += max(high, 0)
         return total
     finally:
