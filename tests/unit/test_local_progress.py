@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from adnomaly.anomalies.models import AnomalyOut
 from adnomaly.local import progress as progress_module
-from adnomaly.local.anomalies import AnomalyCounts, AnomalyRow, transitions
+from adnomaly.local.anomalies import AnomalyCounts, transitions
 from adnomaly.local.live import LiveView
 from adnomaly.local.progress import Progress, ProgressProbe, rate, settled
 from confluent_kafka import KafkaError, KafkaException
@@ -79,15 +80,16 @@ def test_the_live_view_rates_over_its_window() -> None:
     assert all(r == pytest.approx(200, rel=0.06) for r in rates[5:]), rates
 
 
-def row(id_: str, status: str, **overrides: object) -> AnomalyRow:
+def row(id_: str, status: str, **overrides: object) -> AnomalyOut:
     values: dict[str, object] = dict(
-        id=id_, type="ctr-spike", detector="auto", severity="critical", status=status,
-        dimensions={"platform": "ios"}, observed=0.0934, expected=0.0186, score=0.9999,
-        detected_at=datetime(2026, 12, 5, 7, 12, 5, tzinfo=UTC),
+        id=id_, detector="ctr-spike", method="auto", severity="critical", status=status, feature="ctr_by_platform",
+        metric="ctr_avg", key={"platform": "ios"}, window_start=datetime(2026, 12, 5, 7, 12, 4, tzinfo=UTC),
+        window_end=datetime(2026, 12, 5, 7, 12, 5, tzinfo=UTC), observed=0.0934, expected=0.0186, score=0.9999,
+        statistic=None, reason="", context={}, detected_at=datetime(2026, 12, 5, 7, 12, 5, tzinfo=UTC),
         resolved_at=datetime(2026, 12, 5, 7, 12, 26, tzinfo=UTC) if status == "resolved" else None,
     )  # fmt: skip
     values.update(overrides)
-    return AnomalyRow(**values)  # type: ignore[arg-type]
+    return AnomalyOut(**values)  # type: ignore[arg-type]
 
 
 def test_each_anomaly_is_announced_once_when_it_opens_and_once_when_it_resolves() -> None:
@@ -99,7 +101,7 @@ def test_each_anomaly_is_announced_once_when_it_opens_and_once_when_it_resolves(
     assert transitions(seen, [row("a", "open")]) == []
     assert transitions(seen, [row("a", "resolved")]) == ["anomaly resolved: ctr-spike platform=ios"]
     assert transitions(seen, [row("a", "resolved")]) == []
-    both = transitions(seen, [row("b", "resolved", expected=None, dimensions={})])
+    both = transitions(seen, [row("b", "resolved", expected=None, key={})])
     assert both == ["anomaly opened: ctr-spike (auto) (all): critical, observed 0.0934, score 1.000",
                     "anomaly resolved: ctr-spike (all)"]  # fmt: skip
 

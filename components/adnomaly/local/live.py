@@ -17,7 +17,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from adnomaly.local.anomalies import AnomalyRow, transitions
+from adnomaly.anomalies.models import AnomalyOut
+from adnomaly.local.anomalies import key_text, transitions
 from adnomaly.local.progress import Progress, rate
 
 PLAIN_EVERY_S = 5.0
@@ -55,7 +56,7 @@ class LiveView:
         incoming = rate([(s.at, s.produced + s.ingested) for s in samples])
         return incoming, rate([(s.at, s.stored) for s in samples])
 
-    def _announce(self, recent: tuple[AnomalyRow, ...]) -> None:
+    def _announce(self, recent: tuple[AnomalyOut, ...]) -> None:
         if self._seen is None:  # anomalies of earlier runs are listed, not announced
             self._seen = {row.id: row.status for row in recent}
             return
@@ -105,7 +106,7 @@ def counters_table(pipeline: str, progress: Progress, produced_rate: float, stor
     return table
 
 
-def anomalies_table(recent: tuple[AnomalyRow, ...]) -> Table:
+def anomalies_table(recent: tuple[AnomalyOut, ...]) -> Table:
     table = Table(title="anomalies (newest first)", expand=False)
     for column, justify in (("status", "left"), ("detector", "left"), ("key", "left"), ("severity", "left"),
                             ("observed", "right"), ("expected", "right"), ("score", "right"),
@@ -117,7 +118,7 @@ def anomalies_table(recent: tuple[AnomalyRow, ...]) -> Table:
         status = "[bold red]open[/bold red]" if row.status == "open" else "[green]resolved[/green]"
         severity = f"[red]{row.severity}[/red]" if row.severity == "critical" else f"[yellow]{row.severity}[/yellow]"
         table.add_row(
-            status, row.type, row.key, severity, f"{row.observed:.4g}",
+            status, row.detector, key_text(row), severity, f"{row.observed:.4g}",
             "" if row.expected is None else f"{row.expected:.4g}", f"{row.score:.3f}",
             f"{row.detected_at:%H:%M:%S}" + (f" → {row.resolved_at:%H:%M:%S}" if row.resolved_at else ""),
         )  # fmt: skip

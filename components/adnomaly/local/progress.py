@@ -25,8 +25,9 @@ import httpx
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from adnomaly.anomalies.models import AnomalyOut
 from adnomaly.kafka_client import consumer_config, consumer_lag
-from adnomaly.local.anomalies import AnomalyCounts, AnomalyRow
+from adnomaly.local.anomalies import AnomalyCounts
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Progress:
     features: int = 0  # feature windows on the features topic (all runs)
     opened: int = 0  # anomalies opened this run
     resolved: int = 0  # anomalies resolved this run
-    recent: tuple[AnomalyRow, ...] = ()  # the newest anomalies (any run), newest first
+    recent: tuple[AnomalyOut, ...] = ()  # the newest anomalies (any run), newest first
     at: float = 0.0
 
     def summary(self) -> dict[str, Any]:
@@ -126,7 +127,7 @@ class ProgressProbe:
     ingest_metrics_url: str | None
     lake_metrics_url: str | None = None
     features_topic: str | None = None
-    anomalies: Callable[[], tuple[AnomalyCounts, list[AnomalyRow]]] | None = None
+    anomalies: Callable[[], tuple[AnomalyCounts, list[AnomalyOut]]] | None = None
     baseline: Progress | None = None
     _ingested: int = 0
     _lake_files: int = 0

@@ -23,10 +23,12 @@ from typing import Any
 import httpx
 import psycopg
 
+from adnomaly.anomalies.models import AnomalyOut
+from adnomaly.anomalies.store import AnomalyStore
 from adnomaly.config import SecretEnv
 from adnomaly.kafka_client import TopicSettings, consumer_lag, ensure_topics
 from adnomaly.local.alertmanager import AlertmanagerServer, alertmanager_server
-from adnomaly.local.anomalies import AnomalyCounts, AnomalyRow, read_anomalies
+from adnomaly.local.anomalies import AnomalyCounts, read_anomalies
 from adnomaly.local.live import LiveView
 from adnomaly.local.progress import Progress, ProgressProbe
 from adnomaly.local.prometheus import prometheus_server
@@ -103,6 +105,7 @@ class LocalPipeline:
     components: dict[str, ManagedProcess] = field(default_factory=dict)
     ingest_port: int = field(default=0)
     features_job: FeaturesJob | None = None  # the Flink job, once started
+    anomaly_store: AnomalyStore | None = None  # the anomalies the live view shows, once first read
 
     def __post_init__(self) -> None:
         self.ingest_port = free_port()
@@ -231,8 +234,12 @@ class LocalPipeline:
             anomalies=self.read_anomalies if "detector" in self.plan.components else None,
         )
 
-    def read_anomalies(self) -> tuple[AnomalyCounts, list[AnomalyRow]]:
-        return read_anomalies(self.services.postgres.dsn, self.plan.db_schema)
+    def read_anomalies(self) -> tuple[AnomalyCounts, list[AnomalyOut]]:
+        if self.anomaly_store is None:  # one connection for the whole run, reopened if it breaks
+            self.anomaly_store = AnomalyStore(
+                self.services.postgres.dsn, self.plan.db_schema, self.name, application_name="adnomaly-up"
+            )
+        return read_anomalies(self.anomaly_store)
 
     def metrics_url(self, component: str) -> str | None:
         planned = self.plan.components.get(component)
@@ -370,6 +377,8 @@ def run_up(options: UpOptions) -> dict[str, Any]:
                 local.stop_component(name, timeout=30)
             if local.features_job is not None:
                 local.features_job.stop()
+            if local.anomaly_store is not None:
+                local.anomaly_store.close()
             if prometheus is not None:
                 prometheus.stop()
             if alertmanager is not None:
