@@ -141,3 +141,32 @@ def test_a_topic_without_a_leader_yet_is_asked_again(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(progress_module, "Consumer", FreshTopicConsumer)
     assert progress_module.topic_end_offsets("kafka", "dlq", timeout=5.0) == 42
     assert FreshTopicConsumer.asks == 3
+
+
+class FlakyProbe:
+    """A probe whose first `failures` samples time out, as on a loaded machine."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    def live(self) -> Progress:
+        return self.read()
+
+    def read(self) -> Progress:
+        if self.failures:
+            self.failures -= 1
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+        return Progress(produced=7, stored=7, at=1.0)
+
+
+def test_a_failed_sample_never_stops_the_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from adnomaly.local import up
+
+    monkeypatch.setattr(up.time, "sleep", lambda _: None)
+    up.refresh(LiveView("p", live=False), FlakyProbe(1))  # type: ignore[arg-type]
+    assert "counters not refreshed this second" in capsys.readouterr().out
+    assert up.retried(FlakyProbe(up.FINAL_READ_ATTEMPTS - 1).read).produced == 7
+    with pytest.raises(KafkaException):
+        up.retried(FlakyProbe(up.FINAL_READ_ATTEMPTS).read)

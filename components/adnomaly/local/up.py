@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psycopg
+from confluent_kafka import KafkaException
 
 from adnomaly.anomalies.models import AnomalyOut
 from adnomaly.anomalies.store import AnomalyStore
@@ -292,6 +293,31 @@ class StopRequested:
             signal.signal(sig, lambda *_: self.event.set())
 
 
+# What a sample can run into on a loaded machine: a broker or database slow to answer, a topic just created.
+PROBE_ERRORS: tuple[type[Exception], ...] = (KafkaException, psycopg.Error, OSError)
+FINAL_READ_ATTEMPTS = 5
+T = TypeVar("T")
+
+
+def refresh(view: LiveView, probe: ProgressProbe) -> None:
+    """One refresh of the live view; a sample that fails is skipped (the next one tries again)."""
+    try:
+        view.update(probe.live())
+    except PROBE_ERRORS as exc:
+        view.message(f"counters not refreshed this second: {exc}")
+
+
+def retried(read: Callable[[], T]) -> T:
+    """A reading that must succeed (the run's baseline, its final numbers): a failure is retried a few times
+    before it fails the run."""
+    for _ in range(FINAL_READ_ATTEMPTS - 1):
+        try:
+            return read()
+        except PROBE_ERRORS:
+            time.sleep(2.0)
+    return read()
+
+
 def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView) -> Progress:
     """Stop the sources, let the processor catch up with what they produced, then stop the consumers
     (the sinks flush and commit what they buffered when they get SIGTERM)."""
@@ -300,7 +326,7 @@ def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView) -> Progres
         local.stop_component(name)
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while time.monotonic() < deadline:
-        view.update(probe.live())
+        refresh(view, probe)
         for note in local.supervise():
             view.message(note)
         if local.backlog() == 0:  # sources are stopped and flushed: the processor has committed all
@@ -310,7 +336,7 @@ def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView) -> Progres
         view.message(f"drain timed out after {DRAIN_TIMEOUT_S:.0f}s with {local.backlog()} events pending")
     for name in reversed(COMPONENT_ORDER):
         local.stop_component(name)
-    return probe.read()
+    return retried(probe.read)
 
 
 def start_alertmanager(pipeline: Pipeline, state: StateDir, say: Callable[[str], None]) -> AlertmanagerServer | None:
@@ -350,7 +376,7 @@ def run_up(options: UpOptions) -> dict[str, Any]:
             prometheus.start()
             view.message(f"prometheus: {prometheus.url} (alerts: {prometheus.url}/alerts)")
         probe = local.probe()
-        probe.start()  # counts before any component runs: the state directory outlives runs
+        retried(probe.start)  # counts before any component runs: the state directory outlives runs
         try:
             start_pipeline(local, view.message)
             if "ingest" in local.components:
@@ -369,7 +395,7 @@ def run_up(options: UpOptions) -> dict[str, Any]:
                     break
                 for note in local.supervise():
                     view.message(note)
-                view.update(probe.live())
+                refresh(view, probe)
                 stop.event.wait(1.0)
             final = drain(local, probe, view)
         finally:
