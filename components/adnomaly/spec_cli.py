@@ -45,7 +45,9 @@ def validate_file(path: Path, out: TextIO) -> int:
     return 1 if failed else 0
 
 
-def render_file(path: Path, namespace: str | None, uid: str | None, service_monitor: bool, out: TextIO) -> int:
+def render_file(
+    path: Path, namespace: str | None, uid: str | None, service_monitor: bool, keda: bool, out: TextIO
+) -> int:
     """Print the objects the operator would apply for the Pipeline in `path` (exit 1 when it is invalid)."""
     from adnomaly_operator.admission import admission_errors
     from adnomaly_operator.export import PLACEHOLDER_UID, rendered_objects, to_yaml
@@ -63,7 +65,9 @@ def render_file(path: Path, namespace: str | None, uid: str | None, service_moni
         return 1
     pipeline = parse_pipeline(document)
     ns = namespace or pipeline.metadata.namespace or "default"
-    objects = rendered_objects(pipeline, ns, uid=uid or PLACEHOLDER_UID, service_monitor=service_monitor)
+    objects = rendered_objects(
+        pipeline, ns, uid=uid or PLACEHOLDER_UID, service_monitor=service_monitor, keda=keda
+    )
     out.write(to_yaml(objects))
     return 0
 
@@ -73,7 +77,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    return render_file(args.file, args.namespace, args.uid, args.service_monitor, sys.stdout)
+    return render_file(args.file, args.namespace, args.uid, args.service_monitor, not args.no_keda, sys.stdout)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -98,4 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     render.add_argument("--service-monitor", action="store_true",
                         help="render the ServiceMonitor too, as the operator does where the Prometheus Operator's "
                         "CRD is installed")
+    render.add_argument("--no-keda", action="store_true",
+                        help="render as for a cluster without KEDA (the operator then sets autoscaled consumers' "
+                        "replicas itself)")
     render.set_defaults(func=_render)

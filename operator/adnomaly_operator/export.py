@@ -36,10 +36,12 @@ def rendered_objects(
     uid: str = PLACEHOLDER_UID,
     images: Images | None = None,
     service_monitor: bool = False,
+    keda: bool = True,
 ) -> list[Desired]:
     """What the operator wants for `pipeline` in `namespace`, in the order it renders them."""
     _, desired = render_pipeline(
-        pipeline, namespace, uid, images if images is not None else Images.from_env(), service_monitor=service_monitor
+        pipeline, namespace, uid, images if images is not None else Images.from_env(),
+        service_monitor=service_monitor, keda=keda,
     )
     return desired
 

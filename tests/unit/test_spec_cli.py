@@ -148,3 +148,22 @@ def test_render_refuses_an_invalid_pipeline(tmp_path: Path, capsys: pytest.Captu
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "spec.kafka.topics.raw.partitions" in captured.err
+
+
+@pytest.mark.parametrize("keda", [True, False])
+def test_render_follows_the_operator_with_and_without_keda(
+    keda: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from adnomaly_operator.actions import Capabilities
+
+    path = write(tmp_path, pipeline_doc({"components": {"processor": {"autoscaling": {"maxReplicas": 3}}}}))
+    uid = "6f1c1d2e-0000-4000-8000-000000000002"
+    assert main(["render", "-f", str(path), "-n", "team-a", "--uid", uid, *([] if keda else ["--no-keda"])]) == 0
+    printed = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d is not None]
+    body = yaml.safe_load(path.read_text())
+    body["metadata"] = {**body["metadata"], "namespace": "team-a", "uid": uid, "generation": 1}
+    reconciler = Reconciler(client=None, live_of=lambda key: {}, images=Images.from_env(),  # type: ignore[arg-type]
+                            capabilities=Capabilities(keda=keda))
+    assert printed == [d.obj for d in reconciler._render(("team-a", "demo"), body).desired]
+    (processor,) = [d for d in printed if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("processor")]
+    assert ("replicas" in processor["spec"]) != keda  # with KEDA, KEDA owns the autoscaled consumer's replicas
