@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from adnomaly.anomalies.models import AnomalyOut
+from adnomaly.kafka_client import KafkaAdminError
 from adnomaly.local import progress as progress_module
 from adnomaly.local.anomalies import AnomalyCounts, transitions
 from adnomaly.local.live import LiveView
@@ -167,6 +168,10 @@ def test_a_failed_sample_never_stops_the_run(
     monkeypatch.setattr(up.time, "sleep", lambda _: None)
     up.refresh(LiveView("p", live=False), FlakyProbe(1))  # type: ignore[arg-type]
     assert "counters not refreshed this second" in capsys.readouterr().out
+    lagging = FlakyProbe(0)
+    lagging.read = lambda: (_ for _ in ()).throw(KafkaAdminError("Not coordinator"))  # type: ignore[method-assign]
+    up.refresh(LiveView("p", live=False), lagging)  # type: ignore[arg-type]
+    assert "Not coordinator" in capsys.readouterr().out
     assert up.retried(FlakyProbe(up.FINAL_READ_ATTEMPTS - 1).read).produced == 7
     with pytest.raises(KafkaException):
         up.retried(FlakyProbe(up.FINAL_READ_ATTEMPTS).read)

@@ -27,7 +27,7 @@ from confluent_kafka import KafkaException
 from adnomaly.anomalies.models import AnomalyOut
 from adnomaly.anomalies.store import AnomalyStore
 from adnomaly.config import SecretEnv
-from adnomaly.kafka_client import TopicSettings, consumer_lag, ensure_topics
+from adnomaly.kafka_client import KafkaAdminError, TopicSettings, consumer_lag, ensure_topics
 from adnomaly.local.alertmanager import AlertmanagerServer, alertmanager_server
 from adnomaly.local.anomalies import AnomalyCounts, read_anomalies
 from adnomaly.local.live import LiveView
@@ -294,7 +294,7 @@ class StopRequested:
 
 
 # What a sample can run into on a loaded machine: a broker or database slow to answer, a topic just created.
-PROBE_ERRORS: tuple[type[Exception], ...] = (KafkaException, psycopg.Error, OSError)
+PROBE_ERRORS: tuple[type[Exception], ...] = (KafkaException, KafkaAdminError, psycopg.Error, OSError)
 FINAL_READ_ATTEMPTS = 5
 T = TypeVar("T")
 
