@@ -329,11 +329,14 @@ def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView) -> Progres
         refresh(view, probe)
         for note in local.supervise():
             view.message(note)
-        if local.backlog() == 0:  # sources are stopped and flushed: the processor has committed all
-            break
+        try:
+            if local.backlog() == 0:  # sources are stopped and flushed: the processor has committed all
+                break
+        except PROBE_ERRORS as exc:  # the broker slow to answer: ask again
+            view.message(f"backlog not known yet: {exc}")
         time.sleep(0.5)
     else:
-        view.message(f"drain timed out after {DRAIN_TIMEOUT_S:.0f}s with {local.backlog()} events pending")
+        view.message(f"drain timed out after {DRAIN_TIMEOUT_S:.0f}s with {retried(local.backlog)} events pending")
     for name in reversed(COMPONENT_ORDER):
         local.stop_component(name)
     return retried(probe.read)
