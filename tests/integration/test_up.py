@@ -84,7 +84,7 @@ def test_the_first_run_shows_an_anomaly_open_and_resolve(state_dir: Path, tmp_pa
     )  # fmt: skip
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
-    assert time.monotonic() - started < 330  # start, 240 s, drain: the whole run fits in five and a half minutes
+    assert time.monotonic() - started < 400  # start, 240 s, drain: about five minutes, more on a loaded machine
     summary = json.loads(summary_path.read_text())
     print("summary:", summary)
     assert summary["anomalies"]["opened"] >= 1 and summary["anomalies"]["resolved"] >= 1, (
