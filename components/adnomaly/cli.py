@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from adnomaly.anomalies.cli import register as register_anomalies
 from adnomaly.bench import BENCHMARKS
 from adnomaly.local.cli import register as register_local
+from adnomaly.spec_cli import register as register_spec
 
 
 def _bench_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     register_local(sub)
     register_anomalies(sub)
+    register_spec(sub)
     _bench_parser(sub)
     return parser
 

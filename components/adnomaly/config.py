@@ -70,11 +70,18 @@ class EventsConfig(ConfigModel):
     max_future_skew_s: float
 
 
+class ScenarioScheduleConfig(ConfigModel):
+    first_after_s: float
+    every_s: float
+    duration_s: float
+
+
 class GeneratorConfig(ConfigModel):
     events_per_second: float
     seed: int
     invalid_rate: float
     scenarios: list[str] = Field(default_factory=list)
+    scenario_schedule: ScenarioScheduleConfig | None = None  # None: the generator's defaults
 
 
 class IngestConfig(ConfigModel):

@@ -16,6 +16,7 @@ from adnomaly.config import (
     IngestConfig,
     KafkaConfig,
     ProcessorConfig,
+    ScenarioScheduleConfig,
     TopicNames,
 )
 from adnomaly.detector.config import DetectorConfig
@@ -189,6 +190,11 @@ def plan(pipeline: Pipeline, endpoints: Endpoints) -> Plan:
             config("generator", generator=GeneratorConfig(
                 events_per_second=gen.events_per_second, seed=gen.seed,
                 invalid_rate=gen.invalid_rate, scenarios=list(gen.scenarios),
+                scenario_schedule=ScenarioScheduleConfig(
+                    first_after_s=parse_duration(gen.scenario_schedule.first_after),
+                    every_s=parse_duration(gen.scenario_schedule.every),
+                    duration_s=parse_duration(gen.scenario_schedule.duration),
+                ),
             )),
         )
     ingest = spec.source.ingest

@@ -8,6 +8,7 @@ fields and bad values are rejected, and every error names the field it is about.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from adnomaly.durations import DURATION_PATTERN, QUANTITY_PATTERN, parse_duration
+from adnomaly.durations import DURATION_PATTERN, POSITIVE_DURATION_PATTERN, QUANTITY_PATTERN, parse_duration
 from adnomaly.events.schemas import BUILTIN_SCHEMAS, struct_fields
 
 API_GROUP = "adnomaly.io"
@@ -23,6 +24,7 @@ API_VERSION = "v1alpha1"
 KIND = "Pipeline"
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=12, examples=["30s", "5m", "7d"])]
+PositiveDuration = Annotated[str, Field(pattern=POSITIVE_DURATION_PATTERN, max_length=12, examples=["30s", "10m"])]
 Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, examples=["20Gi"])]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=63)]
 FieldName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", min_length=1, max_length=64)]
@@ -130,12 +132,31 @@ class EventsSpec(SpecModel):
 # --- sources ------------------------------------------------------------------------------------------
 
 
+class ScenarioSchedule(SpecModel):
+    """When the generator's labelled scenarios run, counted from the generator's start: after `firstAfter` of
+    normal traffic (the detectors' baseline), one scenario per slot of `every`, round robin, each running for
+    `duration` from an offset the seed draws within the slot's first quarter."""
+
+    first_after: Duration = Field(default="5m", description="Normal traffic before the first scenario's slot")
+    every: PositiveDuration = Field(default="10m", description="One scenario per slot of this length")
+    duration: PositiveDuration = Field(default="3m", description="How long each scenario runs (at most `every`)")
+
+    @model_validator(mode="after")
+    def _fits(self) -> ScenarioSchedule:
+        if parse_duration(self.duration) > parse_duration(self.every):
+            raise ValueError("a scenario's `duration` must fit its slot (`every`)")
+        return self
+
+
 class GeneratorSpec(SpecModel):
     enabled: bool = True
     events_per_second: float = Field(default=100.0, gt=0, le=1_000_000)
     seed: int = Field(default=42, ge=0)
     invalid_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="Fraction of malformed events")
     scenarios: list[ScenarioName] = Field(default_factory=list, max_length=16, description="Labelled anomaly scenarios")
+    scenario_schedule: ScenarioSchedule = Field(
+        default_factory=ScenarioSchedule, description="When the scenarios run"
+    )
 
 
 class CpuAutoscaling(SpecModel):
@@ -462,7 +483,7 @@ class DlqWindowSpec(SpecModel):
     """Windows of the reserved feature `_dlq` (raw and dead-letter topics' record timestamps)."""
 
     window: str = Field(
-        default="1m", pattern=r"^0*[1-9][0-9]*(ms|s|m|h|d)$", max_length=12,
+        default="1m", pattern=POSITIVE_DURATION_PATTERN, max_length=12,
         description="Tumbling window size of `_dlq` (a positive duration)",
     )  # fmt: skip
     allowed_lateness: Duration = Field(default="10s", description="How long a window waits for late dead letters")
@@ -690,13 +711,48 @@ class SpecError(ValueError):
     """A Pipeline document that is not valid; the message names every bad field."""
 
 
+@dataclass(frozen=True)
+class FieldError:
+    """One thing wrong with a Pipeline document: where (keys and list indexes from the root) and why."""
+
+    loc: tuple[str | int, ...]
+    message: str
+
+    @property
+    def path(self) -> str:
+        """The field in Kubernetes' notation, as the API server names it: `spec.features[0].window.slide`."""
+        out = ""
+        for part in self.loc:
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        return out or "(document)"
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """Every error of a failed validation, with its location in the document (validator names dropped)."""
+    return [
+        FieldError(
+            tuple(part for part in err["loc"] if not str(part).startswith("function-after")),
+            err["msg"].removeprefix("Value error, "),
+        )
+        for err in exc.errors()
+    ]
+
+
 def format_errors(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"] if not str(part).startswith("function-after"))
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{loc or '(document)'}: {msg}")
-    return "\n".join(lines)
+    return "\n".join(
+        f"{'.'.join(str(part) for part in error.loc) or '(document)'}: {error.message}" for error in field_errors(exc)
+    )
+
+
+def pipeline_errors(document: Any) -> list[FieldError]:
+    """What the model refuses in one Pipeline document (empty when it is valid)."""
+    if not isinstance(document, dict):
+        return [FieldError((), "a Pipeline document must be a YAML/JSON mapping")]
+    try:
+        Pipeline.model_validate(document)
+    except ValidationError as exc:
+        return field_errors(exc)
+    return []
 
 
 def parse_pipeline(document: Any) -> Pipeline:
@@ -708,8 +764,8 @@ def parse_pipeline(document: Any) -> Pipeline:
         raise SpecError(format_errors(exc)) from None
 
 
-def load_pipeline(path: str | Path) -> Pipeline:
-    """Read and validate one Pipeline from a YAML file."""
+def read_pipeline_document(path: str | Path) -> dict[str, Any]:
+    """The one `kind: Pipeline` document of a YAML file, not validated yet."""
     text = Path(path).read_text()
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
@@ -718,7 +774,13 @@ def load_pipeline(path: str | Path) -> Pipeline:
     pipelines = [d for d in documents if isinstance(d, dict) and d.get("kind") == KIND]
     if len(pipelines) != 1:
         raise SpecError(f"{path}: expected exactly one `kind: Pipeline` document, found {len(pipelines)}")
+    return pipelines[0]
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    """Read and validate one Pipeline from a YAML file."""
+    document = read_pipeline_document(path)
     try:
-        return parse_pipeline(pipelines[0])
+        return parse_pipeline(document)
     except SpecError as exc:
         raise SpecError(f"{path}:\n{exc}") from None

@@ -158,6 +158,12 @@ CEL_RULES: dict[str, list[Rule]] = {
             "`size` must be a whole multiple of `slide`", ".slide",
         ),
     ],
+    "ScenarioSchedule": [
+        Rule(
+            f"!has(self.duration) || !has(self.every) || {cel_ms('self.duration')} <= {cel_ms('self.every')}",
+            "a scenario's `duration` must fit its slot (`every`)", ".duration",
+        ),
+    ],
     "MetricSpec": [
         Rule("self.agg != 'count' || !(has(self.field) || has(self.numerator) || has(self.denominator))",
              "`count` takes no field", ".field"),

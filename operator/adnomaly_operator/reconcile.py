@@ -27,7 +27,7 @@ from adnomaly_operator.desired import KafkaAdminPlan, kube_plan
 from adnomaly_operator.kafka_admin import AdminFactory, Login, TopicAdmin, TopicAdminError, delete_topics, sync_topics
 from adnomaly_operator.live import LiveObject, managed_fingerprint, owns_field
 from adnomaly_operator.names import ANNOTATION_HASH, HANDOVER_MANAGER, LABEL_PIPELINE
-from adnomaly_operator.render import Desired, Images, Owner, RenderContext, SecretRecipe, render
+from adnomaly_operator.render import Desired, Images, SecretRecipe, render_pipeline
 from adnomaly_operator.resources import PIPELINE, kind_of
 from adnomaly_operator.status import Observation, Problem, build_status, observe_components, with_topics_sync
 from adnomaly_operator.topics import (
@@ -161,11 +161,11 @@ class Reconciler:
         ):
             return cached
         pipeline = parse_pipeline(pipeline_document(body))  # raises SpecError
-        kp = kube_plan(pipeline, key[0])
-        owner = Owner(PIPELINE.api_version, PIPELINE.kind, meta["name"], meta["uid"])
-        ctx = RenderContext(owner, self.images, caps.service_monitor, caps.keda)
+        kp, desired = render_pipeline(
+            pipeline, key[0], meta["uid"], self.images, service_monitor=caps.service_monitor, keda=caps.keda
+        )
         rendered = _Rendered(
-            meta["uid"], generation, caps.service_monitor, caps.keda, render(kp, ctx), kp.notes,
+            meta["uid"], generation, caps.service_monitor, caps.keda, desired, kp.notes,
             kp.kafka_bootstrap, {role: t.name for role, t in kp.plan.topics.items()}, kp.deletion_policy,
             kp.kafka_admin,
         )

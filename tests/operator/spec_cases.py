@@ -56,6 +56,9 @@ INVALID_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
      {"features": [FEATURE],
       "detection": {"detectors": [{"name": "d", "feature": "f", "metric": "n", "threshold": {}}]}},
      "spec.detection.detectors[0].threshold", "detection.detectors.0.threshold"),
+    ("scenario-longer-than-its-slot",
+     {"source": {"generator": {"scenarioSchedule": {"every": "1m", "duration": "2m"}}}},
+     "spec.source.generator.scenarioSchedule.duration", "source.generator.scenarioSchedule"),
     ("dlq-detector-unknown-metric",
      {"detection": {"detectors": [
          {"name": "d", "feature": "_dlq", "metric": "n", "threshold": {"warningAbove": 0.1}}]}},

@@ -166,3 +166,33 @@ def test_settings_come_from_a_planned_component_config() -> None:
     assert (s.schema, s.seed, s.rate, s.invalid_rate, s.scenarios) == ("probe", 3, 250.0, 0.05, ("probeLatencySpike",))
     assert s.max_event_bytes == 4096 and s.key_dimensions == ("region", "node_id")
     assert GeneratorSettings.from_config(config, START, rate=9.0).rate == 9.0
+
+
+def planned_generator_config(generator: dict[str, object]) -> ComponentConfig:
+    pipeline = parse_pipeline({"metadata": {"name": "ads"}, "spec": {"source": {"generator": generator}}})
+    config = plan(pipeline, Endpoints(kafka_bootstrap="127.0.0.1:9092")).components["generator"].config
+    return ComponentConfig.model_validate_json(config.to_json())
+
+
+def test_the_scenario_schedule_comes_from_the_spec() -> None:
+    config = planned_generator_config({
+        "scenarios": ["clickFraudBurst"], "scenarioSchedule": {"firstAfter": "100s", "every": "10m", "duration": "20s"},
+    })  # fmt: skip
+    s = GeneratorSettings.from_config(config, START)
+    assert s.schedule == ScheduleSettings(first_after_s=100.0, every_s=600.0, duration_s=20.0)
+    start, end, _ = EventStream(s).schedule.window(0)
+    start_s = (start - EventStream(s).start_us) / 1e6
+    assert 100.0 <= start_s <= 100.0 + 600.0 / 4 and (end - start) / 1e6 == 20.0
+
+
+def test_the_spec_default_schedule_is_the_generator_default() -> None:
+    assert GeneratorSettings.from_config(planned_generator_config({}), START).schedule == ScheduleSettings()
+
+
+def test_the_generator_command_line_overrides_the_planned_schedule() -> None:
+    from adnomaly.generator.__main__ import build_parser, schedule_overrides
+
+    config = planned_generator_config({"scenarioSchedule": {"firstAfter": "100s", "every": "10m", "duration": "20s"}})
+    args = build_parser().parse_args(["--scenario-duration", "5"])
+    assert schedule_overrides(args, config) == {"schedule": ScheduleSettings(100.0, 600.0, 5.0)}
+    assert schedule_overrides(build_parser().parse_args([]), config) == {}

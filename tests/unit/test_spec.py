@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from adnomaly.spec import SpecError, load_pipeline, parse_pipeline
+from adnomaly.spec import Auto, SpecError, load_pipeline, parse_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,16 +20,20 @@ def error_of(document: dict) -> str:
     return str(info.value)
 
 
-def test_minimal_manifest_is_complete() -> None:
+def test_the_first_run_manifest_is_short_and_complete() -> None:
     pipeline = load_pipeline(REPO / "manifests" / "pipeline.yaml")
     spec = pipeline.spec
-    assert len((REPO / "manifests" / "pipeline.yaml").read_text().strip().splitlines()) <= 12
+    lines = (REPO / "manifests" / "pipeline.yaml").read_text().strip().splitlines()
+    assert len([line for line in lines if not line.lstrip().startswith("#")]) <= 30  # the example people copy
     assert spec.events.resolved_schema == "clickstream"
     assert spec.events.effective_time_field == "timestamp"
     assert spec.events.effective_dimensions == ["geo", "platform"]
     assert spec.kafka.effective_managed is not None and spec.kafka.effective_managed.version == "4.1.0"
-    assert spec.kafka.topics.raw.partitions == 6
     assert spec.deletion_policy == "Retain"
+    # What the first run shows: a labelled scenario, a feature, and the untuned default detector.
+    assert spec.source.generator.scenarios == ["clickFraudBurst"]
+    assert [d.method for d in spec.detection.detectors] == ["auto"]
+    assert spec.detection.detectors[0].auto == Auto()
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "manifests" / "examples").glob("*.yaml")), ids=lambda p: p.name)
@@ -159,3 +163,12 @@ def test_scenario_table_matches_the_generator() -> None:
             continue
         for schema, source in SOURCES.items():
             assert (scenario in source.scenarios) == (schema in schemas), (scenario, schema)
+
+
+def test_a_scenario_must_fit_its_slot() -> None:
+    with pytest.raises(SpecError, match="`duration` must fit its slot"):
+        parse_pipeline({"metadata": {"name": "x"}, "spec": {"source": {"generator": {
+            "scenarioSchedule": {"every": "1m", "duration": "2m"}}}}})
+    with pytest.raises(SpecError, match=r"scenarioSchedule\.every"):
+        parse_pipeline({"metadata": {"name": "x"}, "spec": {"source": {"generator": {
+            "scenarioSchedule": {"every": "0s"}}}}})

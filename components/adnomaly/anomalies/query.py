@@ -108,6 +108,15 @@ def build_counts(db_schema: str, pipeline: str, since: datetime) -> Statement:
     return Statement(query, (pipeline, pipeline, since))
 
 
+def build_totals(db_schema: str, pipeline: str) -> Statement:
+    """(anomalies ever opened, anomalies resolved) of the pipeline: what happened during a period is the
+    difference of two readings (`adnomaly up` counts its run this way)."""
+    query = sql.SQL(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'resolved') FROM {} WHERE pipeline = %s"
+    ).format(sql.Identifier(db_schema, "anomalies"))
+    return Statement(query, (pipeline,))
+
+
 def build_throughput(db_schema: str, since: datetime) -> Statement:
     """Events stored with an event time since `since` (walks `events_event_time_idx`)."""
     query = sql.SQL("SELECT count(*) FROM {} WHERE event_time >= %s").format(sql.Identifier(db_schema, "events"))

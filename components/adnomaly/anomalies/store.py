@@ -24,6 +24,7 @@ from adnomaly.anomalies.query import (
     build_query,
     build_series,
     build_throughput,
+    build_totals,
     to_page,
 )
 
@@ -75,6 +76,11 @@ class AnomalyStore:
     def counts(self, since: datetime) -> tuple[int, int]:
         """(open anomalies, anomalies detected since `since`)."""
         row = self._run(build_counts(self.db_schema, self.pipeline, since), lambda cur: cur.fetchone(), None)
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    def totals(self) -> tuple[int, int]:
+        """(anomalies ever opened, anomalies resolved)."""
+        row = self._run(build_totals(self.db_schema, self.pipeline), lambda cur: cur.fetchone(), None)
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def events_since(self, since: datetime) -> int:

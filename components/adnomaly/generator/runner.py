@@ -1,8 +1,9 @@
 """The I/O part of the generator: pace the pure event stream against the wall clock and produce to Kafka.
 
 Event time is the wall-clock time at which each event is due (the stream starts at "now"). Only events
-the broker acknowledged count as produced (delivery callbacks). The stats file is refreshed about once a
-second and written a last time after the final flush; SIGTERM/SIGINT stop production, flush, and exit 0.
+the broker acknowledged count as produced (delivery callbacks). The stats file is refreshed four times a
+second (what `adnomaly up` shows is at most that stale) and written a last time after the final flush;
+SIGTERM/SIGINT stop production, flush, and exit 0.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from adnomaly.kafka_client import producer_config
 
 _log = logging.getLogger("adnomaly.generator")
 
-HOUSEKEEPING_S = 1.0  # stats file, metrics, lag: refreshed this often
+HOUSEKEEPING_S = 0.25  # stats file, metrics, lag: refreshed this often (`adnomaly up` samples once a second)
 FLUSH_TIMEOUT_S = 30.0
 BUFFER_FULL_WAIT_S = 0.05
 KAFKA_MESSAGE_OVERHEAD = 64 * 1024  # room above max_event_bytes for oversize test events and headers

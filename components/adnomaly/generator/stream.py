@@ -91,6 +91,8 @@ class GeneratorSettings:
             "invalid_rate": gen.invalid_rate, "scenarios": tuple(gen.scenarios),
             "dimensions": tuple(events.dimensions), "max_event_bytes": events.max_event_bytes,
         }  # fmt: skip
+        if gen.scenario_schedule is not None:
+            values["schedule"] = ScheduleSettings(**gen.scenario_schedule.model_dump())
         values.update(overrides)
         return cls(**values)
 

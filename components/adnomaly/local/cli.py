@@ -49,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     up.add_argument("--state-dir", type=Path, default=Path(".adnomaly"), metavar="DIR",
                     help="where data lives, kept between runs (default .adnomaly/)")
     up.add_argument("--summary-json", type=Path, default=None, metavar="PATH",
-                    help='write {"produced", "ingested", "stored", "dlq", "lag"} here at the end')
+                    help='write {"produced", "ingested", "stored", "dlq", "lag", "anomalies": {"opened", '
+                    '"resolved"}} here at the end')
     up.set_defaults(func=_up)
     register_status(subparsers)

@@ -1,20 +1,33 @@
 """Numbers of a running local pipeline, read from where they are true: the generator's delivery
-stats, the ingest API's metrics, PostgreSQL rows, the dead-letter topic's offsets, the consumer lag."""
+stats, the ingest API's metrics, PostgreSQL rows, the dead-letter topic's offsets, the consumer lag, the
+anomalies table.
+
+Consistency. Every event stored or dead-lettered was produced or ingested first, so each sample reads the
+sinks (rows, dead letters) before the sources (generator, ingest API): whatever a sink counted, its source
+had counted by the time it is read. One gap remains: the generator reports its acknowledged events in a
+stats file it refreshes a few times a second, and a consumer may see an event an instant before its
+producer hears the acknowledgement. `settled` closes that gap for display by crediting the source with
+what the sinks prove it produced; the run's summary is never adjusted (once drained, the numbers must
+balance on their own).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from adnomaly.anomalies.models import AnomalyOut
 from adnomaly.kafka_client import consumer_config, consumer_lag
+from adnomaly.local.anomalies import AnomalyCounts
 
 
 @dataclass(frozen=True)
@@ -26,25 +39,58 @@ class Progress:
     lag: int = 0
     lake_files: int = 0  # Parquet files the lake sink wrote this run
     features: int = 0  # feature windows on the features topic (all runs)
+    opened: int = 0  # anomalies opened this run
+    resolved: int = 0  # anomalies resolved this run
+    recent: tuple[AnomalyOut, ...] = ()  # the newest anomalies (any run), newest first
     at: float = 0.0
 
-    def summary(self) -> dict[str, int]:
-        """The accounting of this run: `stored + dlq == produced + ingested` once drained."""
-        data = asdict(self)
-        for key in ("at", "lake_files", "features"):
-            data.pop(key)
-        return data
+    def summary(self) -> dict[str, Any]:
+        """The accounting of this run: `stored + dlq == produced + ingested` once drained, and its anomalies."""
+        return {
+            "produced": self.produced, "ingested": self.ingested, "stored": self.stored, "dlq": self.dlq,
+            "lag": self.lag, "anomalies": {"opened": self.opened, "resolved": self.resolved},
+        }  # fmt: skip
+
+
+def settled(progress: Progress, source: str = "produced") -> Progress:
+    """The sample with `source` ("produced" or "ingested") credited with what the sinks counted beyond the
+    sources' own reports (see the module docstring): never `stored + dlq > produced + ingested`."""
+    ahead = progress.stored + progress.dlq - progress.produced - progress.ingested
+    if ahead <= 0:
+        return progress
+    return replace(progress, **{source: getattr(progress, source) + ahead})
+
+
+def rate(samples: Sequence[tuple[float, int]]) -> float:
+    """Per second between the oldest and newest (time, count) samples (0 with fewer than two). Sources
+    report in steps (the generator about four times a second), so the view rates over several seconds."""
+    if len(samples) < 2:
+        return 0.0
+    (t0, c0), (t1, c1) = samples[0], samples[-1]
+    return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+# A topic created a moment ago may have no leader yet: asking again shortly is the answer.
+_NOT_READY = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART)
 
 
 def topic_end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
     """Sum of the high watermarks of every partition of `topic` (messages ever written to it)."""
     consumer = Consumer(consumer_config(bootstrap, "adnomaly-progress"))  # never commits: reads watermarks only
+    deadline = time.monotonic() + timeout
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)
         partitions = metadata.topics[topic].partitions
         total = 0
         for partition in partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            while True:
+                try:
+                    _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+                    break
+                except KafkaException as exc:
+                    if exc.args[0].code() not in _NOT_READY or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
             total += max(high, 0)
         return total
     finally:
@@ -81,32 +127,46 @@ class ProgressProbe:
     ingest_metrics_url: str | None
     lake_metrics_url: str | None = None
     features_topic: str | None = None
+    anomalies: Callable[[], tuple[AnomalyCounts, list[AnomalyOut]]] | None = None
     baseline: Progress | None = None
     _ingested: int = 0
     _lake_files: int = 0
 
+    @property
+    def source(self) -> str:
+        """The source a gap between sinks and sources is credited to (see `settled`)."""
+        return "produced" if self.generator_stats is not None or not self.ingest_metrics_url else "ingested"
+
     def _absolute(self) -> Progress:
-        produced = read_json_counter(self.generator_stats, "produced") if self.generator_stats else 0
-        if self.ingest_metrics_url:  # every line received: accepted ones go to raw, rejected ones to the DLQ
-            counts = [
-                scrape_counter(self.ingest_metrics_url, "adnomaly_ingest_events_total", {"result": result})
-                for result in ("accepted", "rejected")
-            ]
-            if None not in counts:  # once the API has stopped, its last answer stands
-                self._ingested = sum(c or 0 for c in counts)
+        # Sinks first, then sources (see the module docstring).
+        stored = self.count_stored()
+        dlq = topic_end_offsets(self.bootstrap, self.dlq_topic)
+        lag = sum(consumer_lag(self.bootstrap, self.group_id, self.raw_topic).values())
+        features = topic_end_offsets(self.bootstrap, self.features_topic) if self.features_topic else 0
+        counts, recent = self.anomalies() if self.anomalies is not None else (AnomalyCounts(), [])
         if self.lake_metrics_url:
             files = scrape_counter(self.lake_metrics_url, "adnomaly_lake_files_total", {})
             if files is not None:
                 self._lake_files = files
-        lag = sum(consumer_lag(self.bootstrap, self.group_id, self.raw_topic).values())
+        if self.ingest_metrics_url:  # every line received: accepted ones go to raw, rejected ones to the DLQ
+            ingest = [
+                scrape_counter(self.ingest_metrics_url, "adnomaly_ingest_events_total", {"result": result})
+                for result in ("accepted", "rejected")
+            ]
+            if None not in ingest:  # once the API has stopped, its last answer stands
+                self._ingested = sum(c or 0 for c in ingest)
+        produced = read_json_counter(self.generator_stats, "produced") if self.generator_stats else 0
         return Progress(
             produced=produced,
             ingested=self._ingested,
-            stored=self.count_stored(),
-            dlq=topic_end_offsets(self.bootstrap, self.dlq_topic),
+            stored=stored,
+            dlq=dlq,
             lag=lag,
             lake_files=self._lake_files,
-            features=topic_end_offsets(self.bootstrap, self.features_topic) if self.features_topic else 0,
+            features=features,
+            opened=counts.total,
+            resolved=counts.resolved,
+            recent=tuple(recent),
             at=time.monotonic(),
         )
 
@@ -114,16 +174,17 @@ class ProgressProbe:
         """Remember the stores' counts before this run: the state directory outlives runs."""
         self.baseline = self._absolute()
 
+    def live(self) -> Progress:
+        """A sample for the live view: `read()`, settled (see `settled`)."""
+        return settled(self.read(), self.source)
+
     def read(self) -> Progress:
         now = self._absolute()
         base = self.baseline or Progress()
-        return Progress(
-            produced=now.produced,
-            ingested=now.ingested,
+        return replace(
+            now,
             stored=now.stored - base.stored,
             dlq=now.dlq - base.dlq,
-            lag=now.lag,
-            lake_files=now.lake_files,
-            features=now.features,
-            at=now.at,
+            opened=now.opened - base.opened,
+            resolved=now.resolved - base.resolved,
         )

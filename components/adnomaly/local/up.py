@@ -18,14 +18,18 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psycopg
+from confluent_kafka import KafkaException
 
+from adnomaly.anomalies.models import AnomalyOut
+from adnomaly.anomalies.store import AnomalyStore
 from adnomaly.config import SecretEnv
-from adnomaly.kafka_client import TopicSettings, consumer_lag, ensure_topics
+from adnomaly.kafka_client import KafkaAdminError, TopicSettings, consumer_lag, ensure_topics
 from adnomaly.local.alertmanager import AlertmanagerServer, alertmanager_server
+from adnomaly.local.anomalies import AnomalyCounts, read_anomalies
 from adnomaly.local.live import LiveView
 from adnomaly.local.progress import Progress, ProgressProbe
 from adnomaly.local.prometheus import prometheus_server
@@ -102,6 +106,7 @@ class LocalPipeline:
     components: dict[str, ManagedProcess] = field(default_factory=dict)
     ingest_port: int = field(default=0)
     features_job: FeaturesJob | None = None  # the Flink job, once started
+    anomaly_store: AnomalyStore | None = None  # the anomalies the live view shows, once first read
 
     def __post_init__(self) -> None:
         self.ingest_port = free_port()
@@ -227,7 +232,15 @@ class LocalPipeline:
             ),
             lake_metrics_url=self.metrics_url("lake-sink"),
             features_topic=topics["features"].name if self.pipeline.spec.features else None,
+            anomalies=self.read_anomalies if "detector" in self.plan.components else None,
         )
+
+    def read_anomalies(self) -> tuple[AnomalyCounts, list[AnomalyOut]]:
+        if self.anomaly_store is None:  # one connection for the whole run, reopened if it breaks
+            self.anomaly_store = AnomalyStore(
+                self.services.postgres.dsn, self.plan.db_schema, self.name, application_name="adnomaly-up"
+            )
+        return read_anomalies(self.anomaly_store)
 
     def metrics_url(self, component: str) -> str | None:
         planned = self.plan.components.get(component)
@@ -280,6 +293,31 @@ class StopRequested:
             signal.signal(sig, lambda *_: self.event.set())
 
 
+# What a sample can run into on a loaded machine: a broker or database slow to answer, a topic just created.
+PROBE_ERRORS: tuple[type[Exception], ...] = (KafkaException, KafkaAdminError, psycopg.Error, OSError)
+FINAL_READ_ATTEMPTS = 5
+T = TypeVar("T")
+
+
+def refresh(view: LiveView, probe: ProgressProbe) -> None:
+    """One refresh of the live view; a sample that fails is skipped (the next one tries again)."""
+    try:
+        view.update(probe.live())
+    except PROBE_ERRORS as exc:
+        view.message(f"counters not refreshed this second: {exc}")
+
+
+def retried(read: Callable[[], T]) -> T:
+    """A reading that must succeed (the run's baseline, its final numbers): a failure is retried a few times
+    before it fails the run."""
+    for _ in range(FINAL_READ_ATTEMPTS - 1):
+        try:
+            return read()
+        except PROBE_ERRORS:
+            time.sleep(2.0)
+    return read()
+
+
 def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView) -> Progress:
     """Stop the sources, let the processor catch up with what they produced, then stop the consumers
     (the sinks flush and commit what they buffered when they get SIGTERM)."""
@@ -288,17 +326,20 @@ def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView) -> Progres
         local.stop_component(name)
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while time.monotonic() < deadline:
-        view.update(probe.read())
+        refresh(view, probe)
         for note in local.supervise():
             view.message(note)
-        if local.backlog() == 0:  # sources are stopped and flushed: the processor has committed all
-            break
+        try:
+            if local.backlog() == 0:  # sources are stopped and flushed: the processor has committed all
+                break
+        except PROBE_ERRORS as exc:  # the broker slow to answer: ask again
+            view.message(f"backlog not known yet: {exc}")
         time.sleep(0.5)
     else:
-        view.message(f"drain timed out after {DRAIN_TIMEOUT_S:.0f}s with {local.backlog()} events pending")
+        view.message(f"drain timed out after {DRAIN_TIMEOUT_S:.0f}s with {retried(local.backlog)} events pending")
     for name in reversed(COMPONENT_ORDER):
         local.stop_component(name)
-    return probe.read()
+    return retried(probe.read)
 
 
 def start_alertmanager(pipeline: Pipeline, state: StateDir, say: Callable[[str], None]) -> AlertmanagerServer | None:
@@ -338,7 +379,7 @@ def run_up(options: UpOptions) -> dict[str, Any]:
             prometheus.start()
             view.message(f"prometheus: {prometheus.url} (alerts: {prometheus.url}/alerts)")
         probe = local.probe()
-        probe.start()  # counts before any component runs: the state directory outlives runs
+        retried(probe.start)  # counts before any component runs: the state directory outlives runs
         try:
             start_pipeline(local, view.message)
             if "ingest" in local.components:
@@ -357,7 +398,7 @@ def run_up(options: UpOptions) -> dict[str, Any]:
                     break
                 for note in local.supervise():
                     view.message(note)
-                view.update(probe.read())
+                refresh(view, probe)
                 stop.event.wait(1.0)
             final = drain(local, probe, view)
         finally:
@@ -365,6 +406,8 @@ def run_up(options: UpOptions) -> dict[str, Any]:
                 local.stop_component(name, timeout=30)
             if local.features_job is not None:
                 local.features_job.stop()
+            if local.anomaly_store is not None:
+                local.anomaly_store.close()
             if prometheus is not None:
                 prometheus.stop()
             if alertmanager is not None:

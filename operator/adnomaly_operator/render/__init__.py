@@ -7,7 +7,9 @@ once with random contents and never re-rolls them.
 
 from __future__ import annotations
 
-from adnomaly_operator.desired import KubePlan
+from adnomaly.spec import API_GROUP, API_VERSION, KIND, Pipeline
+
+from adnomaly_operator.desired import KubePlan, kube_plan
 from adnomaly_operator.render.autoscaling import render_autoscaling
 from adnomaly_operator.render.common import (
     Desired,
@@ -23,7 +25,7 @@ from adnomaly_operator.render.kafka import render_kafka
 from adnomaly_operator.render.network import render_network
 from adnomaly_operator.render.stores import generated_secret, render_stores
 
-__all__ = ["Desired", "Images", "Owner", "RenderContext", "SecretRecipe", "render"]
+__all__ = ["Desired", "Images", "Owner", "RenderContext", "SecretRecipe", "render", "render_pipeline"]
 
 
 def _ingest_tokens(kp: KubePlan, ctx: RenderContext) -> list[Desired]:
@@ -51,3 +53,15 @@ def render(kp: KubePlan, ctx: RenderContext) -> list[Desired]:
         seen.add(key)
         out.append(Desired(sealed(item.obj), item.stage, item.status_key, item.retain, item.recipe))
     return out
+
+
+def render_pipeline(
+    pipeline: Pipeline, namespace: str, uid: str, images: Images, *, service_monitor: bool = False,
+    keda: bool = True,
+) -> tuple[KubePlan, list[Desired]]:
+    """The operator's entry point: one valid Pipeline in `namespace`, whose object has `uid` (every object is
+    owned by it) → its Kubernetes plan and every object it wants. The reconciler and `adnomaly render` both
+    come through here, so what the command prints is what the operator applies."""
+    kp = kube_plan(pipeline, namespace)
+    owner = Owner(f"{API_GROUP}/{API_VERSION}", KIND, pipeline.name, uid)
+    return kp, render(kp, RenderContext(owner, images, service_monitor, keda))
