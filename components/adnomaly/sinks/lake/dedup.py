@@ -12,16 +12,17 @@ by this process or the partition's next owner) drops exactly the messages the fi
 rewrites the very same files. Per partition is enough: the ingest API keys every event by its id, so all
 copies of an id land on one partition (as long as the partition count does not change in between).
 
-Where the state lives: in memory (`SeenIds`, id → timestamp, insertion-ordered), and nowhere else. The raw
-topic is its durable copy: when a partition is assigned (a start, a restart after kill -9, a rebalance),
-the sink reads the partition back from the offset whose timestamp is W + SLACK before the first message it
-is about to flush, up to that message (`history.py`), and rebuilds the set from it: exactly the ids the
-rule can still match. The raw topic's retention (days) is far longer than W (minutes), so the history is
-there; nothing extra is written per flush.
+Where the state lives: in memory (`SeenIds`: id → timestamp, plus an arrival-ordered queue for eviction),
+and nowhere else. The raw topic is its durable copy: when a partition is assigned (a start, a restart after
+kill -9, a rebalance), the sink reads the partition back from the offset whose timestamp is W + SLACK before
+the first message it is about to flush, up to that message (`history.py`), and rebuilds the set from it:
+exactly the ids the rule can still match. The raw topic's retention (days) is far longer than W (minutes),
+so the history is there; nothing extra is written per flush, and nothing is read per message.
 
 Bounds: ids older than (newest timestamp - W - SLACK) are evicted as newer ones arrive, so the set holds
-the ids of about W + SLACK of the partition's traffic, ~150-200 bytes each in CPython (a 36-character id
-string, an int, a dict slot): 120 events/s over 11 min is ~80k ids, ~15 MB. `max_ids` caps it for higher
+the ids of about W + SLACK of the partition's traffic, ~220 bytes each in CPython (measured: ~130 for the
+dict slot, queue entry and int, ~85 for a 36-character id string): 120 events/s over 11 min is ~80k ids,
+~17 MB; deciding costs ~1-3 µs per message. `max_ids` caps it for higher
 rates (the oldest go first; the guarantee then shrinks to the last `max_ids` ids, counted by
 `evicted_early`). SLACK absorbs producers' clock differences: timestamps within a partition are only
 nearly ordered, and an id kept a little longer never changes a decision (the rule compares timestamps).
@@ -29,7 +30,7 @@ nearly ordered, and an id kept a little longer never changes a decision (the rul
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -54,8 +55,9 @@ class SeenIds:
         self.window_ms = window_ms
         self.max_ids = max_ids
         self.slack_ms = slack_ms
-        self._ids: OrderedDict[str, int] = OrderedDict()
-        self._newest = 0
+        self._ids: dict[str, int] = {}  # id → timestamp of its last written copy
+        self._order: deque[tuple[int, str]] = deque()  # (timestamp, id) in arrival order, for eviction
+        self._horizon = -(2**62)  # nothing older than this is kept: newest timestamp - W - slack
         self.evicted_early = 0  # ids dropped by the cap before their W was over
 
     def __len__(self) -> int:
@@ -63,14 +65,18 @@ class SeenIds:
 
     def first_copy(self, event_id: str, timestamp_ms: int) -> bool:
         """Record the message; False when it is a copy of an id seen at most W before it."""
-        previous = self._ids.get(event_id)
+        ids = self._ids
+        previous = ids.get(event_id)
         if previous is not None and previous >= timestamp_ms - self.window_ms:
             return False
-        if previous is not None:
-            del self._ids[event_id]  # seen, but longer than W ago: this one counts again, and is newest now
-        self._ids[event_id] = timestamp_ms
-        self._newest = max(self._newest, timestamp_ms)
-        self._evict()
+        ids[event_id] = timestamp_ms  # new, or seen longer than W ago: this copy counts (again)
+        order = self._order
+        order.append((timestamp_ms, event_id))
+        horizon = timestamp_ms - self.window_ms - self.slack_ms
+        if horizon > self._horizon:
+            self._horizon = horizon
+        if order[0][0] < self._horizon or len(ids) > self.max_ids:
+            self._evict()
         return True
 
     def remember(self, history: Iterable[Seen]) -> None:
@@ -84,13 +90,11 @@ class SeenIds:
         return first_timestamp_ms - self.window_ms - self.slack_ms
 
     def _evict(self) -> None:
-        horizon = self._newest - self.window_ms - self.slack_ms
-        ids = self._ids
-        while ids:
-            oldest_id, oldest = next(iter(ids.items()))
-            if oldest >= horizon and len(ids) <= self.max_ids:
-                return
-            if oldest >= horizon:
+        ids, order, horizon = self._ids, self._order, self._horizon
+        while order and (order[0][0] < horizon or len(ids) > self.max_ids):
+            timestamp, event_id = order.popleft()
+            if ids.get(event_id) != timestamp:
+                continue  # an entry superseded by a later copy of the same id
+            if timestamp >= horizon:
                 self.evicted_early += 1
-            del ids[oldest_id]
-
+            del ids[event_id]

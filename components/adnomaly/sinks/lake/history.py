@@ -41,6 +41,8 @@ class TopicHistory:
         self._timeout_s = timeout_s
 
     def read(self, topic: str, partition: int, since_ms: int, end_offset: int) -> list[Seen]:
+        if end_offset <= 0:
+            return []  # the partition's very first message: nothing before it
         consumer = Consumer(self._config)
         try:
             [start] = consumer.offsets_for_times([TopicPartition(topic, partition, max(0, since_ms))], timeout=10)
