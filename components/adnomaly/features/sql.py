@@ -50,17 +50,20 @@ the stream after a deduplication by event id, the same definition of "the same e
   `__rowtime` through as a time attribute, so the window TVFs and their watermarks work unchanged and the
   exactly-once Kafka sink (which takes inserts only) stays valid. The planner output is pinned by an
   integration test (EXPLAIN CHANGELOG_MODE).
-- keep-first-row on event time may have to replace an emitted row by an earlier-timestamped copy, and Window
-  Deduplication keeps one row per (window, id): with hopping windows that is size/slide rows per event, all
-  of them full rows, and it runs once per feature instead of once per source. Both cost more for no gain
-  here, since the copies of a re-sent event are identical.
+- keep-first-row on event time (ORDER BY `__rowtime`) also plans as an insert-only `Deduplicate` in
+  Flink 2.2 (checked with EXPLAIN), but it picks the copy with the smallest event time, and the copies of a
+  re-sent event carry the same time: it would only add a dependence on the watermark for the same answer.
+  Window Deduplication (ROW_NUMBER over `window_start, window_end, id` after the window TVF) is exact per
+  window with state freed when the window fires, but it keeps one full row per (window, id), size/slide rows
+  per event with hopping windows, and runs once per feature instead of once per source.
 - state: one entry per id seen within W, the dedup window, set as `table.exec.state.ttl` (written on
   creation, processing time; the job's only non-window state, window state is freed by the watermark). W is
   `events.dedupWindow` (10 min by default) raised to the longest `size + allowedLateness` of the features
   (`plan.dedup_window_ms`): a copy arriving more than W after the first finds every window of its event time
-  fired in real-time operation, and is dropped as late. Cost: ids/s * W * (~100 bytes: a 36-character id,
-  the key's serialized form, TTL timestamp and map overhead on the heap backend), e.g. 120 events/s * 10 min
-  ≈ 72k ids ≈ 7 MB, 10k events/s * 10 min ≈ 600 MB (use the RocksDB state backend there).
+  fired in real-time operation, and is dropped as late. Cost: ids/s * W * ~150-200 bytes on the heap
+  backend (an estimate, not measured: the key row with its 36-character id, a boolean value in a TTL
+  wrapper with its timestamp, the state map entry), e.g. 120 events/s * 10 min ≈ 72k ids ≈ 11-14 MB;
+  10k events/s * 10 min ≈ 6M ids ≈ 1 GB: use the RocksDB state backend there.
 - exactly-once across restarts: the dedup state is keyed state, checkpointed with the source offsets and the
   windows; a restart restores all three at the same point. After a downtime longer than W the restored ids
   have expired (TTL counts processing time), so only copies re-sent within W of their first are removed.
