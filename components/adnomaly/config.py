@@ -68,6 +68,7 @@ class EventsConfig(ConfigModel):
     dimensions: list[str] = Field(default_factory=list)
     max_event_bytes: int
     max_future_skew_s: float
+    dedup_window_s: float = 600.0  # see plan.dedup_window_ms: copies of an id within it are removed
 
 
 class ScenarioScheduleConfig(ConfigModel):

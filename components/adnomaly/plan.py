@@ -7,6 +7,7 @@ turns it into local processes. Neither re-derives topic names, partition counts 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from adnomaly.config import (
@@ -24,7 +25,7 @@ from adnomaly.durations import duration_ms, parse_duration
 from adnomaly.notify.config import NotifyConfig
 from adnomaly.scaling import CpuScaling, LagScaling
 from adnomaly.sinks.sections import feature_sink_section, lake_section, serving_section
-from adnomaly.spec import ConsumerSpec, CpuAutoscaling, Pipeline, TopicSpec, TracingSpec
+from adnomaly.spec import ConsumerSpec, CpuAutoscaling, FeatureSpec, Pipeline, TopicSpec, TracingSpec
 
 TOPIC_ROLES = ("raw", "dlq", "features", "anomalies")
 
@@ -128,7 +129,19 @@ def events_config(pipeline: Pipeline) -> EventsConfig:
         dimensions=events.effective_dimensions,
         max_event_bytes=events.max_event_bytes,
         max_future_skew_s=parse_duration(events.max_future_skew),
+        dedup_window_s=dedup_window_ms(duration_ms(events.dedup_window), pipeline.spec.features) / 1000,
     )
+
+
+def dedup_window_ms(configured_ms: int, features: Sequence[FeatureSpec]) -> int:
+    """W, the one window within which copies of an event id are removed by the lake and the features.
+
+    `events.dedupWindow`, raised to the longest `window size + allowedLateness` of the features: a copy that
+    arrives later than that finds every window of its event time fired (it is late and dropped), so a W at
+    least that long leaves no gap in which a copy could be counted twice.
+    """
+    floor = [duration_ms(f.window.size) + duration_ms(f.allowed_lateness) for f in features]
+    return max([configured_ms, *floor])
 
 
 def managed_stores(pipeline: Pipeline) -> frozenset[str]:

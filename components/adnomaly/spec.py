@@ -89,6 +89,11 @@ class EventsSpec(SpecModel):
         "dead letter stay under Kafka's default 1 MB message limit",
     )
     max_future_skew: Duration = Field(default="1d", description="Events further in the future are rejected")
+    dedup_window: Duration = Field(
+        default="10m",
+        description="Copies of an event id (a client re-sending a batch) within this window are removed before the "
+        "lake and the features; the features use at least their window size plus allowedLateness",
+    )
 
     @model_validator(mode="after")
     def _one_schema(self) -> EventsSpec:

@@ -152,7 +152,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
     return overrides
 
 
-def run(job: dict[str, Any], overrides: dict[str, str], wait: bool) -> None:
+def _statement_set(job: dict[str, Any], overrides: dict[str, str]) -> Any:
     from pyflink.common import Configuration
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
@@ -167,7 +167,18 @@ def run(job: dict[str, Any], overrides: dict[str, str], wait: bool) -> None:
     statement_set = t_env.create_statement_set()
     for insert in job["inserts"]:
         statement_set.add_insert_sql(insert)
-    result = statement_set.execute()
+    return statement_set
+
+
+def explain(job: dict[str, Any], overrides: dict[str, str]) -> str:
+    """The planner's plan of the job with each operator's changelog mode (nothing is submitted)."""
+    from pyflink.table import ExplainDetail
+
+    return str(_statement_set(job, overrides).explain(ExplainDetail.CHANGELOG_MODE))
+
+
+def run(job: dict[str, Any], overrides: dict[str, str], wait: bool) -> None:
+    result = _statement_set(job, overrides).execute()
     client = result.get_job_client()
     job_id = client.get_job_id() if client is not None else None
     print(f"adnomaly-features: submitted {job.get('job_name', '?')} as Flink job {job_id}", flush=True)
@@ -186,9 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--detached", action="store_true", help="return once submitted (do not wait for the job)"
     )
+    parser.add_argument(
+        "--explain", action="store_true", help="print the plan with changelog modes instead of running the job"
+    )
     args = parser.parse_args(argv)
     if not args.config:
         parser.error(f"no job config: pass --config FILE or set {CONFIG_ENV}")
+    if args.explain:
+        print(explain(load_job(args.config), parse_overrides(args.set)))
+        return 0
     run(load_job(args.config), parse_overrides(args.set), wait=not args.detached)
     return 0
 

@@ -273,3 +273,45 @@ def test_s3_down_for_a_while_loses_nothing_and_the_same_process_carries_on(
         assert sink.terminate() == 0
     finally:
         minio.stop()
+
+
+def produce_keyed(kafka: KafkaBroker, topic: str, values: list[bytes]) -> None:
+    """As the ingest API produces: keyed by event id, so every copy of an id lands on one partition."""
+    producer = Producer(producer_config(kafka.bootstrap_servers, linger_ms=20))
+    for n, value in enumerate(values):
+        producer.produce(topic, value=value, key=json.loads(value)["event_id"].encode())
+        if n % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+def test_resent_ids_land_once_across_a_kill_9(
+    kafka: KafkaBroker, topic_factory: Any, tmp_path: Path, minio: MinioServer, sinks: list[ComponentProcess]
+) -> None:
+    """A client re-sends batches (5 % of the events, some twice) before and after the sink is killed with
+    SIGKILL: every id is in exactly one file of the lake, counted over all of them."""
+    topic = topic_factory(partitions=PARTITIONS)
+    total = 6000
+    first = batch(0, 4000, total)
+    resent_early = [first[n] for n in range(0, 4000, 20)] + [first[n] for n in range(0, 4000, 200)]
+    produce_keyed(kafka, topic, first[:2000] + resent_early[:100] + first[2000:] + resent_early[100:])
+    uri = f"s3://adnomaly-data/{topic}/events"
+    config = make_config(kafka, topic)
+    lake = LakeConfig(group_id=f"{topic}-lake", uri=uri, s3_endpoint=minio.endpoint, flush_events=150,
+                      flush_interval_s=0.5, consume_batch=200)  # fmt: skip
+    store = s3_store(minio, uri)
+    sink = lake_sink(tmp_path / "first", config, lake, s3_env(minio)).start()
+    sinks.append(sink)
+    wait_for(lambda: len(store.list_files()) >= 8, 90, "the first files", sink)
+    sink.process.kill()  # SIGKILL mid-stream: the in-memory dedup state is gone with it
+    assert lag(kafka, lake, topic) > 0, "the sink finished before it could be killed; make the test bigger"
+    second = batch(4000, 2000, total)
+    # copies of ids written before the kill, of ids not written yet, and of the new ones
+    resent_late = [first[n] for n in range(5, 4000, 25)] + [second[n] for n in range(0, 2000, 30)]
+    produce_keyed(kafka, topic, second[:1000] + resent_late + second[1000:])
+    restarted = lake_sink(tmp_path / "second", config, lake, s3_env(minio)).start()
+    sinks.append(restarted)
+    wait_for(lambda: lag(kafka, lake, topic) == 0, 120, "the restarted sink to commit everything", restarted)
+    assert_lake_holds_exactly(store, valid_ids(first + second))  # no id twice, none missing
+    assert "dedup state rebuilt" in restarted.log
+    assert restarted.terminate() == 0

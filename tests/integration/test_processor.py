@@ -25,6 +25,7 @@ import psycopg
 import pytest
 from adnomaly.bench.processor import fill_topic, sample_events
 from adnomaly.config import ComponentConfig, SecretEnv
+from adnomaly.events.dead_letter import distinct_dead_letters
 from adnomaly.kafka_client import (
     TopicSettings,
     committed_offsets,
@@ -316,6 +317,7 @@ def test_valid_events_are_stored_once_and_invalid_ones_dead_lettered(
         assert h["reason"].startswith(h["reason_code"] + ": ") and len(h["reason"]) > len(h["reason_code"]) + 2
         assert h["source_topic"] == raw and h["pipeline"] == "itest"
         assert 0 <= int(h["source_partition"]) < 3 and int(h["source_offset"]) >= 0
+        assert h["dead_letter_id"] == f"{raw}/{h['source_partition']}/{h['source_offset']}"
     codes = sorted(letter.headers["reason_code"] for letter in letters)
     assert codes == sorted(["malformed_json", "empty", "invalid_utf8", "schema_violation", "schema_violation"] * 6)
 
@@ -334,6 +336,46 @@ def test_valid_events_are_stored_once_and_invalid_ones_dead_lettered(
 
 
 # -- 2. kill -9 mid-stream ---------------------------------------------------------------------------------
+
+
+def test_kill_9_mid_stream_dead_letters_are_exactly_once_by_identity(
+    kafka: KafkaBroker, postgres: PostgresServer, tmp_path: Path, processes: list[ProcessorProcess]
+) -> None:
+    """Killed between its dead letters and its offset commit, the processor dead-letters the batch's invalid
+    records again after the restart: every copy carries the same `dead_letter_id`, so counted by identity
+    each invalid record is in the dead-letter topic exactly once (and none is missing)."""
+    raw, dlq = topics(kafka, partitions=2)
+    config = processor_config(kafka, raw, dlq, batch_size=200)
+    assert config.processor is not None
+    valid = events(unique("dk9"), 12_000)
+    values = [b"[%d]" % i if i % 40 == 0 else v for i, v in enumerate(valid)]  # 300 invalid, spread out
+    fill_topic(kafka.bootstrap_servers, raw, iter(values))
+    proc = ProcessorProcess(config, postgres.dsn, tmp_path)
+    processes.append(proc)
+    proc.start()
+    wait_for(lambda: count_stored(postgres.dsn, config.processor.db_schema) >= 1_500, 60, "the first batches",
+             [proc], poll=0.02)  # fmt: skip
+    proc.kill9()
+    proc.start()
+    wait_for(lambda: fully_committed(kafka, config), 120, "all offsets committed after the restart", [proc])
+    assert proc.terminate() == 0
+    consumer = Consumer(consumer_config(kafka.bootstrap_servers, unique("dlq-reader")))
+    consumer.subscribe([dlq])
+    letters: list[Any] = []
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < 3:
+        batch = [m for m in consumer.consume(1000, timeout=0.5) if m.error() is None]
+        letters += batch
+        quiet_since = time.monotonic() if batch else quiet_since
+    consumer.close()
+    distinct = distinct_dead_letters(letters)
+    expected = {v for v in values if v.startswith(b"[")}
+    assert sorted(m.value() for m in distinct) == sorted(expected)  # each invalid record once, none missing
+    for message in letters:
+        h = {k: v.decode() for k, v in message.headers()}
+        assert h["dead_letter_id"] == f"{raw}/{h['source_partition']}/{h['source_offset']}"
+    print(f"dead letters in the topic: {len(letters)}, distinct by identity: {len(distinct)}")
+
 
 
 def test_kill_9_mid_stream_then_restart_stores_every_event_exactly_once(

@@ -105,7 +105,7 @@ def test_far_future_events_give_no_watermark_and_are_filtered() -> None:
     job = compile_([feature()], events={"schema": "clickstream", "maxFutureSkew": "1h"})
     [source] = by_prefix(job, "CREATE TABLE `raw_events_")
     assert "WHEN `__rowtime` <= LOCALTIMESTAMP + INTERVAL '1' HOUR THEN" in source
-    [view] = by_prefix(job, "CREATE TEMPORARY VIEW")
+    [view] = by_prefix(job, "CREATE TEMPORARY VIEW `events_")
     assert "`__rowtime` <= LOCALTIMESTAMP + INTERVAL '1' HOUR" in view
     assert "`__rowtime` >= TIMESTAMP '2000-01-01 00:00:00.000'" in view
     assert "`__rowtime` IS NOT NULL" in view
@@ -122,10 +122,10 @@ def test_one_source_per_distinct_allowed_lateness() -> None:
     sources = by_prefix(job, "CREATE TABLE `raw_events_")
     assert len(sources) == 2
     assert len(set(job.consumer_groups)) == 2
-    views = {s.split("`")[1]: s for s in by_prefix(job, "CREATE TEMPORARY VIEW")}
-    assert "FROM `raw_events_lateness_30000ms`" in views["events_a"]
-    assert "FROM `raw_events_lateness_30000ms`" in views["events_b"]
-    assert "FROM `raw_events_lateness_60000ms`" in views["events_c"]
+    views = {s.split("`")[1]: s for s in by_prefix(job, "CREATE TEMPORARY VIEW `events_")}
+    assert "FROM `distinct_raw_events_lateness_30000ms`" in views["events_a"]
+    assert "FROM `distinct_raw_events_lateness_30000ms`" in views["events_b"]
+    assert "FROM `distinct_raw_events_lateness_60000ms`" in views["events_c"]
 
 
 def test_event_time_applies_the_utc_offset_and_truncates_to_milliseconds() -> None:
@@ -142,6 +142,61 @@ def test_event_time_applies_the_utc_offset_and_truncates_to_milliseconds() -> No
     )
     assert "AS TIMESTAMP(3))" in rowtime and rowtime.rstrip(",").endswith(" END")
     assert "ELSE" not in rowtime  # no other zone form gives a time
+
+
+# -- duplicates ----------------------------------------------------------------------------------------------
+
+
+def test_every_window_reads_the_source_deduplicated_by_event_id_keeping_the_first_copy() -> None:
+    job = compile_([feature("a"), feature("b"), feature("c", allowedLateness="1m")])
+    sources = by_prefix(job, "CREATE TABLE `raw_events_")
+    for source in sources:
+        assert "  `event_id` STRING," in source
+        assert "  `__proctime` AS PROCTIME()," in source
+        assert "  `__event_id` AS COALESCE(NULLIF(`event_id`, ''), UUID())," in source
+    distinct = {s.split("`")[1]: s for s in by_prefix(job, "CREATE TEMPORARY VIEW `distinct_")}
+    assert sorted(distinct) == ["distinct_raw_events_lateness_30000ms", "distinct_raw_events_lateness_60000ms"]
+    for name, view in distinct.items():
+        # Flink's keep-first-row pattern on processing time, exactly: insert-only, keeps `__rowtime` a time
+        # attribute (pinned against the planner in tests/integration/test_flink_features.py).
+        assert (
+            "ROW_NUMBER() OVER (PARTITION BY `__event_id` ORDER BY `__proctime` ASC) AS `__copy`" in view
+        )
+        assert f"FROM `{name.removeprefix('distinct_')}`" in view and view.endswith("WHERE `__copy` = 1")
+        select = view.split("\n")[1]
+        assert "`__rowtime`" in select and "`__copy`" not in select and "`__proctime`" not in select
+    for view in by_prefix(job, "CREATE TEMPORARY VIEW `events_"):
+        assert "FROM `distinct_raw_events_lateness_" in view
+    assert job.statements.index(by_prefix(job, "CREATE TEMPORARY VIEW `distinct_")[0]) < job.statements.index(
+        by_prefix(job, "CREATE TEMPORARY VIEW `events_")[0]
+    )
+
+
+def test_an_id_field_comes_first_then_the_derived_event_id() -> None:
+    job = compile_([feature()], events={"schema": "clickstream", "idField": "user_id_hash"})
+    [source] = by_prefix(job, "CREATE TABLE `raw_events_")
+    assert "  `user_id_hash` STRING," in source and "  `event_id` STRING," in source
+    assert "`__event_id` AS COALESCE(NULLIF(`user_id_hash`, ''), NULLIF(`event_id`, ''), UUID())" in source
+    # an id field that is also a dimension is read once
+    job = compile_([feature(dimensions=["geo"])], events={"schema": "clickstream", "idField": "geo"})
+    [source] = by_prefix(job, "CREATE TABLE `raw_events_")
+    assert source.count("  `geo` STRING") == 1
+
+
+@pytest.mark.parametrize(
+    ("dedup", "features", "ttl_ms"),
+    [
+        (None, [feature(window={"type": "tumbling", "size": "1m"})], 10 * 60_000),  # the default W
+        ("2m", [feature(window={"type": "tumbling", "size": "1m"})], 120_000),
+        # raised to the longest size + allowedLateness: no copy can be counted in a window still open
+        ("1m", [feature("a"), feature("b", window={"type": "hopping", "size": "5m", "slide": "1m"})], 330_000),
+        (None, [feature(window={"type": "tumbling", "size": "1h"}, allowedLateness="2m")], 62 * 60_000),
+    ],
+)
+def test_ids_are_remembered_for_the_dedup_window(dedup: str | None, features: list[Any], ttl_ms: int) -> None:
+    events = {"schema": "clickstream", **({"dedupWindow": dedup} if dedup else {})}
+    job = compile_(features, events=events)
+    assert job.configuration["table.exec.state.ttl"] == f"{ttl_ms} ms"
 
 
 # -- windows -------------------------------------------------------------------------------------------------
@@ -212,7 +267,7 @@ def test_boolean_operands_count_as_one_and_zero() -> None:
         [feature(dimensions=["region"], metrics=[{"name": "ok", "agg": "avg", "field": "success"}])],
         events={"schema": "download"},
     )
-    [view] = by_prefix(job, "CREATE TEMPORARY VIEW")
+    [view] = by_prefix(job, "CREATE TEMPORARY VIEW `events_")
     assert "CASE WHEN `success` THEN 1.0E0 WHEN NOT `success` THEN 0.0E0 END AS `x_success`" in view
     assert "  `success` BOOLEAN," in by_prefix(job, "CREATE TABLE `raw_events_")[0]
 
@@ -225,7 +280,7 @@ def test_view_keeps_only_events_whose_used_fields_are_valid() -> None:
         {"name": "ctr", "agg": "avg", "field": "CTR"},
         {"name": "conv", "agg": "sum", "field": "conversion"},
     ]
-    [view] = by_prefix(compile_([feature(metrics=metrics)]), "CREATE TEMPORARY VIEW")
+    [view] = by_prefix(compile_([feature(metrics=metrics)]), "CREATE TEMPORARY VIEW `events_")
     assert "`geo` IS NOT NULL AND REGEXP(`geo`, '^[A-Z]{2}$')" in view
     assert "`platform` IS NOT NULL AND `platform` IN ('android', 'ios', 'web')" in view
     assert "`CTR` IS NOT NULL AND `CTR` >= 0 AND `CTR` <= 1" in view
@@ -267,7 +322,7 @@ def test_keywords_as_field_names_are_quoted() -> None:
     )
     [source] = by_prefix(job, "CREATE TABLE `raw_events_")
     assert "  `type` STRING," in source and "  `event_ts` STRING," in source
-    assert "`type` AS `d_type`" in by_prefix(job, "CREATE TEMPORARY VIEW")[0]
+    assert "`type` AS `d_type`" in by_prefix(job, "CREATE TEMPORARY VIEW `events_")[0]
 
 
 # -- sink ----------------------------------------------------------------------------------------------------

@@ -22,12 +22,13 @@ import pyarrow.parquet as pq
 import pytest
 from adnomaly.events.codec import codec_for
 from adnomaly.sinks.lake.buffer import FlushPolicy
+from adnomaly.sinks.lake.dedup import SLACK_MS, Seen, SeenIds
 from adnomaly.sinks.lake.layout import OffsetRange, parse_file_name, time_partition
 from adnomaly.sinks.lake.metrics import LakeMetrics
 from adnomaly.sinks.lake.runner import LakeSettings, LakeSink
 from adnomaly.sinks.lake.storage import LakeStore
 from adnomaly.sinks.lake.table import converter_for
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
 TOPIC = "pipe-raw"
@@ -52,6 +53,10 @@ class Msg:
     raw: bytes
     part: int
     off: int
+    ts: int = 0  # Kafka timestamp (ms)
+
+    def timestamp(self) -> tuple[int, int]:
+        return TIMESTAMP_CREATE_TIME, self.ts
 
     def error(self) -> Any:
         return None
@@ -75,6 +80,7 @@ class FakeKafka:
 
     partitions: int
     logs: dict[int, list[bytes]] = field(default_factory=dict)
+    stamps: dict[int, list[int]] = field(default_factory=dict)  # Kafka timestamps (ms), parallel to logs
     committed: dict[int, tuple[int, str | None]] = field(default_factory=dict)
     commits: list[list[tuple[int, int, str | None]]] = field(default_factory=list)
     on_commit: Callable[[list[TopicPartition]], None] | None = None
@@ -82,9 +88,11 @@ class FakeKafka:
 
     def __post_init__(self) -> None:
         self.logs = {p: [] for p in range(self.partitions)}
+        self.stamps = {p: [] for p in range(self.partitions)}
 
-    def produce(self, partition: int, value: bytes) -> None:
+    def produce(self, partition: int, value: bytes, timestamp_ms: int | None = None) -> None:
         self.logs[partition].append(value)
+        self.stamps[partition].append(len(self.logs[partition]) if timestamp_ms is None else timestamp_ms)
 
     def end(self) -> dict[int, int]:
         return {p: len(log) for p, log in self.logs.items()}
@@ -119,7 +127,7 @@ class FakeConsumer:
                 continue
             log = self.kafka.logs[p]
             while self.positions[p] < len(log) and len(out) < num_messages:
-                out.append(Msg(log[self.positions[p]], p, self.positions[p]))
+                out.append(Msg(log[self.positions[p]], p, self.positions[p], self.kafka.stamps[p][self.positions[p]]))
                 self.positions[p] += 1
         if self.paused:
             self.consumed_while_paused += 1
@@ -179,13 +187,36 @@ class FlakyStore(LakeStore):
         super().put(relative_path, data)
 
 
-def make_sink(kafka: FakeKafka, store: LakeStore, policy: FlushPolicy) -> tuple[LakeSink, FakeConsumer]:
+@dataclass
+class FakeHistory:
+    """The partition read back from the in-memory log (what TopicHistory reads from Kafka)."""
+
+    kafka: FakeKafka
+    reads: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def read(self, topic: str, partition: int, since_ms: int, end_offset: int) -> list[Seen]:
+        assert topic == TOPIC
+        self.reads.append((partition, since_ms, end_offset))
+        out = []
+        for raw, ts in list(zip(self.kafka.logs[partition], self.kafka.stamps[partition], strict=True))[:end_offset]:
+            if ts >= since_ms:
+                try:
+                    out.append(Seen(CODEC.decode(raw).event_id, ts))
+                except ValueError:
+                    out.append(Seen(None, ts))
+        return out
+
+
+def make_sink(
+    kafka: FakeKafka, store: LakeStore, policy: FlushPolicy, dedup_window_ms: int | None = None
+) -> tuple[LakeSink, FakeConsumer]:
     consumer = FakeConsumer(kafka)
     settings = LakeSettings(topic=TOPIC, partitioning="hourly", policy=policy, max_buffer_bytes=10**9,
-                            consume_batch=7, poll_timeout_s=0.5)  # fmt: skip
+                            consume_batch=7, poll_timeout_s=0.5, dedup_window_ms=dedup_window_ms)  # fmt: skip
     sink = LakeSink(
         settings, consumer, store, CODEC.decode, converter_for("clickstream", None, "timestamp"),
         LakeMetrics.create(CollectorRegistry()), clock=lambda: kafka.now, backoff=lambda _n: 0.001,
+        history=FakeHistory(kafka) if dedup_window_ms is not None else None,
     )  # fmt: skip
     assert sink.start()
     return sink, consumer
@@ -385,3 +416,103 @@ def test_arrow_reads_the_lake_back_as_one_table(tmp_path: Path) -> None:
     assert sorted(table.column("event_id").to_pylist()) == sorted(f"e-{n}" for n in range(40))
     assert {"dt", "hour"} <= set(table.schema.names)
     assert isinstance(table, pa.Table)
+
+
+# -- one event id once, within the dedup window --------------------------------------------------------------
+
+
+def resend(kafka: FakeKafka, ns: list[int], *, timestamp_ms: int, partitions: int | None = None) -> None:
+    """Copies of events `ns` (same id, same bytes) as a client retry re-sends them: the ingest API keys by
+    event id, so a copy lands on its original's partition."""
+    for n in ns:
+        kafka.produce(n % (partitions or kafka.partitions), event(n, hour=n % 3), timestamp_ms)
+
+
+def ids_in_lake(root: Path) -> Counter[str]:
+    return Counter(row["event_id"] for row in lake_contents(root)[1])
+
+
+W = 600_000
+
+
+def test_copies_of_an_id_within_the_window_are_written_once(tmp_path: Path) -> None:
+    kafka = FakeKafka(partitions=2)
+    for n in range(20):
+        kafka.produce(n % 2, event(n, hour=n % 3), 1_000 * n)
+    resend(kafka, [1, 2, 3, 4], timestamp_ms=25_000)  # a retried batch, in the next flush
+    resend(kafka, [3], timestamp_ms=26_000)  # and again
+    resend(kafka, [5, 6], timestamp_ms=5_000 + W)  # exactly W after their first copies: still copies
+    resend(kafka, [7], timestamp_ms=7_000 + W + 1)  # later than W: written again (the guarantee's edge)
+    sink, _ = make_sink(kafka, LakeStore(f"file://{tmp_path}"), FlushPolicy(events=5, bytes=10**9, interval_s=99),
+                        dedup_window_ms=W)  # fmt: skip
+    drain(sink, kafka)
+    ids = ids_in_lake(tmp_path)
+    assert set(ids) == {f"e-{n}" for n in range(20)}
+    assert [i for i, c in ids.items() if c > 1] == ["e-7"]
+    assert sink.stats.duplicates == 7 and sink.stats.written == 21 and sink.stats.invalid == 0
+
+
+def test_without_dedup_every_copy_is_written(tmp_path: Path) -> None:
+    """The other side of the test above: the lake is idempotent per offset only without a window."""
+    kafka = FakeKafka(partitions=1)
+    for n in range(5):
+        kafka.produce(0, event(n, hour=0), n)
+    resend(kafka, [1, 2], timestamp_ms=10)
+    sink, _ = make_sink(kafka, LakeStore(f"file://{tmp_path}"), FlushPolicy(events=3, bytes=10**9, interval_s=99))
+    drain(sink, kafka)
+    assert ids_in_lake(tmp_path)["e-1"] == 2
+
+
+@pytest.mark.parametrize("crash_at_put", [0, 1, 3])
+def test_a_restarted_sink_rebuilds_the_ids_from_the_topic_and_replays_identically(
+    tmp_path: Path, crash_at_put: int
+) -> None:
+    kafka = FakeKafka(partitions=2)
+    for n in range(30):
+        kafka.produce(n % 2, event(n, hour=n % 3), 1_000 * n)
+    resend(kafka, list(range(0, 30, 3)), timestamp_ms=40_000)
+    store = FlakyStore(tmp_path)
+    store.fail = lambda n: Crash() if n == crash_at_put else None  # kill -9 in the middle of a flush
+    policy = FlushPolicy(events=8, bytes=10**9, interval_s=99)
+    sink, _ = make_sink(kafka, store, policy, dedup_window_ms=W)
+    with pytest.raises(Crash):
+        drain(sink, kafka)
+    written_before = {p: (tmp_path / p).read_bytes() for p in lake_contents(tmp_path)[0]}
+    # more copies arrive while it is down, of ids flushed before the crash and of ids not flushed yet
+    resend(kafka, [0, 1, 28, 29], timestamp_ms=50_000)
+    store.fail = lambda _n: None
+    restarted, _ = make_sink(kafka, store, policy, dedup_window_ms=W)
+    drain(restarted, kafka)
+    ids = ids_in_lake(tmp_path)
+    assert ids == Counter({f"e-{n}": 1 for n in range(30)})  # every id exactly once over all files
+    for path, data in written_before.items():  # a replayed range rewrote the very same bytes
+        assert (tmp_path / path).read_bytes() == data
+    assert restarted._history.reads  # type: ignore[union-attr]
+    assert all(since == first_ts - W - 60_000 for _, since, first_ts in
+               [(p, s, kafka.stamps[p][e]) for p, s, e in restarted._history.reads])  # type: ignore[union-attr]
+
+
+def test_the_rule_follows_kafka_timestamps_not_the_clock() -> None:
+    seen = SeenIds(1_000, slack_ms=0)
+    assert seen.first_copy("a", 10_000)
+    assert not seen.first_copy("a", 11_000)  # 1 s later: within W
+    assert seen.first_copy("a", 12_001)  # > W after the last written copy (11 000 was not written)
+    assert not seen.first_copy("a", 12_500)
+    assert seen.history_start_ms(50_000) == 49_000
+    assert SeenIds(1_000).history_start_ms(50_000) == 49_000 - SLACK_MS
+
+
+def test_the_seen_ids_are_bounded_by_the_window_and_the_cap() -> None:
+    seen = SeenIds(1_000, slack_ms=500)
+    for n in range(100):
+        seen.first_copy(f"id-{n}", n * 100)  # 10 ids/s for 10 s
+    assert len(seen) == 16  # the last W + slack: timestamps 8 400..9 900
+    assert seen.evicted_early == 0
+    capped = SeenIds(10_000, max_ids=5)
+    for n in range(20):
+        capped.first_copy(f"id-{n}", n)
+    assert len(capped) == 5 and capped.evicted_early == 15
+    assert capped.first_copy("id-0", 30)  # forgotten early: the cap shrinks the guarantee (counted)
+    rebuilt = SeenIds(1_000, slack_ms=0)
+    rebuilt.remember([Seen("x", 100), Seen(None, 150), Seen("y", 200)])
+    assert not rebuilt.first_copy("x", 900) and len(rebuilt) == 2

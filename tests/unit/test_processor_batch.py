@@ -182,6 +182,7 @@ def test_dead_letter_headers() -> None:
         "source_partition": b"4",
         "source_offset": b"99",
         "pipeline": b"p",
+        "dead_letter_id": b"p-raw/4/99",  # the record's identity: the same for a replayed copy
     }
     long = DeadLetter(Msg(b"x"), "schema_violation", "y" * 5000)
     assert len(dict(dead_letter_headers(long, "p"))["reason"]) == MAX_REASON_BYTES

@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "mb_per_second": round(stats.bytes_written / seconds / 1e6, 3),
         "input_mb_per_second": round(stats.raw_bytes / seconds / 1e6, 3),
         "parquet_bytes_per_event": round(stats.bytes_written / args.events, 1),
+        "duplicates": stats.duplicates,  # copies of an event id left out (dedup window); none are produced here
         "files": stats.files,
         "flushes": stats.flushes,
         "partitions": args.partitions,

@@ -16,10 +16,15 @@ Shape of the SQL, per distinct `allowedLateness` L:
   push event time forward and make every later event late) and are filtered out, as the processor
   rejects them.
 
+- one deduplicated view of the source (`distinct_<source>`): Flink's keep-first-row deduplication,
+  `ROW_NUMBER() OVER (PARTITION BY __event_id ORDER BY __proctime ASC) = 1`, keyed by the event id (the
+  schema's `idField`, else `event_id`: the ingest API writes every event with its id, derived ones included;
+  a record without one gets a random key and is never merged). See "Duplicates" below.
+
 and per feature:
 
-- a view with the valid events (time in range, every used field valid, see `columns`), its dimensions and
-  metric operands;
+- a view with the valid events of the deduplicated source (time in range, every used field valid, see
+  `columns`), its dimensions and metric operands;
 - one windowing query: `TUMBLE` or `HOP` over the view, grouped by `window_start, window_end` and the
   dimensions, one aggregate per metric (count → COUNT(*), sum/avg/min/max → SUM/AVG/MIN/MAX, ratio →
   SUM(num) / NULLIF(SUM(den), 0), pNN → PERCENTILE(x, 0.NN): Flink's exact percentile with linear
@@ -34,6 +39,34 @@ whose every window has fired is dropped (Flink's window TVF semantics; for hoppi
 counts in those of its windows that have not fired). So `allowedLateness` is the watermark delay: how far
 behind the newest event an event may be and still be counted. The price is latency: a window is emitted
 L after its end (plus, with exactly-once, up to one checkpoint interval until it is committed).
+
+Duplicates. A client that re-sends a batch to the ingest API (documented as safe) puts the same event id on
+the raw topic twice; counted twice it would look like a traffic spike to the detector. So every window reads
+the stream after a deduplication by event id, the same definition of "the same event" as PostgreSQL's
+`ON CONFLICT (event_id) DO NOTHING`. The form is chosen for the windows after it:
+
+- keep-first-row on *processing time* is insert-only (`Deduplicate(keep=[FirstRow], order=[PROCTIME],
+  outputInsertOnly=[true])`: each id is emitted once, when first seen, never retracted), and it passes
+  `__rowtime` through as a time attribute, so the window TVFs and their watermarks work unchanged and the
+  exactly-once Kafka sink (which takes inserts only) stays valid. The planner output is pinned by an
+  integration test (EXPLAIN CHANGELOG_MODE).
+- keep-first-row on event time (ORDER BY `__rowtime`) also plans as an insert-only `Deduplicate` in
+  Flink 2.2 (checked with EXPLAIN), but it picks the copy with the smallest event time, and the copies of a
+  re-sent event carry the same time: it would only add a dependence on the watermark for the same answer.
+  Window Deduplication (ROW_NUMBER over `window_start, window_end, id` after the window TVF) is exact per
+  window with state freed when the window fires, but it keeps one full row per (window, id), size/slide rows
+  per event with hopping windows, and runs once per feature instead of once per source.
+- state: one entry per id seen within W, the dedup window, set as `table.exec.state.ttl` (written on
+  creation, processing time; the job's only non-window state, window state is freed by the watermark). W is
+  `events.dedupWindow` (10 min by default) raised to the longest `size + allowedLateness` of the features
+  (`plan.dedup_window_ms`): a copy arriving more than W after the first finds every window of its event time
+  fired in real-time operation, and is dropped as late. Cost: ids/s * W * ~150-200 bytes on the heap
+  backend (an estimate, not measured: the key row with its 36-character id, a boolean value in a TTL
+  wrapper with its timestamp, the state map entry), e.g. 120 events/s * 10 min ≈ 72k ids ≈ 11-14 MB;
+  10k events/s * 10 min ≈ 6M ids ≈ 1 GB: use the RocksDB state backend there.
+- exactly-once across restarts: the dedup state is keyed state, checkpointed with the source offsets and the
+  windows; a restart restores all three at the same point. After a downtime longer than W the restored ids
+  have expired (TTL counts processing time), so only copies re-sent within W of their first are removed.
 """
 
 from __future__ import annotations
@@ -49,11 +82,15 @@ from adnomaly.config import EventsConfig, KafkaConfig, TopicNames
 from adnomaly.durations import duration_ms
 from adnomaly.features.columns import Column, event_columns, literal, quote
 from adnomaly.features.record import FeatureRecord
-from adnomaly.plan import events_config, plan_topics
+from adnomaly.plan import dedup_window_ms, events_config, plan_topics
 from adnomaly.spec import FeatureSpec, MetricSpec, Pipeline
 
 JOB_FORMAT = 1
 ROWTIME = "__rowtime"
+PROCTIME = "__proctime"
+EVENT_ID = "__event_id"  # the dedup key
+COPY = "__copy"  # ROW_NUMBER() of the copies of one event id; 1 is the first seen
+DEFAULT_ID_FIELD = "event_id"  # where the codec puts an id it derived (and the built-in schemas' id)
 EARLIEST_EVENT_TIME = "TIMESTAMP '2000-01-01 00:00:00.000'"  # the codec's floor (events before are invalid)
 PERCENTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 RECORD_FIELDS = ("feature", "dimensions", "window_start", "window_end", "metrics", "event_count")
@@ -200,6 +237,11 @@ class Source:
     lateness_ms: int
     group_id: str
 
+    @property
+    def distinct(self) -> str:
+        """The view of this source with one row per event id (see "Duplicates")."""
+        return f"distinct_{self.table}"
+
 
 def _sources(pipeline: str, features: Sequence[FeatureSpec]) -> dict[int, Source]:
     latenesses = sorted({duration_ms(f.allowed_lateness) for f in features})
@@ -209,12 +251,30 @@ def _sources(pipeline: str, features: Sequence[FeatureSpec]) -> dict[int, Source
     }
 
 
+def id_fields(events: EventsConfig) -> tuple[str, ...]:
+    """Where an event's id is, in order: the codec takes `idField` when set and not empty, else `event_id`
+    (where it also writes an id it derived, before the ingest API produces the event)."""
+    if events.id_field is None or events.id_field == DEFAULT_ID_FIELD:
+        return (DEFAULT_ID_FIELD,)
+    return (events.id_field, DEFAULT_ID_FIELD)
+
+
+def event_id_sql(fields: Sequence[str]) -> str:
+    """The dedup key: the first non-empty id field; a fresh UUID when there is none, so that records without
+    an id are never merged with each other (Flink cannot derive the codec's content hash)."""
+    ids = [f"NULLIF({quote(f)}, '')" for f in fields]
+    return f"COALESCE({', '.join(ids)}, UUID())"
+
+
 def source_ddl(
     source: Source, columns: dict[str, Column], time_field: str, events: EventsConfig, kafka: KafkaConfig
 ) -> str:
     cols = [f"  {quote(time_field)} STRING"]
     cols += [f"  {quote(c.name)} {c.sql_type}" for c in columns.values() if c.name != time_field]
+    cols += [f"  {quote(f)} STRING" for f in id_fields(events) if f not in columns and f != time_field]
     cols.append(f"  {quote(ROWTIME)} AS {event_time_sql(time_field)}")
+    cols.append(f"  {quote(PROCTIME)} AS PROCTIME()")
+    cols.append(f"  {quote(EVENT_ID)} AS {event_id_sql(id_fields(events))}")
     rowtime = quote(ROWTIME)
     skew = sql_interval(max(1, round(events.max_future_skew_s * 1000)))
     # No watermark from events beyond the future skew (NULL watermarks are ignored); they are filtered later.
@@ -233,6 +293,18 @@ def source_ddl(
     }
     return (
         f"CREATE TABLE {quote(source.table)} (\n" + ",\n".join(cols) + f"\n) WITH (\n{_options(options)}\n)"
+    )
+
+
+def distinct_ddl(source: Source, columns: dict[str, Column], time_field: str) -> str:
+    """Keep the first copy of each event id (Flink's keep-first-row deduplication on processing time, which
+    the planner turns into an insert-only `Deduplicate` that passes `__rowtime` on as a time attribute)."""
+    names = [time_field, *(c.name for c in columns.values() if c.name != time_field), ROWTIME]
+    select = ", ".join(quote(n) for n in names)
+    return (
+        f"CREATE TEMPORARY VIEW {quote(source.distinct)} AS\nSELECT {select}\nFROM (\n"
+        f"  SELECT *, ROW_NUMBER() OVER (PARTITION BY {quote(EVENT_ID)} ORDER BY {quote(PROCTIME)} ASC) "
+        f"AS {quote(COPY)}\n  FROM {quote(source.table)}\n)\nWHERE {quote(COPY)} = 1"
     )
 
 
@@ -283,7 +355,7 @@ def view_ddl(feature: FeatureSpec, source: Source, columns: dict[str, Column], e
     return (
         f"CREATE TEMPORARY VIEW {quote(view_name(feature))} AS\nSELECT "
         + ",\n       ".join(select)
-        + f"\nFROM {quote(source.table)}\nWHERE "
+        + f"\nFROM {quote(source.distinct)}\nWHERE "
         + "\n  AND ".join(where)
     )
 
@@ -383,7 +455,7 @@ def sink_ddl(pipeline: str, feature: FeatureSpec, kafka: KafkaConfig, options: J
 # -- the job -------------------------------------------------------------------------------------------------
 
 
-def job_configuration(pipeline: str, options: JobOptions) -> dict[str, str]:
+def job_configuration(pipeline: str, options: JobOptions, dedup_window_ms: int) -> dict[str, str]:
     savepoints = options.savepoint_dir or options.checkpoint_dir.rstrip("/").rsplit("/", 1)[0] + "/savepoints"
     return {
         "pipeline.name": job_name(pipeline),
@@ -399,6 +471,8 @@ def job_configuration(pipeline: str, options: JobOptions) -> dict[str, str]:
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "execution.checkpointing.num-retained": str(options.retained_checkpoints),
         "state.backend.type": options.state_backend,
+        # The dedup window W: how long an event id is remembered (the job's only state with a TTL).
+        "table.exec.state.ttl": f"{dedup_window_ms} ms",
     }
 
 
@@ -423,7 +497,11 @@ def compile_job(
             )
     columns = event_columns(events, used - dimensions, text=dimensions)
     sources = _sources(pipeline.name, features)
+    for name in id_fields(events):
+        if name in columns and columns[name].sql_type != "STRING":
+            raise ValueError(f"the id field `{name}` cannot be a metric operand")
     statements = [source_ddl(s, columns, time_field, events, kafka) for s in sources.values()]
+    statements += [distinct_ddl(s, columns, time_field) for s in sources.values()]
     for feature in features:
         source = sources[duration_ms(feature.allowed_lateness)]
         statements.append(view_ddl(feature, source, columns, events))
@@ -431,7 +509,9 @@ def compile_job(
     return FlinkJob(
         pipeline=pipeline.name,
         job_name=job_name(pipeline.name),
-        configuration=job_configuration(pipeline.name, options),
+        configuration=job_configuration(
+            pipeline.name, options, dedup_window_ms(round(events.dedup_window_s * 1000), features)
+        ),
         statements=statements,
         inserts=[insert_sql(f) for f in features],
         consumer_groups=[s.group_id for s in sources.values()],

@@ -24,6 +24,7 @@ from adnomaly.kafka_client import CONSUMER_TUNING, consumer_config
 from adnomaly.observability import serve_metrics
 from adnomaly.sinks.config import LAKE_SECTION, LakeConfig, load_section
 from adnomaly.sinks.lake.buffer import FlushPolicy
+from adnomaly.sinks.lake.history import TopicHistory
 from adnomaly.sinks.lake.metrics import LakeMetrics
 from adnomaly.sinks.lake.runner import LakeSettings, LakeSink
 from adnomaly.sinks.lake.storage import LakeStore, S3Credentials
@@ -48,13 +49,19 @@ def build_lake_sink(
     """A lake sink wired to a real Kafka consumer and store, as described by the config."""
     events = config.events
     codec = codec_for_events(events)
+    security = {"security.protocol": config.kafka.security_protocol}
     consumer = Consumer(
         consumer_config(
             config.kafka.bootstrap_servers, lake.group_id,
-            **{"security.protocol": config.kafka.security_protocol, "client.id": f"{config.pipeline}-lake-sink"},
+            **{**security, "client.id": f"{config.pipeline}-lake-sink"},
             **CONSUMER_TUNING,  # a crashed sink's partitions are taken over after 10 s, not librdkafka's 45 s
         )
     )  # fmt: skip
+    # Reads partitions back to rebuild the dedup state (assigned, never committing: the group is untouched).
+    history = TopicHistory(consumer_config(
+        config.kafka.bootstrap_servers, f"{lake.group_id}-history",
+        **{**security, "client.id": f"{config.pipeline}-lake-sink-history"},
+    ), codec.decode)  # fmt: skip
     store = LakeStore(lake.uri, endpoint=lake.s3_endpoint, region=lake.s3_region, credentials=credentials)
     settings = LakeSettings(
         topic=config.kafka.topics.raw,
@@ -63,9 +70,12 @@ def build_lake_sink(
         max_buffer_bytes=lake.max_buffer_bytes,
         consume_batch=lake.consume_batch,
         compression=lake.compression,
+        dedup_window_ms=round(events.dedup_window_s * 1000),
     )
     converter = converter_for(events.schema_name, events.json_schema, events.time_field)
-    return LakeSink(settings, consumer, store, codec.decode, converter, LakeMetrics.create(registry))
+    return LakeSink(
+        settings, consumer, store, codec.decode, converter, LakeMetrics.create(registry), history=history
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

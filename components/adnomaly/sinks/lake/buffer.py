@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from adnomaly.events.codec import ValidEvent
+from adnomaly.sinks.lake.dedup import SeenIds
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +19,7 @@ class Entry:
     offset: int
     event: ValidEvent | None  # None: invalid (the processor dead-letters it); part of the range, not written
     size: int  # raw message bytes
+    timestamp_ms: int = 0  # the Kafka message timestamp (the dedup rule's clock, see dedup.py)
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,10 @@ class PartitionBuffer:
     entries: list[Entry] = field(default_factory=list)
     bytes: int = 0
     started_at: float | None = None  # clock() when the oldest buffered entry arrived
-    checked: bool = False  # whether the group's committed metadata was read since the assignment
+    checked: bool = False  # ready to flush: the committed metadata was read (and `seen` rebuilt) since assigned
     cut: RecordedCut | None = None
+    cut_read: bool = False  # the committed metadata was read since the assignment
+    seen: SeenIds | None = None  # the event ids of the partition's last W (dedup.py); None: not rebuilt yet
 
     def add(self, entry: Entry, now: float) -> None:
         if self.entries and entry.offset <= self.entries[-1].offset:

@@ -10,6 +10,7 @@ from adnomaly.observability import LATENCY_BUCKETS
 
 WRITTEN = "written"
 INVALID = "invalid"
+DUPLICATE = "duplicate"
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class LakeMetrics:
             events=Counter(
                 "adnomaly_lake_events_total",
                 "Raw-topic messages flushed to the lake, by result (written|invalid: skipped, the processor "
-                "dead-letters it)", ["result"], registry=registry,
+                "dead-letters it|duplicate: a copy of an event id written within the dedup window)", ["result"],
+                registry=registry,
             ),
             files=Counter("adnomaly_lake_files_total", "Parquet files written", registry=registry),
             bytes_written=Counter(

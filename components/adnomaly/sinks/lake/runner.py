@@ -10,6 +10,11 @@ Flush protocol for the offset ranges being cut (one per due partition):
 A crash before 3 replays the range from `first`, cut at the recorded `last`: the same events go to the
 same file names, so every message ends up in exactly one file and no two files' ranges overlap. A range
 whose cut could not be recorded (e.g. its partition was revoked meanwhile) is never written.
+
+Every *event id*, not only every message, lands once within the dedup window W: a range's copies of ids
+seen within W (by Kafka timestamp) are left out of its files (dedup.py). Before a newly assigned partition
+is flushed, its dedup state is rebuilt by reading the partition back over W from the topic (history.py),
+so a replay decides exactly as the first attempt did, after a kill -9 or on another sink.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from adnomaly.sinks.consume import (
     update_lag,
 )
 from adnomaly.sinks.lake.buffer import Entry, FlushPolicy, PartitionBuffer, RecordedCut, due, over_memory
+from adnomaly.sinks.lake.dedup import DEFAULT_MAX_IDS, SeenIds
+from adnomaly.sinks.lake.history import History, message_timestamp
 from adnomaly.sinks.lake.layout import (
     OffsetRange,
     Partitioning,
@@ -44,7 +51,7 @@ from adnomaly.sinks.lake.layout import (
     object_path,
     time_bucket,
 )
-from adnomaly.sinks.lake.metrics import INVALID, WRITTEN, LakeMetrics
+from adnomaly.sinks.lake.metrics import DUPLICATE, INVALID, WRITTEN, LakeMetrics
 from adnomaly.sinks.lake.storage import LakeStore
 from adnomaly.sinks.lake.table import Converter, parquet_bytes
 
@@ -64,6 +71,8 @@ class LakeSettings:
     compression: str = "zstd"
     lag_interval_s: float = 5.0
     stop_attempts: int = 3  # write attempts while stopping, before leaving the rest to be replayed
+    dedup_window_ms: int | None = None  # W (plan.dedup_window_ms); None: no dedup by event id
+    dedup_max_ids: int = DEFAULT_MAX_IDS  # per partition
 
 
 @dataclass
@@ -73,6 +82,7 @@ class LakeStats:
     messages: int = 0  # messages of committed ranges, valid or not
     written: int = 0
     invalid: int = 0
+    duplicates: int = 0
     files: int = 0
     bytes_written: int = 0
     raw_bytes: int = 0
@@ -86,6 +96,7 @@ class _Segment:
     offsets: OffsetRange
     entries: list[Entry]
     buffer: PartitionBuffer  # the buffer it was cut from: a partition revoked and re-assigned gets a new one
+    duplicates: int = 0  # entries left out as copies (their `event` set to None)
 
 
 class LakeSink:
@@ -100,8 +111,12 @@ class LakeSink:
         *,
         clock: Callable[[], float] = time.monotonic,
         backoff: Callable[[int], float] | None = None,
+        history: History | None = None,
     ) -> None:
+        if settings.dedup_window_ms is not None and history is None:
+            raise ValueError("dedup by event id needs the topic's history to rebuild its state")
         self.settings = settings
+        self._history = history
         self._consumer = consumer
         self._store = store
         self._decode = decode
@@ -194,14 +209,19 @@ class LakeSink:
                 event: ValidEvent | None = self._decode(value)
             except InvalidEvent:
                 event = None
-            buffer.add(Entry(message.offset(), event, len(value)), now)
+            buffer.add(Entry(message.offset(), event, len(value), message_timestamp(message)), now)
             if self.stats.first_message_at is None:
                 self.stats.first_message_at = now
         self._metrics.buffered_events.set(self.buffered)
 
     def _check_cuts(self) -> None:
         """Read the recorded cuts of newly assigned partitions (before any of them is flushed)."""
-        unchecked = [TopicPartition(topic, part) for (topic, part), b in self._buffers.items() if not b.checked]
+        self._read_cuts()
+        if self.settings.dedup_window_ms is not None:
+            self._rebuild_seen(self.settings.dedup_window_ms)
+
+    def _read_cuts(self) -> None:
+        unchecked = [TopicPartition(topic, part) for (topic, part), b in self._buffers.items() if not b.cut_read]
         if not unchecked:
             return
         try:
@@ -215,9 +235,31 @@ class LakeSink:
                 continue
             last = decode_cut(tp.metadata, tp.offset) if tp.offset >= 0 else None
             buffer.cut = RecordedCut(tp.offset, last) if last is not None else None
-            buffer.checked = True
+            buffer.cut_read = True
+            buffer.checked = self.settings.dedup_window_ms is None
             if buffer.cut is not None:
                 _log.info("%s[%d]: replaying the recorded range %d-%d", tp.topic, tp.partition, tp.offset, last)
+
+    def _rebuild_seen(self, window_ms: int) -> None:
+        """Rebuild the dedup state of partitions about to be flushed, from the topic (see dedup.py)."""
+        assert self._history is not None
+        for buffer in self._buffers.values():
+            if buffer.checked or not buffer.cut_read or not buffer.entries:
+                continue  # an idle partition needs no state until its first message arrives
+            seen = SeenIds(window_ms, max_ids=self.settings.dedup_max_ids)
+            first = buffer.entries[0]
+            try:
+                history = self._history.read(
+                    buffer.topic, buffer.partition, seen.history_start_ms(first.timestamp_ms), first.offset
+                )
+            except (KafkaException, TimeoutError) as exc:
+                _log.warning("cannot read %s[%d] back yet (%s); will try again", buffer.topic, buffer.partition,
+                             one_line(exc))  # fmt: skip
+                continue
+            seen.remember(history)
+            buffer.seen, buffer.checked = seen, True
+            _log.info("%s[%d]: dedup state rebuilt from %d messages before offset %d (%d ids)",
+                      buffer.topic, buffer.partition, len(history), first.offset, len(seen))  # fmt: skip
 
     def _flush_due(self, *, force: bool) -> bool:
         """Flush the partitions that are due; True when something was flushed and committed."""
@@ -237,7 +279,8 @@ class LakeSink:
             buffer = self._buffers[key]
             entries = buffer.take(count, now)
             offsets = OffsetRange(key[0], key[1], entries[0].offset, entries[-1].offset)
-            segments.append(_Segment(offsets, entries, buffer))
+            entries, duplicates = _without_copies(entries, buffer.seen)
+            segments.append(_Segment(offsets, entries, buffer, duplicates))
         self._metrics.buffered_events.set(self.buffered)
         return self._flush(segments)
 
@@ -312,18 +355,21 @@ class LakeSink:
         stats = self.stats
         messages = sum(len(s.entries) for s in segments)
         written = sum(1 for s in segments for e in s.entries if e.event is not None)
+        duplicates = sum(s.duplicates for s in segments)
         written_bytes = sum(len(data) for _, data in files)
         stats.flushes += 1
         stats.messages += messages
         stats.written += written
-        stats.invalid += messages - written
+        stats.invalid += messages - written - duplicates
+        stats.duplicates += duplicates
         stats.files += len(files)
         stats.bytes_written += written_bytes
         stats.raw_bytes += sum(e.size for s in segments for e in s.entries)
         stats.last_commit_at = now
         metrics = self._metrics
         metrics.events.labels(WRITTEN).inc(written)
-        metrics.events.labels(INVALID).inc(messages - written)
+        metrics.events.labels(INVALID).inc(messages - written - duplicates)
+        metrics.events.labels(DUPLICATE).inc(duplicates)
         metrics.files.inc(len(files))
         metrics.bytes_written.inc(written_bytes)
         metrics.flush_seconds.observe(now - started)
@@ -347,3 +393,17 @@ class LakeSink:
         forget_lag(self._metrics.consumer_lag, partitions)
         self._metrics.buffered_events.set(self.buffered)
         _log.info("revoked %s", describe(partitions))
+
+
+def _without_copies(entries: list[Entry], seen: SeenIds | None) -> tuple[list[Entry], int]:
+    """`entries` (in offset order) with copies of ids seen within W turned into unwritten entries; the state
+    records the range's ids. The offsets stay: the range is still the range (file names, commits)."""
+    if seen is None:
+        return entries, 0
+    out, duplicates = [], 0
+    for entry in entries:
+        if entry.event is not None and not seen.first_copy(entry.event.event_id, entry.timestamp_ms):
+            entry = Entry(entry.offset, None, entry.size, entry.timestamp_ms)
+            duplicates += 1
+        out.append(entry)
+    return out, duplicates
