@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -121,3 +123,14 @@ class LiveServing:
 
     def stop(self) -> None:
         self.process.stop(timeout=10)
+
+
+@contextmanager
+def seeded_serving(workdir: Path, dsn: str, redis_url: str, db_schema: str) -> Iterator[LiveServing]:
+    """The serving component on a schema seeded with SEEDED's anomalies; stopped afterwards."""
+    seed(dsn, db_schema)
+    live = LiveServing(workdir, dsn, redis_url, db_schema).start()
+    try:
+        yield live
+    finally:
+        live.stop()

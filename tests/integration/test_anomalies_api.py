@@ -18,7 +18,7 @@ from adnomaly.detector import store as anomaly_store
 from adnomaly.services.postgres import PostgresServer
 from adnomaly.services.redis import RedisServer
 
-from tests.integration.anomaly_data import NOW, PIPELINE, SEEDED, LiveServing, anomaly, seed
+from tests.integration.anomaly_data import NOW, PIPELINE, SEEDED, LiveServing, anomaly, seeded_serving
 from tests.integration.schemathesis_run import run_schemathesis
 
 SCHEMA = "p_anomalies_api_itest"
@@ -27,10 +27,8 @@ SCHEMA = "p_anomalies_api_itest"
 @pytest.fixture(scope="module")
 def serving(postgres: PostgresServer, redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[LiveServing]:  # fmt: skip
-    seed(postgres.dsn, SCHEMA)
-    live = LiveServing(tmp_path_factory.mktemp("serving"), postgres.dsn, redis.url, SCHEMA).start()
-    yield live
-    live.stop()
+    with seeded_serving(tmp_path_factory.mktemp("serving"), postgres.dsn, redis.url, SCHEMA) as live:
+        yield live
     assert postgres.password not in live.log and postgres.password not in live.config_path.read_text()
 
 

@@ -16,10 +16,10 @@ import pytest
 from adnomaly.plan import db_schema_name
 from adnomaly.services.postgres import PostgresServer
 from adnomaly.services.redis import RedisServer
+from playwright import sync_api as playwright
 
-from tests.integration.anomaly_data import PIPELINE, SEEDED, LiveServing, seed
+from tests.integration.anomaly_data import PIPELINE, SEEDED, LiveServing, seeded_serving
 
-playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium")
 SCHEMA = db_schema_name(PIPELINE)
 
@@ -27,16 +27,14 @@ SCHEMA = db_schema_name(PIPELINE)
 @pytest.fixture(scope="module")
 def serving(postgres: PostgresServer, redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[LiveServing]:  # fmt: skip
-    seed(postgres.dsn, SCHEMA)
-    live = LiveServing(tmp_path_factory.mktemp("console"), postgres.dsn, redis.url, SCHEMA).start()
-    yield live
-    live.stop()
+    with seeded_serving(tmp_path_factory.mktemp("console"), postgres.dsn, redis.url, SCHEMA) as live:
+        yield live
 
 
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[object]:
     if CHROMIUM is None:
-        pytest.skip("no chromium on PATH: `make services` installs it (apt package chromium)")
+        pytest.fail("no chromium on PATH: `make services` installs it (apt package chromium)")
     with playwright.sync_playwright() as p:
         # the system browser: Playwright downloads none of its own
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
