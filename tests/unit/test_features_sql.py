@@ -101,6 +101,12 @@ def test_watermark_is_event_time_minus_allowed_lateness(lateness: str, interval:
     assert f"THEN `__rowtime` - {interval} END" in watermark
 
 
+def test_no_allowed_lateness_makes_the_newest_event_time_the_watermark() -> None:
+    [source] = by_prefix(compile_([feature(allowedLateness="0s")]), "CREATE TABLE `raw_events_")
+    watermark = next(line for line in source.splitlines() if "WATERMARK FOR" in line)
+    assert watermark.strip().endswith("THEN `__rowtime` END"), watermark
+
+
 def test_far_future_events_give_no_watermark_and_are_filtered() -> None:
     job = compile_([feature()], events={"schema": "clickstream", "maxFutureSkew": "1h"})
     [source] = by_prefix(job, "CREATE TABLE `raw_events_")

@@ -278,10 +278,9 @@ def source_ddl(
     rowtime = quote(ROWTIME)
     skew = sql_interval(max(1, round(events.max_future_skew_s * 1000)))
     # No watermark from events beyond the future skew (NULL watermarks are ignored); they are filtered later.
-    cols.append(
-        f"  WATERMARK FOR {rowtime} AS CASE WHEN {rowtime} <= LOCALTIMESTAMP + {skew} "
-        f"THEN {rowtime} - {sql_interval(source.lateness_ms)} END"
-    )
+    # allowedLateness 0s: the watermark is the newest event time itself (no interval literal can be zero).
+    delayed = f"{rowtime} - {sql_interval(source.lateness_ms)}" if source.lateness_ms > 0 else rowtime
+    cols.append(f"  WATERMARK FOR {rowtime} AS CASE WHEN {rowtime} <= LOCALTIMESTAMP + {skew} THEN {delayed} END")
     options = {
         **_kafka_common(kafka, kafka.topics.raw),
         "properties.group.id": source.group_id,
