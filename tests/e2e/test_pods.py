@@ -571,11 +571,18 @@ def test_the_flink_job_image_computes_features_from_the_operators_flink_deployme
     pod_name = f"{FLINK_PIPELINE}-job"
     try:
         cluster.kubectl("apply", "-f", "-", stdin=dump(manifest))
-        deployment = wait_for(
-            lambda: get_json(cluster, "-n", pipeline_ns, "flinkdeployments", "-l",
-                             f"app.kubernetes.io/instance={FLINK_PIPELINE}")["items"] or None,
-            300, "the operator to write the FlinkDeployment (the discovery sees the new CRD)", interval=5,
-        )[0]
+
+        def flink_deployments() -> list[dict[str, Any]]:
+            found = get_json(cluster, "-n", pipeline_ns, "flinkdeployments", "-l",
+                             f"app.kubernetes.io/instance={FLINK_PIPELINE}")["items"]
+            if not found:  # say what the Pipeline says meanwhile (e.g. RenderFailed), not just "timed out"
+                status = get_json(cluster, "-n", pipeline_ns, f"pipeline/{FLINK_PIPELINE}").get("status") or {}
+                raise AssertionError(f"no FlinkDeployment yet; Pipeline conditions: {status.get('conditions')}")
+            return found
+
+        deployment = wait_for(flink_deployments, 300,
+                              "the operator to write the FlinkDeployment (the discovery sees the new CRD)",
+                              interval=5)[0]
         assert deployment["spec"]["image"] == images["adnomaly-flink"], deployment["spec"]["image"]  # the chart's
         cluster.kubectl("apply", "-f", "-", stdin=json.dumps(local_job_pod(deployment, pod_name)))
         features_topic = topic_name(FLINK_PIPELINE, "features")
