@@ -30,6 +30,12 @@ TRAFFIC = FeatureView(name="traffic", dimensions=["geo", "platform"], metrics=["
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
 
+def before_now(span: timedelta) -> str:
+    """A duration filter (`since=…s`) meaning NOW - span, whenever it is sent: NOW (and SEEDED) are fixed at import,
+    which is collection time, many minutes before a test late in a long session runs."""
+    return f"{int((span + (datetime.now(UTC) - NOW)).total_seconds())}s"
+
+
 def anomaly(detector: str, dims: dict[str, str], minutes_ago: int, *, status: str = "open",
             severity: str = "warning", feature: str = "traffic", observed: float = 0.3) -> Anomaly:  # fmt: skip
     end = NOW - timedelta(minutes=minutes_ago)

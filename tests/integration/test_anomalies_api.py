@@ -18,7 +18,7 @@ from adnomaly.detector import store as anomaly_store
 from adnomaly.services.postgres import PostgresServer
 from adnomaly.services.redis import RedisServer
 
-from tests.integration.anomaly_data import NOW, PIPELINE, SEEDED, LiveServing, anomaly, seeded_serving
+from tests.integration.anomaly_data import NOW, PIPELINE, SEEDED, LiveServing, anomaly, before_now, seeded_serving
 from tests.integration.schemathesis_run import run_schemathesis
 
 SCHEMA = "p_anomalies_api_itest"
@@ -51,8 +51,8 @@ def test_filters(serving: LiveServing) -> None:
         assert ids(client.get("/v1/anomalies", params={"feature": "probes"})) == [SEEDED[5].id]
         us = client.get("/v1/anomalies", params=[("key", "geo:US"), ("key", "platform:ios")])
         assert ids(us) == [SEEDED[0].id, SEEDED[4].id]
-        assert ids(client.get("/v1/anomalies", params={"since": "1h", "until": "15m"})) == newest_first(
-            [SEEDED[1], SEEDED[3], SEEDED[5]])  # fmt: skip
+        window = {"since": before_now(timedelta(hours=1)), "until": before_now(timedelta(minutes=15))}
+        assert ids(client.get("/v1/anomalies", params=window)) == newest_first([SEEDED[1], SEEDED[3], SEEDED[5]])
         iso = (NOW - timedelta(minutes=95)).isoformat()
         assert ids(client.get("/v1/anomalies", params={"since": iso, "key": "geo:FR"})) == [SEEDED[2].id]
         first = client.get("/v1/anomalies", params={"status": "open", "limit": 1}).json()["anomalies"][0]

@@ -11,7 +11,7 @@ from adnomaly.cli import main
 from adnomaly.plan import db_schema_name
 from adnomaly.services.postgres import PostgresServer
 
-from tests.integration.anomaly_data import NOW, PIPELINE, SEEDED, seed
+from tests.integration.anomaly_data import NOW, PIPELINE, SEEDED, before_now, seed
 
 
 @pytest.fixture
@@ -25,7 +25,8 @@ def state_dir(postgres: PostgresServer, tmp_path: Path) -> Path:
 
 
 def test_open_anomalies_of_the_last_two_hours_as_json(state_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["anomalies", "--state-dir", str(state_dir), "--open", "--since", "2h", "-o", "json"]) == 0
+    since = before_now(timedelta(hours=2))
+    assert main(["anomalies", "--state-dir", str(state_dir), "--open", "--since", since, "-o", "json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     expected = [a for a in SEEDED if a.status == "open" and a.detected_at >= NOW - timedelta(hours=2)]
     assert [a["id"] for a in shown] == [a.id for a in sorted(expected, key=lambda a: a.detected_at, reverse=True)]

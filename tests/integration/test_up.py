@@ -145,6 +145,12 @@ def test_sigterm_drains_and_a_second_run_keeps_counting(state_dir: Path, tmp_pat
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     again = json.loads(second.read_text())
     assert again["produced"] > 0 and again["stored"] + again["dlq"] == again["produced"], again
+    # ...and is reached where it was: clients and bookmarks need not rediscover the endpoints
+    assert endpoints(output) and endpoints(done.stdout) == endpoints(output), (output[-2000:], done.stdout[-2000:])
+
+
+def endpoints(output: str) -> list[str]:
+    return sorted(re.findall(r"(?:ingest API|console|prometheus): (http://127\.0\.0\.1:\d+)", output))
 
 
 def test_invalid_pipeline_is_refused_with_the_field(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from adnomaly.local.ports import ENDPOINTS, PortTaken, parse_port_flag
 from adnomaly.local.status import register as register_status
 from adnomaly.spec import SpecError
 
@@ -21,15 +22,26 @@ def _up(args: argparse.Namespace) -> int:
                 run_for=args.run_for,
                 invalid_rate=args.invalid_rate,
                 summary_json=args.summary_json,
+                ports=dict(args.ports),
             )
         )
     except SpecError as exc:
         print(f"invalid pipeline: {exc}")
         return 2
+    except PortTaken as exc:
+        print(f"cannot start: {exc}")
+        return 2
     except ServiceError as exc:
         print(f"a service failed: {exc}")
         return 1
     return 0
+
+
+def _port(text: str) -> tuple[str, int]:
+    try:
+        return parse_port_flag(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _fraction(text: str) -> float:
@@ -51,5 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     up.add_argument("--summary-json", type=Path, default=None, metavar="PATH",
                     help='write {"produced", "ingested", "stored", "dlq", "lag", "anomalies": {"opened", '
                     '"resolved"}} here at the end')
+    up.add_argument("--port", dest="ports", type=_port, action="append", default=[], metavar="NAME=PORT",
+                    help=f"the port of an endpoint ({', '.join(ENDPOINTS)}); kept for later runs on the same "
+                    "state directory, as the ports chosen the first time are")
     up.set_defaults(func=_up)
     register_status(subparsers)

@@ -108,7 +108,7 @@ class PrometheusServer(LoopbackServer):
 
 def prometheus_server(
     targets: Mapping[str, int], state_dir: Path, *, interval_s: float = 5.0, binary: Path | None = None,
-    alertmanager: str | None = None,
+    alertmanager: str | None = None, port: int | None = None,
 ) -> PrometheusServer | None:
     """A configured (not yet started) server, or None when Prometheus is not installed."""
     binary = binary or find_prometheus()
@@ -118,4 +118,4 @@ def prometheus_server(
     config_path = state_dir / "prometheus.yml"
     document = scrape_config(targets, rule_files(), interval_s, alertmanager=alertmanager)
     config_path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return PrometheusServer(binary, config_path, state_dir)
+    return PrometheusServer(binary, config_path, state_dir, port or free_port())

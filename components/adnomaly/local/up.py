@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +31,7 @@ from adnomaly.kafka_client import KafkaAdminError, TopicSettings, consumer_lag, 
 from adnomaly.local.alertmanager import AlertmanagerServer, alertmanager_server
 from adnomaly.local.anomalies import AnomalyCounts, read_anomalies
 from adnomaly.local.live import LiveView
+from adnomaly.local.ports import endpoint_ports
 from adnomaly.local.progress import Progress, ProgressProbe
 from adnomaly.local.prometheus import prometheus_server
 from adnomaly.local.state import StateDir, open_state_dir
@@ -58,6 +59,7 @@ class UpOptions:
     invalid_rate: float | None = None
     summary_json: Path | None = None
     live: bool | None = None  # None: live view when stdout is a terminal
+    ports: dict[str, int] = field(default_factory=dict)  # --port NAME=PORT: endpoints set explicitly
 
 
 def with_overrides(pipeline: Pipeline, invalid_rate: float | None) -> Pipeline:
@@ -107,9 +109,10 @@ class LocalPipeline:
     ingest_port: int = field(default=0)
     features_job: FeaturesJob | None = None  # the Flink job, once started
     anomaly_store: AnomalyStore | None = None  # the anomalies the live view shows, once first read
+    endpoint_ports: Mapping[str, int] = field(default_factory=dict)  # stable ones (local.ports); else fresh
 
     def __post_init__(self) -> None:
-        self.ingest_port = free_port()
+        self.ingest_port = self.endpoint_ports.get("ingest") or free_port()
         self.plan = plan(
             self.pipeline,
             Endpoints(
@@ -118,7 +121,7 @@ class LocalPipeline:
                 ingest_port=self.ingest_port,
                 s3_endpoint=self.services.minio.endpoint if self.services.minio else None,
                 serving_host="127.0.0.1",
-                serving_port=free_port(),
+                serving_port=self.endpoint_ports.get("serving") or free_port(),
                 metrics_ports={name: free_port() for name in COMPONENT_ORDER},
                 alertmanager_url=self.alertmanager_url,
             ),
@@ -369,11 +372,16 @@ def run_up(options: UpOptions) -> dict[str, Any]:
             + (f", redis on 127.0.0.1:{services.redis.port}" if services.redis else "")
         )
         alertmanager = start_alertmanager(pipeline, state, view.message)
-        local = LocalPipeline(pipeline, state, services, alertmanager.url if alertmanager else None)
+        ports = endpoint_ports(state.root / "pipelines" / pipeline.name, options.ports)
+        for note in ports.notes:
+            view.message(note)
+        local = LocalPipeline(pipeline, state, services, alertmanager.url if alertmanager else None,
+                              endpoint_ports=ports.ports)  # fmt: skip
         local.create_topics()
         prometheus = prometheus_server(
             {name: c.config.metrics_port or 0 for name, c in local.plan.components.items()},
             state.service_dir("prometheus"), alertmanager=alertmanager.address if alertmanager else None,
+            port=ports.ports["prometheus"],
         )
         if prometheus is not None:
             prometheus.start()

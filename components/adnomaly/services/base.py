@@ -37,6 +37,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def stored_port(port_file: Path, requested: int | None = None) -> int:
+    """A service's port, chosen once and kept in `port_file` so clients find it again after a restart; an
+    explicitly `requested` port wins (and is kept)."""
+    stored = int(port_file.read_text()) if port_file.exists() else None
+    port = requested or stored or free_port()
+    port_file.write_text(f"{port}\n")
+    return port
+
+
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
         return True

@@ -27,6 +27,7 @@ from adnomaly.services.base import (
     free_port,
     port_open,
     run_tool,
+    stored_port,
     write_private_file,
 )
 
@@ -100,10 +101,7 @@ class MinioServer(LocalServer):
     def __init__(self, state_dir: Path, port: int | None = None, *, binary: Path | None = None) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        port_file = self.state_dir / "port"
-        stored = int(port_file.read_text()) if port_file.exists() else None
-        self.port = port or stored or free_port()
-        port_file.write_text(f"{self.port}\n")
+        self.port = stored_port(self.state_dir / "port", port)
         self._binary = binary
         self._process: ManagedProcess | None = None
 

@@ -29,11 +29,11 @@ from adnomaly.services.base import (
     apt_install,
     chown_to,
     find_executable,
-    free_port,
     generate_password,
     port_open,
     run_tool,
     running_as_root,
+    stored_port,
     user_can_traverse,
     write_private_file,
 )
@@ -111,10 +111,7 @@ class PostgresServer(LocalServer):
     def __init__(self, state_dir: Path, port: int | None = None) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        port_file = self.state_dir / "port"
-        stored = int(port_file.read_text()) if port_file.exists() else None
-        self.port = port or stored or free_port()
-        port_file.write_text(f"{self.port}\n")
+        self.port = stored_port(self.state_dir / "port", port)
         self.service_user = SERVICE_USER if running_as_root() else None
         self._process: ManagedProcess | None = None
 

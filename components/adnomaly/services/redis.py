@@ -16,10 +16,10 @@ from adnomaly.services.base import (
     ServiceError,
     apt_install,
     find_executable,
-    free_port,
     generate_password,
     port_open,
     running_as_root,
+    stored_port,
     write_private_file,
 )
 from redis.backoff import NoBackoff
@@ -57,10 +57,7 @@ class RedisServer(LocalServer):
     def __init__(self, state_dir: Path, port: int | None = None) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        port_file = self.state_dir / "port"
-        stored = int(port_file.read_text()) if port_file.exists() else None
-        self.port = port or stored or free_port()
-        port_file.write_text(f"{self.port}\n")
+        self.port = stored_port(self.state_dir / "port", port)
         self._process: ManagedProcess | None = None
 
     @property
