@@ -248,9 +248,9 @@ def toolbox(cluster: E2ECluster, pipeline_ns: str, images: dict[str, str]) -> st
     return TOOLBOX
 
 
-def in_toolbox(cluster: E2ECluster, namespace: str, code: str) -> Any:
-    """Run Python in the toolbox pod; it prints one JSON document."""
-    return json.loads(cluster.kubectl("exec", "-n", namespace, TOOLBOX, "--", "python", "-c", code,
+def in_toolbox(cluster: E2ECluster, namespace: str, code: str, pod: str = TOOLBOX) -> Any:
+    """Run Python in the toolbox pod (or another with Python); it prints one JSON document."""
+    return json.loads(cluster.kubectl("exec", "-n", namespace, pod, "--", "python", "-c", code,
                                       timeout=180).stdout)
 
 
@@ -271,15 +271,22 @@ print(json.dumps(out))
 
 
 def parquet_objects(cluster: E2ECluster, namespace: str) -> list[str]:
+    return [path for path in s3_objects(cluster, namespace, PIPELINE, "adnomaly-data") if path.endswith(".parquet")]
+
+
+def s3_objects(cluster: E2ECluster, namespace: str, pipeline: str, prefix: str, pod: str = TOOLBOX,
+               key_env: tuple[str, str] = ("S3_KEY", "S3_SECRET")) -> list[str]:  # fmt: skip
+    """The paths under `prefix` in the pipeline's MinIO, listed from `pod` with the credentials in its
+    environment variables `key_env` (each pipeline's MinIO has its own)."""
     code = f"""
 import json, os
 from pyarrow import fs
-s3 = fs.S3FileSystem(access_key=os.environ["S3_KEY"], secret_key=os.environ["S3_SECRET"], scheme="http",
-                     endpoint_override="{PIPELINE}-minio.{namespace}.svc:9000", region="us-east-1")
-infos = s3.get_file_info(fs.FileSelector("adnomaly-data", recursive=True, allow_not_found=True))
-print(json.dumps([i.path for i in infos if i.path.endswith(".parquet")]))
+s3 = fs.S3FileSystem(access_key=os.environ["{key_env[0]}"], secret_key=os.environ["{key_env[1]}"], scheme="http",
+                     endpoint_override="{pipeline}-minio.{namespace}.svc:9000", region="us-east-1")
+infos = s3.get_file_info(fs.FileSelector("{prefix}", recursive=True, allow_not_found=True))
+print(json.dumps([i.path for i in infos]))
 """
-    return in_toolbox(cluster, namespace, code)
+    return in_toolbox(cluster, namespace, code, pod)
 
 
 def secret_values(cluster: E2ECluster, namespace: str) -> dict[str, str]:
@@ -498,25 +505,65 @@ FLINK_CRD = THIRD_PARTY_CRDS / "flink-flinkdeployments.flink.apache.org-v1.yml"
 FLINK_PIPELINE = "flinkjob"
 # The FlinkDeployment's flinkConfiguration minus what shapes the native cluster the Flink operator would
 # make (HA, slots per TaskManager, fixed ports): the job needs the filesystem options wherever it runs.
-JOB_CONFIGURATION_PREFIXES = ("s3.", "io.tmp.dirs")
+JOB_CONFIGURATION_PREFIXES = ("io.tmp.dirs", "execution.checkpointing.")
+FILE_SYSTEM_PREFIXES = ("s3.",)
+JOB_CONF_DIR = "/opt/flink/conf-job"
+# The job's own log on the pod's stdout (kubectl logs), as the Flink operator's log4j-console does.
+JOB_LOG4J = """rootLogger.level = INFO
+rootLogger.appenderRef.console.ref = ConsoleAppender
+appender.console.name = ConsoleAppender
+appender.console.type = CONSOLE
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{HH:mm:ss,SSS} %-5p %-60c %x - %m%n
+"""
+
+
+def local_job_config_map(deployment: dict[str, Any], name: str) -> dict[str, Any]:
+    """What the local job adds to the image's Flink configuration directory, as the Flink operator adds the
+    FlinkDeployment's flinkConfiguration to its JobManager's: the file system options must be in the
+    directory's `config.yaml`, not `-D` options on the command line, because Flink initialises its file
+    systems from the directory: with `-Ds3.endpoint=…` alone the S3 client never hears of MinIO and retries
+    AWS forever (checkpoints, and so the exactly-once sink's commits, never complete)."""
+    options = {key: value for key, value in sorted(deployment["spec"]["flinkConfiguration"].items())
+               if key.startswith(FILE_SYSTEM_PREFIXES)}  # fmt: skip
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": deployment["metadata"]["namespace"]},
+            "data": {"file-systems.yaml": dump(options), "log4j-cli.properties": JOB_LOG4J}}  # fmt: skip
 
 
 def local_job_pod(deployment: dict[str, Any], name: str) -> dict[str, Any]:
     """A pod running `deployment`'s job the way its JobManager would, in Flink's local mode: the same image,
     pod template (security context, env with the Kafka and S3 secret refs, the ConfigMap-mounted job
-    config), service account and job arguments, through the image's entry point."""
+    config), service account and job arguments, through the image's entry point. An init container makes
+    its Flink configuration directory: the image's (JVM options, defaults) plus `local_job_config_map`."""
     spec = deployment["spec"]
     pod_spec = json.loads(json.dumps(spec["podTemplate"]["spec"]))
     container = pod_spec["containers"][0]
     options = [f"-D{key}={value}" for key, value in sorted(spec["flinkConfiguration"].items())
-               if key.startswith(JOB_CONFIGURATION_PREFIXES)]
+               if key.startswith(JOB_CONFIGURATION_PREFIXES)]  # fmt: skip
+    # The JobManager would start as many TaskManagers as the job's parallelism needs; the local mini cluster
+    # is one TaskManager with one slot unless told otherwise, and the job then waits for slots forever.
+    options.append(f"-Dtaskmanager.numberOfTaskSlots={spec['job']['parallelism']}")
+    mounts = [{"name": "local-flink-conf", "mountPath": JOB_CONF_DIR}]
     container.update({
         "image": spec["image"], "imagePullPolicy": spec["imagePullPolicy"],
         "args": ["flink", "run", "--target", "local", *options, *spec["job"]["args"]],
         "resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-    })
+        "env": [*container.get("env", []), {"name": "FLINK_CONF_DIR", "value": JOB_CONF_DIR}],
+        "volumeMounts": [*container.get("volumeMounts", []), *mounts],
+    })  # fmt: skip
+    configure = {
+        "name": "local-flink-conf", "image": spec["image"], "imagePullPolicy": spec["imagePullPolicy"],
+        "securityContext": container.get("securityContext", {}),
+        "command": ["sh", "-c", f"cp -R /opt/flink/conf/. {JOB_CONF_DIR}/ && printf '\\n' >> {JOB_CONF_DIR}/config.yaml"
+                    f" && cat /job-conf/file-systems.yaml >> {JOB_CONF_DIR}/config.yaml"
+                    f" && cp /job-conf/log4j-cli.properties {JOB_CONF_DIR}/"],
+        "volumeMounts": [*mounts, {"name": "job-conf", "mountPath": "/job-conf", "readOnly": True}],
+    }  # fmt: skip
     pod_spec.update({"serviceAccountName": spec["serviceAccount"], "restartPolicy": "Never",
-                     "terminationGracePeriodSeconds": 5})
+                     "terminationGracePeriodSeconds": 5, "initContainers": [configure],
+                     "volumes": [*pod_spec.get("volumes", []), {"name": "local-flink-conf", "emptyDir": {}},
+                                 {"name": "job-conf", "configMap": {"name": name}}]})  # fmt: skip
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": deployment["metadata"]["namespace"],
                          "labels": spec["podTemplate"]["metadata"]["labels"]},
@@ -539,18 +586,6 @@ while len(out) < {limit} and time.monotonic() < deadline:
         out.append(json.loads(m.value()))
 c.close()
 print(json.dumps(out))
-"""
-    return in_toolbox(cluster, namespace, code)
-
-
-def s3_objects(cluster: E2ECluster, namespace: str, pipeline: str, prefix: str) -> list[str]:
-    code = f"""
-import json, os
-from pyarrow import fs
-s3 = fs.S3FileSystem(access_key=os.environ["S3_KEY"], secret_key=os.environ["S3_SECRET"], scheme="http",
-                     endpoint_override="{pipeline}-minio.{namespace}.svc:9000", region="us-east-1")
-infos = s3.get_file_info(fs.FileSelector("{prefix}", recursive=True, allow_not_found=True))
-print(json.dumps([i.path for i in infos]))
 """
     return in_toolbox(cluster, namespace, code)
 
@@ -584,6 +619,7 @@ def test_the_flink_job_image_computes_features_from_the_operators_flink_deployme
                               "the operator to write the FlinkDeployment (the discovery sees the new CRD)",
                               interval=5)[0]
         assert deployment["spec"]["image"] == images["adnomaly-flink"], deployment["spec"]["image"]  # the chart's
+        cluster.kubectl("apply", "-f", "-", stdin=json.dumps(local_job_config_map(deployment, pod_name)))
         cluster.kubectl("apply", "-f", "-", stdin=json.dumps(local_job_pod(deployment, pod_name)))
         features_topic = topic_name(FLINK_PIPELINE, "features")
 
@@ -591,13 +627,15 @@ def test_the_flink_job_image_computes_features_from_the_operators_flink_deployme
             phase = get_json(cluster, "-n", pipeline_ns, f"pod/{pod_name}")["status"].get("phase")
             if phase in ("Failed", "Succeeded"):
                 logs = cluster.kubectl("logs", "-n", pipeline_ns, pod_name, "--tail=60", check=False).stdout
-                raise AssertionError(f"the job pod ended ({phase}):\n{logs}")
+                pytest.fail(f"the job pod ended ({phase}):\n{logs}")  # at once: waiting longer cannot help
             return committed_records(cluster, pipeline_ns, features_topic) or None
 
         records = wait_for(features, 420, f"committed feature records in {features_topic}", interval=10)
         assert all(r["dimensions"]["geo"] and r["event_count"] >= 1 for r in records), records[:3]
         assert {"window_start", "window_end"} <= set(records[0]), records[0]
-        checkpoints = s3_objects(cluster, pipeline_ns, FLINK_PIPELINE, f"adnomaly-data/flink/{FLINK_PIPELINE}")
+        # listed from the job's pod, which has this pipeline's MinIO credentials (and pyarrow, with PyFlink)
+        checkpoints = s3_objects(cluster, pipeline_ns, FLINK_PIPELINE, f"adnomaly-data/flink/{FLINK_PIPELINE}",
+                                 pod_name, ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
         assert any("/chk-" in path for path in checkpoints), checkpoints[:20]
         pod = get_json(cluster, "-n", pipeline_ns, f"pod/{pod_name}")
         security = pod["spec"]["containers"][0]["securityContext"]
@@ -606,8 +644,8 @@ def test_the_flink_job_image_computes_features_from_the_operators_flink_deployme
         if "deployment" in locals():
             logs = cluster.kubectl("logs", "-n", pipeline_ns, pod_name, "--tail=40", check=False).stdout
             print(f"--- {pod_name} (last lines)\n{logs}")
-        cluster.kubectl("delete", "-n", pipeline_ns, f"pod/{pod_name}", "--ignore-not-found", "--wait=false",
-                        check=False)
+        cluster.kubectl("delete", "-n", pipeline_ns, f"pod/{pod_name}", f"configmap/{pod_name}", "--ignore-not-found",
+                        "--wait=false", check=False)
         cluster.kubectl("delete", "-n", pipeline_ns, f"pipeline/{FLINK_PIPELINE}", "--wait=true", "--timeout=180s",
                         check=False, timeout=210)
         cluster.kubectl("delete", "crd/flinkdeployments.flink.apache.org", "--wait=true", "--timeout=120s",

@@ -220,3 +220,13 @@ def sinks() -> Iterator[list[ComponentProcess]]:
     yield started
     for sink in started:
         sink.process.stop(timeout=10)
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    """A state directory for `adnomaly up`, not under pytest's 0700 tmp tree: PostgreSQL runs as the `postgres`
+    user when tests run as root."""
+    path = Path(tempfile.mkdtemp(prefix="adnomaly-up-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -213,13 +213,10 @@ def test_minio_lake_hourly_holds_every_valid_event_once(
     assert sink.terminate() == 0
 
 
-def test_kill_9_mid_stream_then_restart_writes_every_event_exactly_once(
-    kafka: KafkaBroker, topic_factory: Any, tmp_path: Path, minio: MinioServer, sinks: list[ComponentProcess]
-) -> None:
-    topic = topic_factory(partitions=PARTITIONS)
-    total = 6000
-    first = batch(0, 4000, total, invalid_every=50)
-    produce(kafka, topic, first)
+def killed_mid_stream(kafka: KafkaBroker, topic: str, tmp_path: Path, minio: MinioServer,
+                      sinks: list[ComponentProcess]) -> tuple[Any, LakeConfig, Any]:  # fmt: skip
+    """A lake sink started on `topic` and SIGKILLed (its whole process group) once it has written a few files,
+    with events still to read: the config, lake section and store the test restarts it with."""
     uri = f"s3://adnomaly-data/{topic}/events"
     config = make_config(kafka, topic)
     lake = LakeConfig(group_id=f"{topic}-lake", uri=uri, s3_endpoint=minio.endpoint, flush_events=150,
@@ -228,9 +225,19 @@ def test_kill_9_mid_stream_then_restart_writes_every_event_exactly_once(
     sink = lake_sink(tmp_path / "first", config, lake, s3_env(minio)).start()
     sinks.append(sink)
     wait_for(lambda: len(store.list_files()) >= 8, 90, "the first files", sink)
-    sink.process.kill()  # SIGKILL to the whole process group, mid-stream
-    remaining = lag(kafka, lake, topic)
-    assert remaining > 0, "the sink finished before it could be killed; make the test bigger"
+    sink.process.kill()
+    assert lag(kafka, lake, topic) > 0, "the sink finished before it could be killed; make the test bigger"
+    return config, lake, store
+
+
+def test_kill_9_mid_stream_then_restart_writes_every_event_exactly_once(
+    kafka: KafkaBroker, topic_factory: Any, tmp_path: Path, minio: MinioServer, sinks: list[ComponentProcess]
+) -> None:
+    topic = topic_factory(partitions=PARTITIONS)
+    total = 6000
+    first = batch(0, 4000, total, invalid_every=50)
+    produce(kafka, topic, first)
+    config, lake, store = killed_mid_stream(kafka, topic, tmp_path, minio, sinks)
     second = batch(4000, 2000, total, invalid_every=50)
     produce(kafka, topic, second)
     # a different flush policy: without the recorded cuts the replay would cut elsewhere
@@ -295,16 +302,7 @@ def test_resent_ids_land_once_across_a_kill_9(
     first = batch(0, 4000, total)
     resent_early = [first[n] for n in range(0, 4000, 20)] + [first[n] for n in range(0, 4000, 200)]
     produce_keyed(kafka, topic, first[:2000] + resent_early[:100] + first[2000:] + resent_early[100:])
-    uri = f"s3://adnomaly-data/{topic}/events"
-    config = make_config(kafka, topic)
-    lake = LakeConfig(group_id=f"{topic}-lake", uri=uri, s3_endpoint=minio.endpoint, flush_events=150,
-                      flush_interval_s=0.5, consume_batch=200)  # fmt: skip
-    store = s3_store(minio, uri)
-    sink = lake_sink(tmp_path / "first", config, lake, s3_env(minio)).start()
-    sinks.append(sink)
-    wait_for(lambda: len(store.list_files()) >= 8, 90, "the first files", sink)
-    sink.process.kill()  # SIGKILL mid-stream: the in-memory dedup state is gone with it
-    assert lag(kafka, lake, topic) > 0, "the sink finished before it could be killed; make the test bigger"
+    config, lake, store = killed_mid_stream(kafka, topic, tmp_path, minio, sinks)  # the dedup state is gone too
     second = batch(4000, 2000, total)
     # copies of ids written before the kill, of ids not written yet, and of the new ones
     resent_late = [first[n] for n in range(5, 4000, 25)] + [second[n] for n in range(0, 2000, 30)]

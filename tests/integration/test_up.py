@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +16,6 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def state_dir() -> Iterator[Path]:
-    # Not under pytest's 0700 tmp tree: PostgreSQL runs as the `postgres` user when tests run as root.
-    path = Path(tempfile.mkdtemp(prefix="adnomaly-up-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def adnomaly(*args: str) -> list[str]:

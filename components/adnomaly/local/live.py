@@ -33,6 +33,7 @@ class LiveView:
         self._samples: deque[Progress] = deque()
         self._last_plain = 0.0
         self._seen: dict[str, str] | None = None  # anomaly id → status, once the first sample is in
+        self._stale: str | None = None  # why the counters are not current (e.g. a service restarting)
 
     def __enter__(self) -> LiveView:
         if self._live is not None:
@@ -47,6 +48,12 @@ class LiveView:
 
     def message(self, text: str) -> None:
         self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}")
+
+    def stale(self, reason: str) -> None:
+        """The counters could not be read: said once per outage, not once per second."""
+        if reason != self._stale:
+            self.message(f"counters not current: {reason}")
+        self._stale = reason
 
     def _rates(self, progress: Progress) -> tuple[float, float]:
         samples = self._samples
@@ -64,6 +71,9 @@ class LiveView:
             self.message(line)
 
     def update(self, progress: Progress) -> None:
+        if self._stale is not None:
+            self.message("counters current again")
+            self._stale = None
         produced_rate, stored_rate = self._rates(progress)
         self._announce(progress.recent)
         if self._live is not None:

@@ -37,7 +37,7 @@ from adnomaly.local.prometheus import prometheus_server
 from adnomaly.local.state import StateDir, open_state_dir
 from adnomaly.plan import COMPONENT_MODULES, Endpoints, Plan, managed_stores, plan, wants_local_alertmanager
 from adnomaly.processor.store import count_stored
-from adnomaly.services.base import ManagedProcess, free_port, wait_until
+from adnomaly.services.base import LocalServer, ManagedProcess, ServiceError, free_port, wait_until
 from adnomaly.services.flink import FeaturesJob, start_features_job
 from adnomaly.services.kafka import KafkaBroker
 from adnomaly.services.minio import MinioServer
@@ -79,6 +79,34 @@ class Services:
     postgres: PostgresServer
     minio: MinioServer | None = None
     redis: RedisServer | None = None
+    down_since: dict[str, float] = field(default_factory=dict)  # services found dead and not yet back
+
+    def named(self) -> dict[str, LocalServer]:
+        servers: dict[str, LocalServer | None] = {
+            "kafka": self.kafka, "postgresql": self.postgres, "minio": self.minio, "redis": self.redis}  # fmt: skip
+        return {name: server for name, server in servers.items() if server is not None}
+
+    def supervise(self) -> list[str]:
+        """Restart a service that died, on its data and its port (both are kept in its state directory), as
+        components are restarted: the pipeline's components ride out the outage on their own retries and
+        Kafka's offsets, so nothing acknowledged is lost. A restart that fails is tried again on the next
+        call; the notes say what happened, for the live view."""
+        notes = []
+        for name, server in self.named().items():
+            if server.running:
+                continue
+            first = name not in self.down_since
+            self.down_since.setdefault(name, time.monotonic())
+            if first:
+                notes.append(f"{name} is down (log: {server.state_dir / 'logs'}); restarting it on its data")
+            try:
+                server.restart()
+            except (ServiceError, OSError) as exc:
+                notes.append(f"{name} did not come back yet: {exc}")
+                continue
+            outage = time.monotonic() - self.down_since.pop(name)
+            notes.append(f"{name} restarted on {server.address} after {outage:.0f}s down")
+        return notes
 
 
 @contextmanager
@@ -307,7 +335,7 @@ def refresh(view: LiveView, probe: ProgressProbe) -> None:
     try:
         view.update(probe.live())
     except PROBE_ERRORS as exc:
-        view.message(f"counters not refreshed this second: {exc}")
+        view.stale(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
 
 
 def retried(read: Callable[[], T]) -> T:
@@ -330,7 +358,7 @@ def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView) -> Progres
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while time.monotonic() < deadline:
         refresh(view, probe)
-        for note in local.supervise():
+        for note in local.services.supervise() + local.supervise():
             view.message(note)
         try:
             if local.backlog() == 0:  # sources are stopped and flushed: the processor has committed all
@@ -404,7 +432,7 @@ def run_up(options: UpOptions) -> dict[str, Any]:
             while not stop.event.is_set():
                 if options.run_for is not None and time.monotonic() - started >= options.run_for:
                     break
-                for note in local.supervise():
+                for note in services.supervise() + local.supervise():
                     view.message(note)
                 refresh(view, probe)
                 stop.event.wait(1.0)
