@@ -37,7 +37,7 @@ from adnomaly.kafka_client import (
 from adnomaly.plan import Endpoints, plan
 from adnomaly.processor.batch import copy_row
 from adnomaly.processor.migrate import load_migrations
-from adnomaly.processor.store import EventStore, count_stored, stored_ids
+from adnomaly.processor.store import EventStore, count_duplicates, count_stored, stored_ids
 from adnomaly.services.base import free_port
 from adnomaly.services.kafka import KafkaBroker
 from adnomaly.services.postgres import PostgresServer
@@ -652,3 +652,31 @@ def test_store_writes_are_idempotent_within_and_across_batches_and_keep_every_fi
         assert event_time == datetime.fromisoformat(doc["timestamp"])
         assert payload == doc
         assert (partition, offset) == (7, 100 + i)
+
+
+def test_re_sent_events_are_recorded_once_and_replays_are_not(postgres: PostgresServer) -> None:
+    """A re-send (the same id at another position of the raw topic) is a duplicate, recorded once however
+    often its batch is written; a replay of the stored copy itself (same position) is not a duplicate."""
+    schema = unique("dup")
+    store = EventStore(postgres.dsn, schema, "timestamp")
+    store.migrate()
+
+    def rows(partition: int, first_offset: int, ids: list[str]) -> list[bytes]:
+        return [copy_row(eid, msgspec.json.encode({"event_id": eid, "timestamp": "2025-03-01T10:00:00Z"}),
+                         partition, first_offset + n) for n, eid in enumerate(ids)]  # fmt: skip
+
+    ids = [f"e{n}" for n in range(6)]
+    try:
+        assert count_duplicates(postgres.dsn, schema) == 0
+        assert store.write(rows(0, 100, ids)) == 6
+        assert store.write(rows(0, 100, ids)) == 0  # the processor replays its batch after a crash
+        assert count_duplicates(postgres.dsn, schema) == 0
+        resent = rows(1, 500, ids[:4]) + rows(0, 106, ["e6"])  # a client retried four; one is new
+        assert store.write(resent) == 1
+        assert store.write(resent) == 0  # ...and that batch is replayed too
+        assert count_duplicates(postgres.dsn, schema) == 4
+        assert store.write(rows(0, 107, ["e7", "e7"])) == 1  # twice in one batch at two positions
+        assert count_duplicates(postgres.dsn, schema) == 5
+        assert count_stored(postgres.dsn, schema) == 8
+    finally:
+        store.close()

@@ -9,8 +9,10 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import REPO_ROOT
@@ -113,6 +115,7 @@ def test_sigterm_drains_and_a_second_run_keeps_counting(state_dir: Path, tmp_pat
                 break
             assert process.poll() is None, process.stdout.read() if process.stdout else ""
             time.sleep(1)
+        resent = send_with_retries(state_dir)
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=300)
     finally:
@@ -120,8 +123,9 @@ def test_sigterm_drains_and_a_second_run_keeps_counting(state_dir: Path, tmp_pat
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 0, output[-3000:]
     summary = json.loads(first.read_text())
-    assert summary["produced"] > 500
-    assert summary["stored"] + summary["dlq"] == summary["produced"] and summary["lag"] == 0
+    assert summary["produced"] > 500 and summary["ingested"] == 100 and summary["duplicates"] == resent, summary
+    assert summary["stored"] + summary["dlq"] == summary["produced"] + summary["ingested"] - summary["duplicates"]
+    assert summary["lag"] == 0
 
     # The state directory is kept: a second run stores its own events on top, none of the first are lost.
     second = tmp_path / "second.json"
@@ -135,6 +139,25 @@ def test_sigterm_drains_and_a_second_run_keeps_counting(state_dir: Path, tmp_pat
     assert again["produced"] > 0 and again["stored"] + again["dlq"] == again["produced"], again
     # ...and is reached where it was: clients and bookmarks need not rediscover the endpoints
     assert endpoints(output) and endpoints(done.stdout) == endpoints(output), (output[-2000:], done.stdout[-2000:])
+
+
+def send_with_retries(state_dir: Path) -> int:
+    """A client of the ingest API with its own event ids that re-sends: 60 events, then the first batch again
+    and a third of the second, as a client retrying timed-out requests would. Returns how many were re-sent."""
+    pipeline = state_dir / "pipelines" / "clickstream"
+    port = json.loads((pipeline / "ports.json").read_text())["ingest"]
+    token = (pipeline / "secrets" / "ingest-token").read_text().strip()
+    now = datetime.now(UTC).isoformat()
+    events = [{"event_id": f"client-{n}", "timestamp": now, "user_id_hash": f"u{n}", "ad_id": "ad-1",
+               "campaign_id": "c-1", "geo": "US", "platform": "web", "user_agent": "Mozilla/5.0", "CPC": 0.5,
+               "CTR": 0.02, "conversion": 0, "bounce_rate": 0.4} for n in range(60)]  # fmt: skip
+    batches = [events[:30], events[30:], events[:30] + events[30:40]]
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+    for batch in batches:
+        body = "".join(json.dumps(event) + "\n" for event in batch)
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/events", content=body, headers=headers, timeout=30)
+        assert answer.status_code == 202, answer.text
+    return len(batches[2])
 
 
 def endpoints(output: str) -> list[str]:

@@ -28,8 +28,16 @@ def test_a_sample_never_shows_more_stored_than_produced() -> None:
 
 def test_the_summary_is_never_settled_and_carries_the_anomalies() -> None:
     sample = Progress(produced=10, stored=12, opened=2, resolved=1)
-    assert sample.summary() == {"produced": 10, "ingested": 0, "stored": 12, "dlq": 0, "lag": 0,
+    assert sample.summary() == {"produced": 10, "ingested": 0, "duplicates": 0, "stored": 12, "dlq": 0, "lag": 0,
                                 "anomalies": {"opened": 2, "resolved": 1}}  # fmt: skip
+
+
+def test_re_sent_events_are_accounted_as_duplicates_not_as_sinks_ahead() -> None:
+    # 100 lines ingested, 10 of them re-sends of ids already stored: 90 rows, nothing to settle
+    resent = Progress(produced=0, ingested=100, duplicates=10, stored=88, dlq=2)
+    assert settled(resent, "ingested") == resent
+    ahead = settled(Progress(ingested=100, duplicates=10, stored=95, dlq=2), "ingested")
+    assert ahead.stored + ahead.dlq == ahead.ingested - ahead.duplicates
 
 
 class World:
@@ -56,6 +64,7 @@ def test_the_probe_reads_the_sinks_before_the_sources(tmp_path: Path, monkeypatc
     monkeypatch.setattr(progress_module, "consumer_lag", lambda *a, **k: world.tick("lag") or {})
     probe = ProgressProbe(
         bootstrap="kafka", raw_topic="raw", dlq_topic="dlq", group_id="g", count_stored=world.stored,
+        count_duplicates=lambda: world.tick("duplicates") or 0,
         generator_stats=world.stats, ingest_metrics_url=None,
         anomalies=lambda: (world.tick("anomalies"), (AnomalyCounts(3, 1), []))[1],
     )  # fmt: skip

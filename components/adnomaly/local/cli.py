@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     up.add_argument("--state-dir", type=Path, default=Path(".adnomaly"), metavar="DIR",
                     help="where data lives, kept between runs (default .adnomaly/)")
     up.add_argument("--summary-json", type=Path, default=None, metavar="PATH",
-                    help='write {"produced", "ingested", "stored", "dlq", "lag", "anomalies": {"opened", '
+                    help='write {"produced", "ingested", "duplicates", "stored", "dlq", "lag", "anomalies": {"opened", '
                     '"resolved"}} here at the end')
     up.add_argument("--port", dest="ports", type=_port, action="append", default=[], metavar="NAME=PORT",
                     help=f"the port of an endpoint ({', '.join(ENDPOINTS)}); kept for later runs on the same "

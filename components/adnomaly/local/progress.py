@@ -36,6 +36,7 @@ class Progress:
     ingested: int = 0
     stored: int = 0
     dlq: int = 0
+    duplicates: int = 0  # re-sent events (an id already stored): accepted again, stored once
     lag: int = 0
     lake_files: int = 0  # Parquet files the lake sink wrote this run
     features: int = 0  # feature windows on the features topic (all runs)
@@ -45,17 +46,19 @@ class Progress:
     at: float = 0.0
 
     def summary(self) -> dict[str, Any]:
-        """The accounting of this run: `stored + dlq == produced + ingested` once drained, and its anomalies."""
+        """The accounting of this run: `stored + dlq == produced + ingested - duplicates` once drained, and its
+        anomalies."""
         return {
-            "produced": self.produced, "ingested": self.ingested, "stored": self.stored, "dlq": self.dlq,
-            "lag": self.lag, "anomalies": {"opened": self.opened, "resolved": self.resolved},
+            "produced": self.produced, "ingested": self.ingested, "duplicates": self.duplicates,
+            "stored": self.stored, "dlq": self.dlq, "lag": self.lag,
+            "anomalies": {"opened": self.opened, "resolved": self.resolved},
         }  # fmt: skip
 
 
 def settled(progress: Progress, source: str = "produced") -> Progress:
     """The sample with `source` ("produced" or "ingested") credited with what the sinks counted beyond the
-    sources' own reports (see the module docstring): never `stored + dlq > produced + ingested`."""
-    ahead = progress.stored + progress.dlq - progress.produced - progress.ingested
+    sources' own reports (see the module docstring): never `stored + dlq + duplicates > produced + ingested`."""
+    ahead = progress.stored + progress.dlq + progress.duplicates - progress.produced - progress.ingested
     if ahead <= 0:
         return progress
     return replace(progress, **{source: getattr(progress, source) + ahead})
@@ -123,6 +126,7 @@ class ProgressProbe:
     dlq_topic: str
     group_id: str
     count_stored: Callable[[], int]
+    count_duplicates: Callable[[], int]
     generator_stats: Path | None
     ingest_metrics_url: str | None
     lake_metrics_url: str | None = None
@@ -140,6 +144,7 @@ class ProgressProbe:
     def _absolute(self) -> Progress:
         # Sinks first, then sources (see the module docstring).
         stored = self.count_stored()
+        duplicates = self.count_duplicates()
         dlq = topic_end_offsets(self.bootstrap, self.dlq_topic)
         lag = sum(consumer_lag(self.bootstrap, self.group_id, self.raw_topic).values())
         features = topic_end_offsets(self.bootstrap, self.features_topic) if self.features_topic else 0
@@ -161,6 +166,7 @@ class ProgressProbe:
             ingested=self._ingested,
             stored=stored,
             dlq=dlq,
+            duplicates=duplicates,
             lag=lag,
             lake_files=self._lake_files,
             features=features,
@@ -185,6 +191,7 @@ class ProgressProbe:
             now,
             stored=now.stored - base.stored,
             dlq=now.dlq - base.dlq,
+            duplicates=now.duplicates - base.duplicates,
             opened=now.opened - base.opened,
             resolved=now.resolved - base.resolved,
         )

@@ -36,7 +36,7 @@ from adnomaly.local.progress import Progress, ProgressProbe
 from adnomaly.local.prometheus import prometheus_server
 from adnomaly.local.state import StateDir, open_state_dir
 from adnomaly.plan import COMPONENT_MODULES, Endpoints, Plan, managed_stores, plan, wants_local_alertmanager
-from adnomaly.processor.store import count_stored
+from adnomaly.processor.store import count_duplicates, count_stored
 from adnomaly.services.base import LocalServer, ManagedProcess, ServiceError, free_port, wait_until
 from adnomaly.services.flink import FeaturesJob, start_features_job
 from adnomaly.services.kafka import KafkaBroker
@@ -257,6 +257,7 @@ class LocalPipeline:
             dlq_topic=topics["dlq"].name,
             group_id=processor.group_id,
             count_stored=lambda: count_stored(self.services.postgres.dsn, processor.db_schema),
+            count_duplicates=lambda: count_duplicates(self.services.postgres.dsn, processor.db_schema),
             generator_stats=generator_dir / "stats.json" if "generator" in self.plan.components else None,
             ingest_metrics_url=(
                 f"http://127.0.0.1:{self.ingest_port}/metrics" if "ingest" in self.plan.components else None

@@ -61,6 +61,14 @@ class EventStore:
             " SELECT event_id, (payload ->> {time_field})::timestamptz, payload, kafka_partition, kafka_offset"
             " FROM {staging} ON CONFLICT (event_id) DO NOTHING"
         ).format(events=events, staging=staging, time_field=sql.Literal(time_field))
+        # Run only for a batch with rows that were not new, so a batch without duplicates pays nothing for it.
+        self._record_duplicates = sql.SQL(
+            "INSERT INTO {duplicates} (kafka_partition, kafka_offset, event_id)"
+            " SELECT s.kafka_partition, s.kafka_offset, s.event_id FROM {staging} s JOIN {events} e USING (event_id)"
+            " WHERE s.kafka_partition IS NOT NULL AND s.kafka_offset IS NOT NULL"
+            " AND (e.kafka_partition, e.kafka_offset) IS DISTINCT FROM (s.kafka_partition, s.kafka_offset)"
+            " ON CONFLICT DO NOTHING"
+        ).format(duplicates=sql.Identifier(db_schema, "duplicates"), staging=staging, events=events)
 
     @property
     def connected(self) -> bool:
@@ -99,7 +107,10 @@ class EventStore:
                 with cur.copy(self._copy) as copy:
                     copy.write(b"".join(rows))
                 cur.execute(self._insert)
-                return cur.rowcount
+                new = cur.rowcount
+                if new < len(rows):  # some ids were stored already: record the re-sent ones (see 0002)
+                    cur.execute(self._record_duplicates)
+                return new
         except TRANSIENT_ERRORS:
             self.close()
             raise
@@ -142,6 +153,19 @@ def count_stored(dsn: str, db_schema: str) -> int:
             return 0
         row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(db_schema, "events"))).fetchone()
         return int(row[0]) if row else 0
+
+
+def count_duplicates(dsn: str, db_schema: str) -> int:
+    """How many re-sent events (an id already stored, from another position of the raw topic) `db_schema` has
+    recorded (0 before the processor's migrations ran)."""
+    with connect(dsn) as conn:
+        row = conn.execute("SELECT to_regclass(%s)", (sql.Identifier(db_schema, "duplicates").as_string(conn),)
+                           ).fetchone()  # fmt: skip
+        if row is None or row[0] is None:
+            return 0
+        query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(db_schema, "duplicates"))
+        found = conn.execute(query).fetchone()
+        return int(found[0]) if found else 0
 
 
 def stored_ids(dsn: str, db_schema: str) -> list[str]:

@@ -8,6 +8,11 @@ A request whose outcome is unknown (the API died mid-request, or answered 503 af
 is NOT retried: its ids are `ambiguous` (they may or may not be in the pipeline; neither counts as lost).
 Retrying them would put a second copy in the raw topic, which is the client's at-least-once, not the
 pipeline's. A request the API never received (connection refused) is retried until it is answered.
+
+Re-sends are made on purpose instead: every `resend_every`-th accepted ingest batch is sent again at once, as
+a client that lost the answer to a request it made would. Those ids are then twice in the raw topic, and the
+checks hold the pipeline to its promise that an event id counts once everywhere: one row in PostgreSQL, one
+in the lake, and once in the features (which the suite recomputes from the lake).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class Produced:
     failed: set[str] = field(default_factory=set)  # delivery failed for sure
     ingest_requests: int = 0
     ingest_retries: int = 0
+    resent: int = 0  # events sent a second time on purpose (their first copy was accepted)
 
     @property
     def ids(self) -> set[str]:
@@ -51,6 +57,7 @@ class LoadSettings:
     rate: float = 2000.0  # events per second, both paths together
     ingest_every: int = 20  # every Nth event goes through the ingest API (5%)
     ingest_batch: int = 200
+    resend_every: int = 10  # every Nth accepted ingest batch is sent again (0: never)
     message_timeout_s: float = 600.0
 
 
@@ -132,6 +139,7 @@ class Load:
 
     def _ingest(self) -> None:
         headers = {"Authorization": f"Bearer {self.ingest_token}", "Content-Type": NDJSON}
+        accepted = 0  # ingest batches accepted whole so far
         with httpx.Client(timeout=30.0) as client:
             while True:
                 if not self._queue:
@@ -143,7 +151,22 @@ class Load:
                 while not self._send(client, headers, batch):
                     self.produced.ingest_retries += 1
                     time.sleep(0.2)
+                accepted += all(eid in self.produced.ingested for eid, _ in batch)
+                if self.settings.resend_every and accepted % self.settings.resend_every == 0:
+                    self._resend(client, headers, batch)
                 time.sleep(0.05)
+
+    def _resend(self, client: httpx.Client, headers: dict[str, str], batch: list[tuple[str, bytes]]) -> None:
+        """Send an accepted batch again; its ids are already definite, so whatever happens adds nothing but the
+        count of copies that Kafka took."""
+        body = b"\n".join(value for _, value in batch) + b"\n"
+        try:
+            response = client.post(self.ingest_url, content=body, headers=headers)
+        except httpx.HTTPError:
+            return
+        if response.status_code == 202:
+            with self._lock:
+                self.produced.resent += int(response.json().get("accepted", 0))
 
     def _send(self, client: httpx.Client, headers: dict[str, str], batch: list[tuple[str, bytes]]) -> bool:
         """POST one batch; False when it never reached the API (safe to send again)."""

@@ -144,6 +144,7 @@ def verify(harness: Harness, produced: Produced) -> dict[str, Any]:
         "missing_in_lake": events.missing_in_lake,
         "unexpected": events.unexpected,
         "ambiguous_found": events.ambiguous_found,
+        "resent": produced.resent,  # copies of accepted events sent again: each must still count once
         "lake_files": len(lake.ids_by_file),
         "features": {
             "ok": report.ok, "windows_stored": report.windows_stored, "windows_expected": report.windows_expected,
