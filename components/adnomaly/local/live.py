@@ -34,6 +34,7 @@ class LiveView:
         self._last_plain = 0.0
         self._seen: dict[str, str] | None = None  # anomaly id → status, once the first sample is in
         self._stale: str | None = None  # why the counters are not current (e.g. a service restarting)
+        self.replicas: dict[str, int] = {}  # of the autoscaled components, kept current by the caller
 
     def __enter__(self) -> LiveView:
         if self._live is not None:
@@ -77,8 +78,10 @@ class LiveView:
         produced_rate, stored_rate = self._rates(progress)
         self._announce(progress.recent)
         if self._live is not None:
-            self._live.update(Group(counters_table(self.pipeline, progress, produced_rate, stored_rate),
-                                    anomalies_table(progress.recent)))  # fmt: skip
+            counters = counters_table(self.pipeline, progress, produced_rate, stored_rate)
+            if self.replicas:
+                counters.caption = f"replicas: {replicas_text(self.replicas)}"
+            self._live.update(Group(counters, anomalies_table(progress.recent)))
         elif progress.at - self._last_plain >= PLAIN_EVERY_S:
             self._last_plain = progress.at
             self.console.print(
@@ -86,6 +89,7 @@ class LiveView:
                 f"dlq={progress.dlq} lag={progress.lag} in={produced_rate:.0f}/s stored={stored_rate:.0f}/s "
                 f"lake_files={progress.lake_files} feature_windows={progress.features} "
                 f"anomalies_opened={progress.opened} anomalies_resolved={progress.resolved}"
+                + (f" replicas={replicas_text(self.replicas)}" if self.replicas else "")
             )
 
     def final(self, summary: dict[str, Any]) -> None:
@@ -100,6 +104,10 @@ def _flat(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+def replicas_text(replicas: dict[str, int]) -> str:
+    return ",".join(f"{name}:{count}" for name, count in sorted(replicas.items()))
 
 
 def counters_table(pipeline: str, progress: Progress, produced_rate: float, stored_rate: float) -> Table:

@@ -30,6 +30,7 @@ from adnomaly.config import SecretEnv
 from adnomaly.kafka_client import KafkaAdminError, TopicSettings, consumer_lag, ensure_topics
 from adnomaly.local.alertmanager import AlertmanagerServer, alertmanager_server
 from adnomaly.local.anomalies import AnomalyCounts, read_anomalies
+from adnomaly.local.autoscale import LocalScaler, ScaleEvent
 from adnomaly.local.live import LiveView
 from adnomaly.local.ports import endpoint_ports
 from adnomaly.local.progress import Progress, ProgressProbe
@@ -37,6 +38,7 @@ from adnomaly.local.prometheus import prometheus_server
 from adnomaly.local.state import StateDir, open_state_dir
 from adnomaly.plan import COMPONENT_MODULES, Endpoints, Plan, managed_stores, plan, wants_local_alertmanager
 from adnomaly.processor.store import count_duplicates, count_stored
+from adnomaly.scaling import LagScaling
 from adnomaly.services.base import LocalServer, ManagedProcess, ServiceError, free_port, wait_until
 from adnomaly.services.flink import FeaturesJob, start_features_job
 from adnomaly.services.kafka import KafkaBroker
@@ -138,6 +140,8 @@ class LocalPipeline:
     features_job: FeaturesJob | None = None  # the Flink job, once started
     anomaly_store: AnomalyStore | None = None  # the anomalies the live view shows, once first read
     endpoint_ports: Mapping[str, int] = field(default_factory=dict)  # stable ones (local.ports); else fresh
+    # Replicas 2..N of an autoscaled component (`components[name]` is replica 1), newest last.
+    extra_replicas: dict[str, list[ManagedProcess]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ingest_port = self.endpoint_ports.get("ingest") or free_port()
@@ -195,21 +199,63 @@ class LocalPipeline:
             },
         )
 
-    def start_component(self, name: str) -> ManagedProcess:
+    def start_component(self, name: str, replica: int = 1) -> ManagedProcess:
+        """Start replica `replica` of a component; replicas after the first get their own config file, log and
+        metrics port (they share the consumer group, which spreads the partitions over them)."""
         component = self.plan.components[name]
         directory = self.state.component_dir(self.name, name)
-        config_path = directory / "config.json"
-        config_path.write_text(component.config.to_json())
+        config = component.config
+        label = name if replica == 1 else f"{name}-{replica}"
+        if replica > 1 and config.metrics_port:
+            config = config.model_copy(update={"metrics_port": free_port()})
+        config_path = directory / ("config.json" if replica == 1 else f"config-{replica}.json")
+        config_path.write_text(config.to_json())
         argv = [sys.executable, "-m", COMPONENT_MODULES[name], "--config", str(config_path)]
         if name == "generator":
             argv += ["--stats-file", str(directory / "stats.json"), "--labels", str(directory / "labels.jsonl")]
         env = {**os.environ, **component.env, **self.secrets_env()}
         if name == "detector":
             env.update(self.notify_env())
-        process = ManagedProcess(name, argv, directory / f"{name}.log", env=env)
+        process = ManagedProcess(label, argv, directory / f"{label}.log", env=env)
         process.start()
-        self.components[name] = process
+        if replica == 1:
+            self.components[name] = process
+        else:
+            self.extra_replicas.setdefault(name, []).append(process)
         return process
+
+    def replicas(self, name: str) -> int:
+        return (name in self.components) + len(self.extra_replicas.get(name, []))
+
+    def scale(self, name: str, replicas: int) -> None:
+        """Start or stop replicas of `name` until `replicas` run; the newest stop first, gracefully (they
+        commit what they wrote and leave the consumer group)."""
+        while self.replicas(name) < replicas:
+            self.start_component(name, self.replicas(name) + 1)
+        extra = self.extra_replicas.get(name, [])
+        while self.replicas(name) > max(replicas, 1) and extra:
+            extra.pop().stop(timeout=60)
+
+    def scaler(self) -> LocalScaler:
+        """The executor of the lag-based scaling of the planned components that have it."""
+        return LocalScaler({name: c.autoscaling for name, c in self.plan.components.items()
+                            if isinstance(c.autoscaling, LagScaling)})  # fmt: skip
+
+    def autoscale(self, scaler: LocalScaler, now: float) -> list[ScaleEvent]:
+        """One round of `scaler` on the real consumer lag, executed; a lag that cannot be read now (the broker
+        busy or restarting) leaves that component as it is until the next round."""
+        lags: dict[str, list[int]] = {}
+        for name, policy in scaler.policies.items():
+            try:
+                by_partition = consumer_lag(self.services.kafka.bootstrap_servers, policy.consumer_group,
+                                            policy.topic)  # fmt: skip
+            except PROBE_ERRORS:
+                continue
+            lags[name] = [by_partition.get(p, 0) for p in range(policy.partitions)]
+        events = scaler.round(now, lags, {name: self.replicas(name) for name in scaler.policies})
+        for event in events:
+            self.scale(event.component, event.after)
+        return events
 
     def wait_http_ready(self, name: str, port: int, timeout: float = 60.0) -> None:
         process = self.components.get(name)
@@ -228,15 +274,19 @@ class LocalPipeline:
     def supervise(self) -> list[str]:
         """Restart components that died; say what happened, for the live view."""
         notes = []
-        for name, process in self.components.items():
+        every = [*self.components.values(), *(p for extra in self.extra_replicas.values() for p in extra)]
+        for process in every:
             if process.process is not None and not process.running:
                 code = process.process.returncode
                 process.stop()
                 process.start()
-                notes.append(f"{name} exited with code {code}; restarted (log: {process.log_path})")
+                notes.append(f"{process.name} exited with code {code}; restarted (log: {process.log_path})")
         return notes
 
     def stop_component(self, name: str, timeout: float = 60.0) -> None:
+        """Stop every replica of `name`."""
+        for extra in reversed(self.extra_replicas.pop(name, [])):
+            extra.stop(timeout=timeout)
         process = self.components.get(name)
         if process is not None:
             process.stop(timeout=timeout)
@@ -308,6 +358,8 @@ def start_pipeline(local: LocalPipeline, say: Callable[[str], None] = lambda _: 
     for name in COMPONENT_ORDER:
         if name in local.plan.components:
             local.start_component(name)
+            if isinstance(local.plan.components[name].autoscaling, LagScaling):  # from minReplicas
+                local.scale(name, local.plan.components[name].replicas)
             if name == "processor":
                 wait_until(local.schema_ready, 60, "the processor's database migrations")
     local.wait_http_ready("ingest", local.ingest_port)
@@ -350,7 +402,26 @@ def retried(read: Callable[[], T]) -> T:
     return read()
 
 
-def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView) -> Progress:
+def scaling_summary(scaler: LocalScaler) -> dict[str, Any]:
+    """Per autoscaled component: the most replicas it ran and how many times it was scaled."""
+    out: dict[str, Any] = {}
+    for name, policy in scaler.policies.items():
+        events = [e for e in scaler.events if e.component == name]
+        out[name] = {"max_replicas": max([policy.min_replicas, *(e.after for e in events)]),
+                     "scale_events": len(events)}  # fmt: skip
+    return out
+
+
+def follow_lag(local: LocalPipeline, scaler: LocalScaler, view: LiveView) -> None:
+    """A round of the autoscaled components' scaling when one is due; the live view shows the replicas."""
+    now = time.monotonic()
+    if scaler.due(now):
+        for event in local.autoscale(scaler, now):
+            view.message(event.text())
+    view.replicas = {name: local.replicas(name) for name in scaler.policies}
+
+
+def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView, scaler: LocalScaler | None = None) -> Progress:
     """Stop the sources, let the processor catch up with what they produced, then stop the consumers
     (the sinks flush and commit what they buffered when they get SIGTERM)."""
     view.message("draining: stopping sources")
@@ -361,6 +432,8 @@ def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView) -> Progres
         refresh(view, probe)
         for note in local.services.supervise() + local.supervise():
             view.message(note)
+        if scaler is not None:  # the backlog drains faster with the replicas it calls for
+            follow_lag(local, scaler, view)
         try:
             if local.backlog() == 0:  # sources are stopped and flushed: the processor has committed all
                 break
@@ -430,14 +503,16 @@ def run_up(options: UpOptions) -> dict[str, Any]:
                 view.message(f"online features: {base}/v1/features/<view>; anomalies: {base}/v1/anomalies")
                 view.message(f"console: {base}/console")
             started = time.monotonic()
+            scaler = local.scaler()
             while not stop.event.is_set():
                 if options.run_for is not None and time.monotonic() - started >= options.run_for:
                     break
                 for note in services.supervise() + local.supervise():
                     view.message(note)
+                follow_lag(local, scaler, view)
                 refresh(view, probe)
                 stop.event.wait(1.0)
-            final = drain(local, probe, view)
+            final = drain(local, probe, view, scaler)
         finally:
             for name in reversed(COMPONENT_ORDER):
                 local.stop_component(name, timeout=30)
@@ -450,6 +525,8 @@ def run_up(options: UpOptions) -> dict[str, Any]:
             if alertmanager is not None:
                 alertmanager.stop()
     summary = final.summary()
+    if scaler.policies:
+        summary["scaling"] = scaling_summary(scaler)
     view.final(summary)
     if options.summary_json is not None:
         options.summary_json.write_text(json.dumps(summary, indent=2) + "\n")

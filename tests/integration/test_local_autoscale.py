@@ -1,0 +1,80 @@
+"""The local executor of the scaling decision on a real Kafka and PostgreSQL: a backlog on the raw topic
+grows the processor to more than one process, they drain it together, the processor scales back down after
+the stabilization window, and every event is stored exactly once across the rebalances."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from adnomaly.generator.stream import EventStream, GeneratorSettings
+from adnomaly.kafka_client import consumer_lag, producer_config
+from adnomaly.local.live import LiveView
+from adnomaly.local.state import open_state_dir
+from adnomaly.local.up import LocalPipeline, Services, follow_lag, start_pipeline
+from adnomaly.processor.store import count_duplicates, stored_ids
+from adnomaly.services.kafka import KafkaBroker
+from adnomaly.services.postgres import PostgresServer
+from adnomaly.spec import parse_pipeline
+from confluent_kafka import Producer
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BACKLOG = 300_000
+
+
+def test_a_backlog_scales_the_processor_out_and_back_with_every_event_stored_once(
+    kafka: KafkaBroker, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    name = f"as-{uuid.uuid4().hex[:6]}"
+    pipeline = parse_pipeline({"kind": "Pipeline", "metadata": {"name": name}, "spec": {
+        "events": {"schema": "clickstream"},
+        "source": {"generator": {"enabled": False}, "ingest": {"enabled": False}},
+        "lake": {"enabled": False},
+        "kafka": {"topics": {"raw": {"partitions": 3, "retention": "1d"}}},
+        "components": {"processor": {"batchSize": 500, "autoscaling": {
+            "minReplicas": 1, "maxReplicas": 3, "lagThreshold": 2000, "scaleDownStabilization": "10s"}}},
+    }})  # fmt: skip
+    local = LocalPipeline(pipeline, open_state_dir(tmp_path / "state"), Services(kafka, postgres))
+    local.create_topics()
+    raw = local.plan.topics["raw"].name
+    events = EventStream(GeneratorSettings(schema="clickstream", seed=7, rate=1000.0, start=datetime.now(UTC)))
+    producer = Producer(producer_config(kafka.bootstrap_servers))
+    for event in events.take(BACKLOG):
+        while True:
+            try:
+                producer.produce(raw, event.value)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(60) == 0
+
+    scaler = local.scaler()
+    scaler.round_s = 2.0  # the HPA's 15 s rounds, shortened for the test; the decision is the same
+    view = LiveView(name, live=False)
+    peak = 0
+    try:
+        start_pipeline(local)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            for note in local.supervise():
+                print(note)
+            follow_lag(local, scaler, view)
+            peak = max(peak, local.replicas("processor"))
+            drained = sum(consumer_lag(kafka.bootstrap_servers, local.processor_section().group_id, raw).values()) == 0
+            if drained and scaler.events and scaler.events[-1].after == 1:
+                break
+            time.sleep(0.5)
+    finally:
+        local.stop_component("processor", timeout=30)
+    texts = [e.text() for e in scaler.events]
+    print("\n".join(texts))
+    assert peak > 1 and max(e.after for e in scaler.events) == peak, texts
+    assert scaler.events[-1].after == 1 and scaler.events[-1].before > 1, texts  # back down after the window
+    ids = stored_ids(postgres.dsn, local.processor_section().db_schema)
+    assert len(ids) == len(set(ids)) == BACKLOG  # nothing lost, nothing twice, across every rebalance
+    assert count_duplicates(postgres.dsn, local.processor_section().db_schema) == 0
+    assert view.replicas == {"processor": 1}
