@@ -426,6 +426,11 @@ def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView, scaler: Lo
     (the sinks flush and commit what they buffered when they get SIGTERM)."""
     view.message("draining: stopping sources")
     for name in SOURCES:
+        if name == "ingest":
+            # The ingest API's count is read from its metrics, which go with its process: sample it once more
+            # just before it stops, or requests answered since the last refresh would be missing from
+            # `ingested` (the generator keeps its count in a file, which outlives it).
+            refresh(view, probe)
         local.stop_component(name)
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while time.monotonic() < deadline:
