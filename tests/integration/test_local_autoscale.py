@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from adnomaly.generator.stream import EventStream, GeneratorSettings
-from adnomaly.kafka_client import consumer_lag, producer_config
+from adnomaly.kafka_client import producer_config
 from adnomaly.local.live import LiveView
 from adnomaly.local.state import open_state_dir
-from adnomaly.local.up import LocalPipeline, Services, follow_lag, start_pipeline
+from adnomaly.local.up import LocalPipeline, Services, start_pipeline, tend
 from adnomaly.processor.store import count_duplicates, stored_ids
 from adnomaly.services.kafka import KafkaBroker
 from adnomaly.services.postgres import PostgresServer
@@ -60,12 +60,9 @@ def test_a_backlog_scales_the_processor_out_and_back_with_every_event_stored_onc
         start_pipeline(local)
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            for note in local.supervise():
-                print(note)
-            follow_lag(local, scaler, view)
+            tend(local, scaler, view)
             peak = max(peak, local.replicas("processor"))
-            drained = sum(consumer_lag(kafka.bootstrap_servers, local.processor_section().group_id, raw).values()) == 0
-            if drained and scaler.events and scaler.events[-1].after == 1:
+            if local.backlog() == 0 and scaler.events and scaler.events[-1].after == 1:
                 break
             time.sleep(0.5)
     finally:

@@ -26,10 +26,10 @@ from typing import Any
 from confluent_kafka import Producer
 
 from adnomaly.bench.processor import sample_events
-from adnomaly.kafka_client import consumer_lag, producer_config
+from adnomaly.kafka_client import producer_config
 from adnomaly.local.live import LiveView
 from adnomaly.local.state import open_state_dir
-from adnomaly.local.up import LocalPipeline, Services, follow_lag, start_pipeline
+from adnomaly.local.up import LocalPipeline, Services, start_pipeline, tend
 from adnomaly.processor.store import stored_ids
 from adnomaly.services.kafka import KafkaBroker
 from adnomaly.services.postgres import PostgresServer
@@ -123,22 +123,21 @@ def one_run(mode: str, kafka: KafkaBroker, postgres: PostgresServer, state_root:
     }})  # fmt: skip
     local = LocalPipeline(pipeline, open_state_dir(state_root / mode), Services(kafka, postgres))
     local.create_topics()
-    raw, group = local.plan.topics["raw"].name, local.processor_section().group_id
+    raw = local.plan.topics["raw"].name
     step = Step(args.base_rate, args.step_rate, args.before_seconds, args.step_seconds)
     load = Load(kafka.bootstrap_servers, raw, mode, step)
     scaler = local.scaler()
     scaler.round_s = args.round_seconds
-    view = LiveView(name, live=False)
-    peak_lag, drained_after, peak_replicas = 0, None, 1
+    view = LiveView(name, live=False, stderr=True)
+    peak_lag, drained_after, peak_replicas, final_replicas = 0, None, 1, 1
     try:
         start_pipeline(local)
         load.start()
         deadline = load.started + step.step_end_s + args.max_tail_seconds
         while time.monotonic() < deadline:
-            local.supervise()
-            follow_lag(local, scaler, view)
+            tend(local, scaler, view)
             peak_replicas = max(peak_replicas, local.replicas("processor"))
-            lag = sum(consumer_lag(kafka.bootstrap_servers, group, raw).values())
+            lag = local.backlog()
             peak_lag = max(peak_lag, lag)
             elapsed = time.monotonic() - load.started
             if drained_after is None and elapsed > step.step_end_s and lag <= args.base_rate:
@@ -147,8 +146,9 @@ def one_run(mode: str, kafka: KafkaBroker, postgres: PostgresServer, state_root:
             if drained_after is not None and back_down:
                 break
             time.sleep(0.5)
+        final_replicas = local.replicas("processor")  # before the processes stop: then it reads 1 whatever ran
         load.stop()
-        while sum(consumer_lag(kafka.bootstrap_servers, group, raw).values()) > 0 and time.monotonic() < deadline + 120:
+        while local.backlog() > 0 and time.monotonic() < deadline + 120:
             time.sleep(0.5)
     finally:
         load.stop()
@@ -159,7 +159,7 @@ def one_run(mode: str, kafka: KafkaBroker, postgres: PostgresServer, state_root:
         "events": load.acked, "failed_deliveries": load.failed, "max_lag": peak_lag,
         "drain_seconds": None if drained_after is None else round(drained_after, 1),
         "max_replicas": peak_replicas, "scale_events": [e.text() for e in scaler.events],
-        "scaled_back_to": local.replicas("processor") if scaler.events else 1,
+        "scaled_back_to": final_replicas,
         "lost": load.acked - len(distinct & {f"{mode}-{n}" for n in range(load.sent)}),
         "duplicated": len(ids) - len(distinct),
     }  # fmt: skip

@@ -26,9 +26,9 @@ RATE_WINDOW_S = 5.0
 
 
 class LiveView:
-    def __init__(self, pipeline: str, *, live: bool) -> None:
+    def __init__(self, pipeline: str, *, live: bool, stderr: bool = False) -> None:
         self.pipeline = pipeline
-        self.console = Console()
+        self.console = Console(stderr=stderr)  # stderr: when stdout carries a result (a benchmark's JSON)
         self._live = Live(console=self.console, refresh_per_second=2, transient=False) if live else None
         self._samples: deque[Progress] = deque()
         self._last_plain = 0.0

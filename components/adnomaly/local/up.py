@@ -412,6 +412,14 @@ def scaling_summary(scaler: LocalScaler) -> dict[str, Any]:
     return out
 
 
+def tend(local: LocalPipeline, scaler: LocalScaler, view: LiveView) -> None:
+    """What every turn of the run (and of its drain) does besides counting: restart what died, services first,
+    then follow the lag with the autoscaled components."""
+    for note in local.services.supervise() + local.supervise():
+        view.message(note)
+    follow_lag(local, scaler, view)
+
+
 def follow_lag(local: LocalPipeline, scaler: LocalScaler, view: LiveView) -> None:
     """A round of the autoscaled components' scaling when one is due; the live view shows the replicas."""
     now = time.monotonic()
@@ -421,7 +429,7 @@ def follow_lag(local: LocalPipeline, scaler: LocalScaler, view: LiveView) -> Non
     view.replicas = {name: local.replicas(name) for name in scaler.policies}
 
 
-def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView, scaler: LocalScaler | None = None) -> Progress:
+def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView, scaler: LocalScaler) -> Progress:
     """Stop the sources, let the processor catch up with what they produced, then stop the consumers
     (the sinks flush and commit what they buffered when they get SIGTERM)."""
     view.message("draining: stopping sources")
@@ -435,10 +443,7 @@ def drain(local: LocalPipeline, probe: ProgressProbe, view: LiveView, scaler: Lo
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while time.monotonic() < deadline:
         refresh(view, probe)
-        for note in local.services.supervise() + local.supervise():
-            view.message(note)
-        if scaler is not None:  # the backlog drains faster with the replicas it calls for
-            follow_lag(local, scaler, view)
+        tend(local, scaler, view)  # the backlog drains faster with the replicas the lag calls for
         try:
             if local.backlog() == 0:  # sources are stopped and flushed: the processor has committed all
                 break
@@ -512,9 +517,7 @@ def run_up(options: UpOptions) -> dict[str, Any]:
             while not stop.event.is_set():
                 if options.run_for is not None and time.monotonic() - started >= options.run_for:
                     break
-                for note in services.supervise() + local.supervise():
-                    view.message(note)
-                follow_lag(local, scaler, view)
+                tend(local, scaler, view)
                 refresh(view, probe)
                 stop.event.wait(1.0)
             final = drain(local, probe, view, scaler)
