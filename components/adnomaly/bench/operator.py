@@ -12,6 +12,15 @@ Starts a real control plane (etcd, kube-apiserver, controller-manager, scheduler
   reconciling; the target is 0);
 - `operator_rss_mb`: the operator process's resident memory at the end.
 
+The ceiling, measured on the same control plane in the same run once the operator has stopped: the very
+objects the operator wrote (the same renderer, in a namespace of their own, without owner references)
+applied by a plain concurrent server-side-apply loop, all at once, with no ordering:
+`ceiling_seconds_to_write` is the API server's own write rate for them, `ceiling_seconds_to_ready` adds the
+platform's time (controller-manager, scheduler, volume provisioning, kwok, the simulated operators) to make
+every workload ready. `ratio` = `ceiling_seconds_to_ready / seconds_to_ready`: 1.0 would mean the operator
+adds nothing to what the platform needs anyway, including its ordered bring-up (stores and Kafka, then
+topics, then components), which the ceiling skips.
+
 Also reported: `seconds_to_deployments` (every component Deployment exists: the operator's own bring-up
 path through stores, Kafka and topics), the operator's CPU seconds, and the machine's load average (the
 control plane shares the CPUs with everything else running).
@@ -65,6 +74,72 @@ def submit(kubeconfig: Path, docs: list[dict[str, Any]]) -> None:
             await client.close()
 
     asyncio.run(create_all())
+
+
+def ceiling_objects(docs: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
+    """What the operator would write for `docs` in `namespace`, as plain objects for a plain apply loop:
+    no owner references (no Pipeline owns them; the garbage collector would take them) and generated
+    Secrets with their contents, as the operator creates them."""
+    from adnomaly_operator.desired import kube_plan
+    from adnomaly_operator.reconcile import generate_secret_data
+    from adnomaly_operator.render import Owner, RenderContext, render
+
+    from adnomaly.spec import parse_pipeline
+
+    objects = []
+    for doc in docs:
+        pipeline = parse_pipeline(doc)
+        owner = Owner("adnomaly.io/v1alpha1", "Pipeline", pipeline.name, "uid")
+        for desired in render(kube_plan(pipeline, namespace), RenderContext(owner)):
+            obj = {**desired.obj, "metadata": {k: v for k, v in desired.obj["metadata"].items()
+                                               if k != "ownerReferences"}}
+            if desired.recipe is not None:
+                obj["stringData"] = generate_secret_data(desired.recipe)
+            objects.append(obj)
+    return objects
+
+
+def apply_all(kubeconfig: Path, objects: list[dict[str, Any]], max_in_flight: int) -> None:
+    """Server-side apply every object at once through the operator's own client (same connection pool)."""
+    from adnomaly_operator.client import KubeClient
+    from adnomaly_operator.simulate import connection_from_kubeconfig
+
+    async def apply() -> None:
+        client = KubeClient(connection_from_kubeconfig(kubeconfig), max_in_flight=max_in_flight)
+        try:
+            await asyncio.gather(*(client.apply(obj) for obj in objects))
+        finally:
+            await client.close()
+
+    asyncio.run(apply())
+
+
+def _workloads_ready(kube: Any, namespace: str) -> bool:
+    """Every StatefulSet and Deployment has its replicas ready and every Kafka is Ready."""
+    found = json.loads(kube.kubectl("get", "statefulsets,deployments,kafkas", f"--namespace={namespace}",
+                                    "-o", "json").stdout)
+    for item in found["items"]:
+        status = item.get("status") or {}
+        if item["kind"] == "Kafka":
+            if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []):
+                return False
+        elif (status.get("readyReplicas") or 0) < (item["spec"].get("replicas") or 0):
+            return False
+    return True
+
+
+def measure_ceiling(kube: Any, docs: list[dict[str, Any]], max_in_flight: int, timeout: float) -> dict[str, float]:
+    from adnomaly_operator.testing import wait_for
+
+    namespace = "ceiling"
+    kube.kubectl("create", "namespace", namespace)
+    objects = ceiling_objects(docs, namespace)
+    started = time.monotonic()
+    apply_all(kube.kubeconfig, objects, max_in_flight)
+    written = time.monotonic() - started
+    wait_for(lambda: _workloads_ready(kube, namespace), timeout, "the ceiling's workloads to be ready", interval=1.0)
+    return {"ceiling_seconds_to_write": round(written, 1),
+            "ceiling_seconds_to_ready": round(time.monotonic() - started, 1)}
 
 
 def _phases(kube: Any) -> dict[str, int]:
@@ -122,6 +197,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     cpu = operator.cpu_seconds()
                 finally:
                     operator.stop()
+                ceiling = measure_ceiling(kube, docs, args.max_in_flight, args.timeout)
     finally:
         shutil.rmtree(state, ignore_errors=True)
     return {
@@ -133,6 +209,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "writes_per_noop_reconcile": round(writes / noops, 3) if noops else None,
         "operator_rss_mb": round(rss, 1),
         "operator_cpu_seconds": round(cpu, 1),
+        **ceiling,
+        "ratio": round(ceiling["ceiling_seconds_to_ready"] / seconds_to_ready, 2),
         "load_average_1m": round(os.getloadavg()[0], 1),
     }
 
@@ -142,6 +220,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--pipelines", type=int, default=100)
     parser.add_argument("--nodes", type=int, default=2, help="fake (kwok) nodes")
     parser.add_argument("--workers", type=int, default=8, help="the operator's concurrent reconciles")
+    parser.add_argument("--max-in-flight", type=int, default=96,
+                        help="the ceiling's concurrent applies (the operator's client allows 96)")
     parser.add_argument("--drift-interval", type=float, default=5.0)
     parser.add_argument("--noop-window", type=float, default=15.0, help="seconds of steady state to measure")
     parser.add_argument("--timeout", type=float, default=600.0)
