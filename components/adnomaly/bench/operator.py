@@ -17,9 +17,11 @@ objects the operator wrote (the same renderer, in a namespace of their own, with
 applied by a plain concurrent server-side-apply loop, all at once, with no ordering:
 `ceiling_seconds_to_write` is the API server's own write rate for them, `ceiling_seconds_to_ready` adds the
 platform's time (controller-manager, scheduler, volume provisioning, kwok, the simulated operators) to make
-every workload ready. `ratio` = `ceiling_seconds_to_ready / seconds_to_ready`: 1.0 would mean the operator
-adds nothing to what the platform needs anyway, including its ordered bring-up (stores and Kafka, then
-topics, then components), which the ceiling skips.
+every workload ready. `ratio` = `ceiling_seconds_to_write / seconds_to_ready` (the API server's write rate is
+the ceiling the issue set); `ready_ratio` = `ceiling_seconds_to_ready / seconds_to_ready`: 1.0 would mean
+the operator adds nothing to what the platform needs anyway, including its ordered bring-up (stores and
+Kafka, then topics, then components), which the ceiling skips. Both ceilings run after the operator's run,
+beside its workloads, so on a loaded machine `ready_ratio` can exceed 1.
 
 Also reported: `seconds_to_deployments` (every component Deployment exists: the operator's own bring-up
 path through stores, Kafka and topics), the operator's CPU seconds, and the machine's load average (the
@@ -210,7 +212,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "operator_rss_mb": round(rss, 1),
         "operator_cpu_seconds": round(cpu, 1),
         **ceiling,
-        "ratio": round(ceiling["ceiling_seconds_to_ready"] / seconds_to_ready, 2),
+        "ratio": round(ceiling["ceiling_seconds_to_write"] / seconds_to_ready, 2),
+        "ready_ratio": round(ceiling["ceiling_seconds_to_ready"] / seconds_to_ready, 2),
         "load_average_1m": round(os.getloadavg()[0], 1),
     }
 
