@@ -19,8 +19,9 @@ def key_prefix(pipeline: str) -> str:
 
 
 def feast_project(pipeline: str) -> str:
-    """The Feast project of a pipeline's features: its name (Feast allows hyphens with a Redis online store)."""
-    return pipeline
+    """The Feast project of a pipeline's features: its name with `_` for `-` (Feast 0.67 refuses hyphens in a
+    project name; pipeline names have no `_`, so two pipelines never share a project)."""
+    return pipeline.replace("-", "_")
 
 
 def feature_views(pipeline: Pipeline) -> list[FeatureView]:
