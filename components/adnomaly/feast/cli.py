@@ -15,15 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from adnomaly.feast.repo import FEATURE_STORE_YAML, FeastConnections, feast_repo
+from adnomaly.feast.repo import ENV_CONNECTIONS, FEATURE_STORE_YAML, FeastConnections, feast_repo
 from adnomaly.plan import db_schema_name
 from adnomaly.spec import SpecError, load_pipeline
-
-ENV_CONNECTIONS = FeastConnections(
-    redis="${ADNOMALY_FEAST_REDIS}", pg_host="${ADNOMALY_FEAST_PG_HOST}", pg_port="${ADNOMALY_FEAST_PG_PORT}",
-    pg_database="${ADNOMALY_FEAST_PG_DATABASE}", pg_user="${ADNOMALY_FEAST_PG_USER}",
-    pg_password="${ADNOMALY_FEAST_PG_PASSWORD}", pg_sslmode="${ADNOMALY_FEAST_PG_SSLMODE}",
-)  # fmt: skip
 
 
 def local_connections(state_dir: Path) -> FeastConnections:

@@ -49,6 +49,14 @@ class FeastConnections:
     pg_sslmode: str = "disable"
 
 
+# Every connection from the environment (Feast expands `${VAR}` in feature_store.yaml when it loads it).
+ENV_CONNECTIONS = FeastConnections(
+    redis="${ADNOMALY_FEAST_REDIS}", pg_host="${ADNOMALY_FEAST_PG_HOST}", pg_port="${ADNOMALY_FEAST_PG_PORT}",
+    pg_database="${ADNOMALY_FEAST_PG_DATABASE}", pg_user="${ADNOMALY_FEAST_PG_USER}",
+    pg_password="${ADNOMALY_FEAST_PG_PASSWORD}", pg_sslmode="${ADNOMALY_FEAST_PG_SSLMODE}",
+)  # fmt: skip
+
+
 def feature_store_yaml(pipeline: Pipeline, db_schema: str, connections: FeastConnections) -> str:
     ttl = max((round(parse_duration(f.ttl)) for f in pipeline.spec.features), default=None)
     online: dict[str, object] = {"type": "redis", "connection_string": connections.redis}
