@@ -20,9 +20,9 @@ older window never replaces a newer one.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 ENTITY_KEY_SERIALIZATION_VERSION = 3
 VALUE_TYPE_STRING = 2  # feast.types.ValueType.STRING
@@ -86,7 +86,12 @@ def entity_key_bytes(entity: Mapping[str, str]) -> bytes:
 
 def redis_key(project: str, entity: Mapping[str, str]) -> bytes:
     """Feast's `_redis_key(project, entity_key)`: the serialized entity key, then the project name."""
-    return entity_key_bytes(entity) + project.encode()
+    return _redis_key(project, tuple(sorted(entity.items())))
+
+
+@lru_cache(maxsize=65536)  # the sink sees the same entities window after window
+def _redis_key(project: str, items: tuple[tuple[str, str], ...]) -> bytes:
+    return entity_key_bytes(dict(items)) + project.encode()
 
 
 def _varint(value: int) -> bytes:
@@ -107,11 +112,13 @@ def double_value(value: float | None) -> bytes:
     return b"" if value is None else b"\x29" + struct.pack("<d", value)
 
 
+@lru_cache(maxsize=65536)  # counts repeat
 def int64_value(value: float | None) -> bytes:
     """A serialized `feast.types.Value` holding `int64_val` (field 4); empty for None."""
     return b"" if value is None else b"\x20" + _varint(int(value))
 
 
+@lru_cache(maxsize=4096)  # a batch holds many entities of few window ends
 def timestamp(epoch_ms: int) -> bytes:
     """A serialized `google.protobuf.Timestamp` (seconds, nanos; zero fields omitted) of an epoch in ms."""
     seconds, ms = divmod(epoch_ms, 1000)
@@ -126,14 +133,24 @@ class FeastView:
     name: str
     int64_metrics: frozenset[str]  # metric names typed Int64 (counts); the others are Float64
 
+    @cached_property
+    def names(self) -> tuple[bytes, bytes]:
+        """(our end-ms field, Feast's `_ts` field)."""
+        return end_ms_field(self.name), ts_field(self.name)
+
+    def metric(self, name: str) -> tuple[bytes, Callable[[float | None], bytes]]:
+        """A metric's hash field and value encoder."""
+        return feature_field(self.name, name), int64_value if name in self.int64_metrics else double_value
+
 
 def feast_fields(view: FeastView, end_ms: int, metrics: Mapping[str, float | None]) -> list[tuple[bytes, bytes]]:
     """The hash fields of one window of `view`: our end-ms field first (the write script finds it there),
     Feast's `_ts`, then one per metric (sorted)."""
-    fields = [(end_ms_field(view.name), str(end_ms).encode()), (ts_field(view.name), timestamp(end_ms))]
+    end_name, ts_name = view.names
+    fields = [(end_name, str(end_ms).encode()), (ts_name, timestamp(end_ms))]
     for name, value in sorted(metrics.items()):
-        encode = int64_value if name in view.int64_metrics else double_value
-        fields.append((feature_field(view.name, name), encode(value)))
+        field, encode = view.metric(name)
+        fields.append((field, encode(value)))
     return fields
 
 
