@@ -9,7 +9,10 @@ holding the latest window of that entity:
 The hash expires `ttl` after its window's end (as Feast does: a feature value is served for `ttl` past
 its event time). An older window never replaces a newer one, whatever order they arrive in: the write
 is a Lua script that compares `window_end_ms` on the server (equal window ends: the later write wins,
-a re-computed window replaces the earlier result).
+a re-computed window replaces the earlier result). The write sets the hash's fields over the old ones, without
+deleting the hash first: a view writes the same fields every window, and deleting and rebuilding the hash
+was the most expensive step of the script (`adnomaly bench feature-sink`). A metric dropped from the spec
+leaves a stale field until the hash expires, so readers answer only the metrics they are configured with.
 
 With a Feast project set (the plan always sets one: the pipeline's name), the same script also writes the
 window into Feast's own hash of the entity (`adnomaly.feast.layout`), so `FeatureStore.get_online_features`
@@ -22,7 +25,7 @@ fields are set, and its expiry only ever moves later (`PEXPIREAT ... GT`; a new 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -56,7 +59,6 @@ if KEYS[2] then
     return 0
   end
 end
-redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + n))
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 if KEYS[2] then
@@ -139,8 +141,11 @@ def online_write(
     )
 
 
-def read_latest(fields: Mapping[bytes | str, bytes | str]) -> dict[str, Any] | None:
-    """A stored hash as the online API answers it; None when the hash is empty (absent or expired)."""
+def read_latest(
+    fields: Mapping[bytes | str, bytes | str], metrics_wanted: Collection[str] | None = None
+) -> dict[str, Any] | None:
+    """A stored hash as the online API answers it, with the metrics in `metrics_wanted` (None: all stored);
+    None when the hash is empty (absent or expired)."""
     if not fields:
         return None
     text = {_text(name): _text(value) for name, value in fields.items()}
@@ -148,6 +153,7 @@ def read_latest(fields: Mapping[bytes | str, bytes | str]) -> dict[str, Any] | N
         name.removeprefix(METRIC_PREFIX): msgspec.json.decode(value)
         for name, value in text.items()
         if name.startswith(METRIC_PREFIX)
+        and (metrics_wanted is None or name.removeprefix(METRIC_PREFIX) in metrics_wanted)
     }
     return {
         "window_start": text.get(WINDOW_START),
