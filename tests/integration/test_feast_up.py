@@ -1,5 +1,6 @@
 """The original Adnomaly's Feast snippet, unchanged, against a running `adnomaly up` of the ad-fraud example: generator
-events → Flink windows → the feature sink → Feast's `get_online_features`, equal to `GET /v1/features/...`."""
+events → Flink windows → the feature sink → Feast's `get_online_features`, equal to `GET /v1/features/...`; and
+`get_historical_features` at that window's end returns the same window from `feature_aggregates`."""
 
 from __future__ import annotations
 
@@ -38,23 +39,47 @@ features = store.get_online_features(
 ).to_dict()
 print("\\n" + json.dumps(features))
 """
+HISTORICAL = """
+import json
+import pandas as pd
+from feast import FeatureStore
+
+store = FeatureStore(repo_path="{repo}")
+rows = pd.DataFrame([{{"geo": "US", "platform": "ios", "event_timestamp": pd.Timestamp("{at}")}}])
+frame = store.get_historical_features(entity_df=rows, features=[
+    "traffic_5m_by_geo_platform:ctr_avg",
+    "traffic_5m_by_geo_platform:bounce_rate_avg",
+    "traffic_5m_by_geo_platform:event_count",
+]).to_df()
+row = {{k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in frame.iloc[0].items()}}
+print("\\n" + json.dumps(row, default=str))
+"""
 
 
 def adnomaly(*args: str) -> list[str]:
     return [sys.executable, "-m", "adnomaly.cli", *args]
 
 
-def served(port: int) -> dict[str, Any] | None:
+def served_window(port: int) -> dict[str, Any] | None:
     answer = httpx.get(f"http://127.0.0.1:{port}/v1/features/{VIEW}", params={"geo": "US", "platform": "ios"},
                        timeout=5)  # fmt: skip
-    return answer.json()["metrics"] if answer.status_code == 200 else None
+    return answer.json() if answer.status_code == 200 else None
+
+
+def served(port: int) -> dict[str, Any] | None:
+    window = served_window(port)
+    return None if window is None else window["metrics"]
+
+
+def in_feast(script: str) -> dict[str, Any]:
+    done = subprocess.run([str(ensure_feast()), "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer: dict[str, Any] = json.loads(done.stdout.rstrip().rsplit("\n", 1)[-1])
+    return answer
 
 
 def snippet(repo: Path) -> dict[str, Any]:
-    done = subprocess.run([str(ensure_feast()), "-c", SNIPPET.format(repo=repo)], capture_output=True, text=True,
-                          timeout=300, cwd=repo)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    answer = json.loads(done.stdout.rstrip().rsplit("\n", 1)[-1])
+    answer = in_feast(SNIPPET.format(repo=repo))
     return {name: answer[name][0] for name in METRICS}
 
 
@@ -93,6 +118,12 @@ def test_the_original_snippet_reads_a_running_pipeline_as_the_serving_api_does(s
                 break
         assert before == after and feast == before, (before, feast, after)
         assert isinstance(feast["event_count"], int) and feast["event_count"] > 0
+
+        # Training rows: at a window's end, get_historical_features hands back that window (PostgreSQL).
+        window = served_window(port)
+        assert window is not None
+        historical = in_feast(HISTORICAL.format(repo=repo, at=window["window_end"]))
+        assert {name: historical[name] for name in METRICS} == window["metrics"], (historical, window)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
