@@ -4,6 +4,8 @@ values Feast 0.67 produced, so these run without Feast."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 from adnomaly.feast import layout
 from adnomaly.feast.repo import ENV_CONNECTIONS, FeastConnections, feast_repo, source_query
@@ -95,3 +97,25 @@ def test_external_stores_leave_every_connection_to_the_environment() -> None:
     config = yaml.safe_load(out[("ConfigMap", "ad-fraud-feast")].obj["data"]["feature_store.yaml"])
     assert config["online_store"]["connection_string"] == ENV_CONNECTIONS.redis
     assert config["offline_store"]["host"] == ENV_CONNECTIONS.pg_host
+
+
+def test_the_command_writes_the_repository_with_private_connections(tmp_path: Path) -> None:
+    from adnomaly.cli import main
+
+    example = str(REPO_ROOT / "manifests" / "examples" / "clickstream-ad-fraud.yaml")
+    assert main(["feast", "-f", example, "-o", str(tmp_path / "env"), "--env"]) == 0
+    written = (tmp_path / "env" / "feature_store.yaml")
+    assert written.stat().st_mode & 0o777 == 0o600 and (tmp_path / "env" / "data").is_dir()
+    assert yaml.safe_load(written.read_text())["online_store"]["connection_string"] == ENV_CONNECTIONS.redis
+
+    state = tmp_path / "state" / "services"
+    for service, files in {"redis": {"port": "6390", "redis.password": "rpw"},
+                           "postgres": {"port": "5440", "superuser.password": "ppw"}}.items():  # fmt: skip
+        (state / service).mkdir(parents=True)
+        for name, text in files.items():
+            (state / service / name).write_text(text + "\n")
+    args = ["feast", "-f", example, "-o", str(tmp_path / "local"), "--state-dir", str(tmp_path / "state")]
+    assert main(args) == 0
+    config = yaml.safe_load((tmp_path / "local" / "feature_store.yaml").read_text())
+    assert config["online_store"]["connection_string"] == "127.0.0.1:6390,password=rpw"
+    assert config["offline_store"]["port"] == "5440" and config["offline_store"]["password"] == "ppw"
