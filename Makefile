@@ -1,6 +1,6 @@
 # Adnomaly developer entry points. `make run` and `make test` work on a fresh machine:
-# they install what is missing (Python venv from requirements.lock, Kafka jars from Maven Central,
-# PostgreSQL/Redis from apt, Kubernetes binaries built from Go modules), caching under ~/.cache/adnomaly.
+# they install what is missing (Python venv from requirements.lock, Feast's and PyFlink's own venvs, Kafka
+# jars from Maven Central, PostgreSQL/Redis from apt, Kubernetes binaries built from Go modules), caching under ~/.cache/adnomaly.
 
 PYTHON ?= python3
 VENV   := .venv

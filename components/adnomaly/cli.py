@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from adnomaly.anomalies.cli import register as register_anomalies
 from adnomaly.bench import BENCHMARKS
+from adnomaly.feast.cli import register as register_feast
 from adnomaly.local.cli import register as register_local
 from adnomaly.spec_cli import register as register_spec
 
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_local(sub)
     register_anomalies(sub)
     register_spec(sub)
+    register_feast(sub)
     _bench_parser(sub)
     return parser
 

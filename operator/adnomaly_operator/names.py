@@ -66,6 +66,10 @@ class Names:
         return f"{self.pipeline}-{role}"
 
     @property
+    def feast_config_map(self) -> str:
+        return f"{self.pipeline}-feast"
+
+    @property
     def config_map(self) -> str:
         return f"{self.pipeline}-config"
 

@@ -37,7 +37,9 @@ NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
 
 class ApiProcess:
-    def __init__(self, workdir: Path, prefix: str, redis_url: str) -> None:
+    def __init__(
+        self, workdir: Path, prefix: str, redis_url: str, features: list[FeatureView] | None = None
+    ) -> None:
         self.port = free_port()
         config = ComponentConfig(
             pipeline="online-itest", component="serving",
@@ -45,7 +47,8 @@ class ApiProcess:
                                                                                  anomalies="a")),
             events=events_config(PIPELINE), metrics_port=None,
         )  # fmt: skip
-        section = ServingConfig(host="127.0.0.1", port=self.port, key_prefix=prefix, features=[TRAFFIC, LATENCY])
+        section = ServingConfig(host="127.0.0.1", port=self.port, key_prefix=prefix,
+                                features=features or [TRAFFIC, LATENCY])
         workdir.mkdir(parents=True, exist_ok=True)
         path = workdir / "serving.json"
         path.write_text(render_config(config, SERVING_SECTION, section))

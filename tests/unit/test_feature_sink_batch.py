@@ -111,3 +111,10 @@ def test_history_rows_are_unique_by_key_and_the_later_one_wins() -> None:
     assert len(batch.online) == 3  # Redis sees every record in order; its script keeps the newest
     assert batch.history[1].entity_key == "geo=US|platform=ios"
     assert batch.history[1].dimensions == {"geo": "US", "platform": "ios"}
+
+
+def test_read_latest_answers_only_the_configured_metrics() -> None:
+    stored = {"window_start": "s", "window_end": "e", "event_count": "3", "metric:ctr_avg": "0.5",
+              "metric:dropped": "1.0"}  # fmt: skip
+    assert read_latest(stored, ["ctr_avg"])["metrics"] == {"ctr_avg": 0.5}  # type: ignore[index]
+    assert read_latest(stored)["metrics"] == {"ctr_avg": 0.5, "dropped": 1.0}  # type: ignore[index]

@@ -156,6 +156,8 @@ def test_generated_secret_contents_are_random_and_consistent() -> None:
 def test_no_secret_reaches_a_config_map_or_a_command_line() -> None:
     items = rendered(pipeline(**FEATURES))
     text = json.dumps([d.obj for d in items.values()])
+    # the Feast ConfigMap names its passwords as ${VAR} placeholders, which its reader's environment fills
+    text = text.replace("password=${ADNOMALY_FEAST_REDIS_PASSWORD}", "")
     for marker in ("password=", "postgresql://adnomaly:", "requirepass", "MINIO_ROOT_PASSWORD="):
         assert marker not in text.replace("{password}", "")
     for d in items.values():

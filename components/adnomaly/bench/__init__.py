@@ -3,5 +3,5 @@ function it sets as `func` returns a JSON-able dict that the CLI prints (one obj
 
 BENCHMARKS = (
     "processor", "ingest", "e2e", "generator", "lake", "online", "features", "detection", "nab", "operator",
-    "reliability", "autoscale",
+    "reliability", "autoscale", "feature_sink",
 )

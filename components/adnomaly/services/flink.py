@@ -142,7 +142,8 @@ def flink_installed(version: str = FLINK_VERSION) -> bool:
     )
 
 
-def _base_python() -> Path:
+def base_python(supported: tuple[tuple[int, int], ...] = SUPPORTED_PYTHONS, needed_by: str = "the Flink job") -> Path:
+    """An interpreter of a `supported` (major, minor) version, to create a pinned environment's venv with."""
     for name in ("python3.11", "python3.12", "python3.10", "python3"):
         found = find_executable(name)
         if found is None:
@@ -152,11 +153,10 @@ def _base_python() -> Path:
             f"checking {found}",
         )
         major, minor = (int(x) for x in probe.split())
-        if (major, minor) in SUPPORTED_PYTHONS:
+        if (major, minor) in supported:
             return found
-    raise ServiceError(
-        "the Flink job needs Python 3.9-3.12 (apache-flink 2.2 wheels): apt-get install -y python3"
-    )
+    versions = ", ".join(f"{major}.{minor}" for major, minor in supported)
+    raise ServiceError(f"{needed_by} needs Python {versions}: apt-get install -y python3")
 
 
 def ensure_flink(version: str = FLINK_VERSION) -> FlinkInstall:
@@ -190,7 +190,7 @@ def ensure_flink(version: str = FLINK_VERSION) -> FlinkInstall:
         venv = home / "venv"
         if not _venv_python(home).is_file():
             shutil.rmtree(venv, ignore_errors=True)
-            run_tool([str(_base_python()), "-m", "venv", str(venv)], "creating the Flink job's venv")
+            run_tool([str(base_python()), "-m", "venv", str(venv)], "creating the Flink job's venv")
         pip = [str(_venv_python(home)), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         run_tool(
             [*pip, "-r", str(FLINK_DIR / "requirements.lock")],

@@ -1,7 +1,8 @@
 """Install (or check) everything the local services need: `python -m adnomaly.services.install`.
 
 Idempotent and fast when everything is in place: Kafka's jars are cached under CACHE_DIR, PostgreSQL,
-Redis, Prometheus, Alertmanager and Chromium come from Debian packages (installed with apt only when
+Redis, Prometheus, Alertmanager and Chromium come from Debian packages (Feast and PyFlink get venvs of their own,
+cached under CACHE_DIR) (installed with apt only when
 missing, and only when running as root). Chromium is for the console's browser test: Playwright drives the
 system browser and never downloads one of its own.
 """
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from adnomaly.services.base import ServiceError, apt_install, find_executable, running_as_root
+from adnomaly.services.feast import FEAST_VERSION, ensure_feast, feast_installed
 from adnomaly.services.flink import FLINK_VERSION, ensure_flink, flink_installed
 from adnomaly.services.helm import ensure_helm, helm_installed
 from adnomaly.services.kafka import KAFKA_VERSION, ensure_kafka, kafka_installed
@@ -67,6 +69,7 @@ def ensure_all(
     flink: bool = True,
     helm: bool = True,
     chromium: bool = True,
+    feast: bool = True,
 ) -> dict[str, Path]:
     """Ensure the selected services are installed; return where each one is; print what happened."""
     done: dict[str, Path] = {}
@@ -93,12 +96,14 @@ def ensure_all(
         done["flink"] = _step(
             f"flink {FLINK_VERSION} (PyFlink venv + Kafka connector)", flink_installed, lambda: ensure_flink().home
         )
+    if feast:
+        done["feast"] = _step(f"feast {FEAST_VERSION} (its own venv)", feast_installed, ensure_feast)
     return done
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adnomaly.services.install", description=__doc__)
-    names = ("kafka", "postgres", "redis", "minio", "prometheus", "alertmanager", "flink", "helm", "chromium")
+    names = ("kafka", "postgres", "redis", "minio", "prometheus", "alertmanager", "flink", "helm", "chromium", "feast")
     for name in names:
         parser.add_argument(f"--no-{name}", action="store_true", help=f"skip {name}")
     args = parser.parse_args(argv)

@@ -155,7 +155,7 @@ def create_app(
         label = view if view in views else UNKNOWN_VIEW
         try:
             lookup = resolve(views, config.key_prefix, view, request.query_params.multi_items())
-            stored = read_latest(await state["redis"].hgetall(lookup.key))
+            stored = read_latest(await state["redis"].hgetall(lookup.key), views[view].metrics)
             if stored is None:
                 raise BadLookup(404, f"no current values of `{view}` for {lookup.entity}")
             status, body = 200, {"view": view, "entity": lookup.entity, **stored}

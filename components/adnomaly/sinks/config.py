@@ -31,6 +31,9 @@ class FeatureView(_Section):
     dimensions: list[str] = Field(min_length=1)
     metrics: list[str] = Field(min_length=1)
     ttl_s: float = Field(gt=0)
+    int64_metrics: list[str] = Field(
+        default_factory=list, description="Metrics typed Int64 in Feast (counts); the others are Float64"
+    )
 
 
 class LakeConfig(_Section):
@@ -69,6 +72,9 @@ class FeatureSinkConfig(_Section):
     db_schema: str
     key_prefix: str = Field(description="Redis keys are <key_prefix>:<feature>:<entity key>")
     features: list[FeatureView]
+    feast_project: str | None = Field(
+        default=None, description="Also write Feast's Redis layout for this Feast project (adnomaly.feast.layout)"
+    )
     batch_size: int = Field(default=1000, ge=1)
     batch_timeout_s: float = Field(default=0.5, gt=0)
 

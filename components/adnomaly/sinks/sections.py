@@ -7,6 +7,7 @@ pipeline's S3 bucket (a managed MinIO whose endpoint the backend knows, or an ex
 from __future__ import annotations
 
 from adnomaly.durations import parse_duration
+from adnomaly.feast.layout import INT64_METRICS
 from adnomaly.sinks.config import FeatureSinkConfig, FeatureView, LakeConfig, ServingConfig
 from adnomaly.spec import Pipeline
 
@@ -17,6 +18,12 @@ def key_prefix(pipeline: str) -> str:
     return f"adnomaly:{pipeline}"
 
 
+def feast_project(pipeline: str) -> str:
+    """The Feast project of a pipeline's features: its name with `_` for `-` (Feast 0.67 refuses hyphens in a
+    project name; pipeline names have no `_`, so two pipelines never share a project)."""
+    return pipeline.replace("-", "_")
+
+
 def feature_views(pipeline: Pipeline) -> list[FeatureView]:
     return [
         FeatureView(
@@ -24,6 +31,7 @@ def feature_views(pipeline: Pipeline) -> list[FeatureView]:
             dimensions=list(feature.dimensions),
             metrics=[metric.name for metric in feature.metrics],
             ttl_s=parse_duration(feature.ttl),
+            int64_metrics=[metric.name for metric in feature.metrics if metric.agg in INT64_METRICS],
         )
         for feature in pipeline.spec.features
     ]
@@ -68,7 +76,7 @@ def feature_sink_section(pipeline: Pipeline, *, db_schema: str) -> FeatureSinkCo
         return None
     return FeatureSinkConfig(
         group_id=f"{pipeline.name}-feature-sink", db_schema=db_schema, key_prefix=key_prefix(pipeline.name),
-        features=views,
+        features=views, feast_project=feast_project(pipeline.name),
     )  # fmt: skip
 
 

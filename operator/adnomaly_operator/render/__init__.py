@@ -20,6 +20,7 @@ from adnomaly_operator.render.common import (
     sealed,
 )
 from adnomaly_operator.render.components import render_components
+from adnomaly_operator.render.feast import render_feast
 from adnomaly_operator.render.flink import render_flink
 from adnomaly_operator.render.kafka import render_kafka
 from adnomaly_operator.render.network import render_network
@@ -40,6 +41,7 @@ def render(kp: KubePlan, ctx: RenderContext) -> list[Desired]:
         *render_stores(kp, ctx),
         *_ingest_tokens(kp, ctx),
         *render_components(kp, ctx),
+        *render_feast(kp, ctx),
         *render_autoscaling(kp, ctx),
         *render_flink(kp, ctx),
         *render_network(kp, ctx),

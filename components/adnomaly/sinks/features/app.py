@@ -49,7 +49,7 @@ def build_feature_sink(
     )  # fmt: skip
     settings = FeatureSinkSettings(
         topic=config.kafka.topics.features, key_prefix=section.key_prefix,
-        batch_size=section.batch_size, batch_timeout_s=section.batch_timeout_s,
+        batch_size=section.batch_size, batch_timeout_s=section.batch_timeout_s, feast_project=section.feast_project,
     )  # fmt: skip
     return FeatureSink(
         settings,

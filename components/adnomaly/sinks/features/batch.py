@@ -15,9 +15,10 @@ from typing import Any
 
 import msgspec
 
+from adnomaly.feast.layout import FeastView
 from adnomaly.features.record import DECODER, FeatureRecord, entity_key
 from adnomaly.sinks.config import FeatureView
-from adnomaly.sinks.features.online import OnlineWrite, online_write, utc
+from adnomaly.sinks.features.online import FeastTarget, OnlineWrite, online_write, utc
 
 MALFORMED = "malformed"
 UNKNOWN_FEATURE = "unknown_feature"
@@ -64,8 +65,20 @@ def check_record(record: FeatureRecord, views: Mapping[str, FeatureView]) -> str
     return None
 
 
-def prepare(messages: Sequence[Any], views: Mapping[str, FeatureView], key_prefix: str) -> FeatureBatch:
-    """The writes for a batch of Kafka messages (objects with value/topic/partition/offset/error)."""
+def feast_targets(views: Mapping[str, FeatureView], project: str | None) -> dict[str, FeastTarget]:
+    """Each view's place in Feast's layout (none without a Feast project)."""
+    if project is None:
+        return {}
+    return {name: FeastTarget(project, FeastView(name, frozenset(view.int64_metrics))) for name, view in views.items()}
+
+
+def prepare(
+    messages: Sequence[Any], views: Mapping[str, FeatureView], key_prefix: str,
+    feast: Mapping[str, FeastTarget] | None = None,
+) -> FeatureBatch:  # fmt: skip
+    """The writes for a batch of Kafka messages (objects with value/topic/partition/offset/error); `feast`
+    (from `feast_targets`) adds Feast's layout to each online write."""
+    feast = feast or {}
     batch = FeatureBatch(size=len(messages))
     rows: dict[tuple[str, str, Any], HistoryRow] = {}
     for message in messages:
@@ -82,7 +95,7 @@ def prepare(messages: Sequence[Any], views: Mapping[str, FeatureView], key_prefi
             batch.skipped[reason] = batch.skipped.get(reason, 0) + 1
             continue
         view = views[record.feature]
-        batch.online.append(online_write(key_prefix, record, view.dimensions, view.ttl_s))
+        batch.online.append(online_write(key_prefix, record, view.dimensions, view.ttl_s, feast.get(record.feature)))
         row = HistoryRow(
             feature=record.feature,
             entity_key=entity_key(record.dimensions, view.dimensions),
