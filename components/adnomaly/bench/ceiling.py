@@ -11,6 +11,7 @@ Pure, apart from `machine_load`, which reads the load average and the CPUs this 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -41,7 +42,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         raise ValueError("no values")
     ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))
+    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
     return ordered[index]
 
 

@@ -5,6 +5,10 @@ feature sink's own store, starts the API as its own process (`python -m adnomaly
 uvloop + httptools, as deployed), warms it up, then sends `--requests` lookups one after another over one
 keep-alive connection, each for a random entity, and times each from send to the last byte received.
 Every answer must be a 200 holding the entity asked for.
+
+The ceiling, measured in the same run from this same process: the same number of bare `HGETALL`s of
+the same entities' hashes, one after another on one Redis connection (redis-py), timed the same way.
+`ratio` is its p99 over the API's p99: the share of a lookup's tail that Redis itself accounts for.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from adnomaly.bench.ceiling import machine_load, percentile, with_ceiling
 from adnomaly.config import ComponentConfig, KafkaConfig, SecretEnv, TopicNames
 from adnomaly.features.record import FeatureRecord
 from adnomaly.plan import events_config
@@ -44,17 +49,19 @@ def entities(count: int) -> list[dict[str, str]]:
     return [{"geo": geo, "platform": platform} for geo in geos for platform in PLATFORMS][:count]
 
 
-def fill(client: Any, prefix: str, keys: list[dict[str, str]]) -> None:
+def _record(dims: dict[str, str], rng: random.Random | None = None) -> FeatureRecord:
     end = datetime.now(UTC).replace(second=0, microsecond=0)
+    rng = rng or random.Random(1)
+    return FeatureRecord(
+        feature=VIEW.name, dimensions=dims, window_start=end - timedelta(minutes=5), window_end=end,
+        metrics={"ctr_avg": rng.random() * 0.1, "bounce_rate_avg": rng.random(), "event_count": 100.0},
+        event_count=100,
+    )  # fmt: skip
+
+
+def fill(client: Any, prefix: str, keys: list[dict[str, str]]) -> None:
     rng = random.Random(1)
-    writes = [
-        online_write(prefix, FeatureRecord(
-            feature=VIEW.name, dimensions=dims, window_start=end - timedelta(minutes=5), window_end=end,
-            metrics={"ctr_avg": rng.random() * 0.1, "bounce_rate_avg": rng.random(), "event_count": 100.0},
-            event_count=100,
-        ), VIEW.dimensions, VIEW.ttl_s)
-        for dims in keys
-    ]  # fmt: skip
+    writes = [online_write(prefix, _record(dims, rng), VIEW.dimensions, VIEW.ttl_s) for dims in keys]
     OnlineStore(client).write(writes)
 
 
@@ -116,15 +123,27 @@ def measure(port: int, keys: list[dict[str, str]], requests: int, seed: int = 7)
     return timings
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, round(q * len(sorted_values)) - 1))
-    return sorted_values[index]
+def measure_redis(client: Any, keys: list[str], requests: int, seed: int = 7) -> list[float]:
+    """Seconds per bare HGETALL of a random one of `keys`, one after another on one connection."""
+    rng = random.Random(seed)
+    timings: list[float] = []
+    for n in range(WARMUP + requests):
+        key = keys[rng.randrange(len(keys))]
+        started = time.perf_counter()
+        fields = client.hgetall(key)
+        elapsed = time.perf_counter() - started
+        if not fields:
+            raise RuntimeError(f"Redis has no hash {key!r}")
+        if n >= WARMUP:
+            timings.append(elapsed)
+    return timings
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from adnomaly.services.base import free_port
     from adnomaly.services.redis import RedisServer
 
+    load = machine_load()
     root = Path(tempfile.mkdtemp(prefix="adnomaly-bench-online-"))
     redis = RedisServer(root / "redis")
     api = None
@@ -140,6 +159,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         timings = sorted(measure(port, keys, args.requests))
         seconds = time.perf_counter() - started
+        with redis.client() as client:
+            redis_keys = [write.key for write in (online_write(prefix, _record(dims), VIEW.dimensions, VIEW.ttl_s)
+                                                  for dims in keys)]  # fmt: skip
+            bare = [t * 1000 for t in measure_redis(client, redis_keys, args.requests)]
     finally:
         if api is not None:
             api.stop(timeout=10)
@@ -151,10 +174,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "entities": len(keys),
         "p50_ms": round(percentile(ms, 0.50), 3),
         "p90_ms": round(percentile(ms, 0.90), 3),
-        "p99_ms": round(percentile(ms, 0.99), 3),
+        **with_ceiling(
+            "p99_ms", round(percentile(ms, 0.99), 3), round(percentile(bare, 0.99), 3), higher_is_better=False
+        ),
         "max_ms": round(ms[-1], 3),
         "mean_ms": round(statistics.fmean(ms), 3),
         "requests_per_second": round(args.requests / seconds),
+        "ceiling_p50_ms": round(percentile(bare, 0.50), 3),
+        **load,
+        "load_average_1m_after": machine_load()["load_average_1m"],
     }
 
 
