@@ -46,6 +46,8 @@ def test_headline_cells_of_a_rate_and_a_latency() -> None:
     online = {"p99_ms": 1.31, "ceiling_p99_ms": 0.21, "ratio": 0.16}
     assert bench_all.headline("online", online) == ("1.31 ms", "0.21 ms", "0.160")
     assert bench_all.headline("generator", {"pure": 1}) == ("—", "—", "—")
+    assert bench_all.headline("generator", {"broker": {"produced_per_s": 72226.8}}) == ("72,227 events/s", "—", "—")
+    assert bench_all.headline("operator", {"seconds_to_ready": 7.4}) == ("7.4 s", "—", "—")
     assert bench_all.headline("lake", {"events_per_second": 47600}) == ("47,600 events/s", "—", "—")
 
 
