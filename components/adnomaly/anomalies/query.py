@@ -118,6 +118,6 @@ def build_totals(db_schema: str, pipeline: str) -> Statement:
 
 
 def build_throughput(db_schema: str, since: datetime) -> Statement:
-    """Events stored with an event time since `since` (walks `events_event_time_idx`)."""
+    """Events stored with an event time since `since` (through the BRIN index `events_event_time_brin`)."""
     query = sql.SQL("SELECT count(*) FROM {} WHERE event_time >= %s").format(sql.Identifier(db_schema, "events"))
     return Statement(query, (since,))

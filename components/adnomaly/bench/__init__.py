@@ -2,6 +2,6 @@
 function it sets as `func` returns a JSON-able dict that the CLI prints (one object with `--json`)."""
 
 BENCHMARKS = (
-    "processor", "ingest", "e2e", "generator", "lake", "online", "features", "detection", "nab", "operator",
-    "reliability", "autoscale", "feature_sink",
+    "processor", "ingest", "e2e", "generator", "lake", "online", "features", "detection", "detector", "nab",
+    "operator", "reliability", "autoscale", "feature_sink", "all",
 )

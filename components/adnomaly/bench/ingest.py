@@ -6,6 +6,11 @@ this process with an asyncio httpx client over keep-alive connections: first NDJ
 JSON events, `--seconds` each. Every answer must be 202; afterwards the raw topic must hold exactly the
 number of events the API said it accepted. On a 2-core box the client, the API and the broker share the
 cores, so the CPU seconds each of them used are reported next to the rates.
+
+The ceiling, measured in the same run on the same broker: the same NDJSON lines produced straight to a
+topic with as many partitions as the raw one by confluent-kafka from this process (the same producer
+settings as the API: acks=all, idempotence), flat out for `--seconds`, until every message is
+acknowledged. `ratio` is the API's batched rate over it.
 """
 
 from __future__ import annotations
@@ -27,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
+from adnomaly.bench.ceiling import machine_load, with_ceiling
 from adnomaly.bench.processor import sample_events
 from adnomaly.config import ComponentConfig, SecretEnv
-from adnomaly.kafka_client import TopicSettings, consumer_config, ensure_topics
+from adnomaly.kafka_client import TopicSettings, consumer_config, ensure_topics, producer_config
 from adnomaly.plan import Endpoints, plan
 from adnomaly.services.base import ManagedProcess, free_port
 from adnomaly.services.kafka import KafkaBroker
@@ -196,8 +202,35 @@ async def drive(
             await client.aclose()
 
 
+def produce_straight(bootstrap: str, topic: str, events: Sequence[bytes], seconds: float) -> float:
+    """Events/s of producing `events` (cycled) straight to `topic` for `seconds`, every one acknowledged."""
+    failures: list[Any] = []
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failures.append(err)
+
+    producer = Producer(producer_config(bootstrap))
+    sent = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    lines = itertools.cycle(events)
+    while time.perf_counter() < deadline:
+        for _ in range(1000):
+            try:
+                producer.produce(topic, next(lines), on_delivery=on_delivery)
+            except BufferError:
+                producer.poll(0.01)
+                continue
+            sent += 1
+        producer.poll(0)
+    if producer.flush(60) or failures:
+        raise RuntimeError(f"producing straight to {topic}: {len(failures)} failed deliveries")
+    return sent / (time.perf_counter() - started)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    load_before = os.getloadavg()[0]
+    load_before = machine_load()
     token = secrets.token_urlsafe(24)
     events = list(sample_events(DISTINCT_BODIES * args.batch_size, prefix="ingest-bench"))
     batches = [b"\n".join(events[i : i + args.batch_size]) + b"\n" for i in range(0, len(events), args.batch_size)]
@@ -207,7 +240,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         broker = KafkaBroker(workdir / "kafka")
         with broker:
             raw, dlq = f"{PIPELINE}-raw", f"{PIPELINE}-dlq"
-            ensure_topics(broker.bootstrap_servers, {raw: TopicSettings(RAW_PARTITIONS), dlq: TopicSettings(1)})
+            ceiling_topic = f"{PIPELINE}-ceiling"
+            ensure_topics(broker.bootstrap_servers, {raw: TopicSettings(RAW_PARTITIONS), dlq: TopicSettings(1),
+                                                     ceiling_topic: TopicSettings(RAW_PARTITIONS)})  # fmt: skip
             with ingest_servers(workdir, broker.bootstrap_servers, args.servers, token, max_body) as servers:
                 urls = [s.url for s in servers]  # type: ignore[attr-defined]
                 pids = {"client": os.getpid(), "kafka_broker": broker.pid or 0}
@@ -220,12 +255,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                   args.concurrency, pids))  # fmt: skip
                 warmup_events = len(urls) * 2 * (args.batch_size + 1)
                 in_kafka = topic_size(broker.bootstrap_servers, raw)
+            ceiling = produce_straight(broker.bootstrap_servers, ceiling_topic, events, args.seconds)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     expected = batched.events + single.events + warmup_events
     b, s = batched.summary(), single.summary()
     return {
         "batched_events_per_second": b["events_per_second"],
+        **with_ceiling("events_per_second", b["events_per_second"], round(ceiling)),
         "single_events_per_second": s["events_per_second"],
         "batch_size": args.batch_size,
         "seconds": args.seconds,
@@ -236,7 +273,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "concurrency": args.concurrency,
         "servers": args.servers,
         "cpu_cores": os.cpu_count(),
-        "load_average_1m_before": round(load_before, 2),
+        "load_average_1m_before": load_before["load_average_1m"],
+        **load_before,
+        "load_average_1m_after": machine_load()["load_average_1m"],
         "batched": b,
         "single": s,
         "kafka_messages": in_kafka,

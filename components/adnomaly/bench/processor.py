@@ -6,17 +6,25 @@ and measures from the first consumed batch to the last offset commit: decode + v
 staging + INSERT ... ON CONFLICT DO NOTHING + commit, everything included. A naive baseline (one message
 per poll, one INSERT per event in autocommit mode, as straightforward code does) runs on a sample of the
 same topic for comparison. The run checks that every event was stored exactly once.
+
+The ceiling, measured in the same run on the same PostgreSQL: the same rows (decoded and formatted before
+the clock starts, written to a file and read back), stored through the same number of connections in
+batches of the same size by PostgreSQL's own COPY into the staging table + `INSERT ... ON CONFLICT DO
+NOTHING` (`EventStore.write`), into an empty schema migrated like the processor's. No Kafka, no decoding:
+`ratio` is the share of what PostgreSQL alone can take that the whole processor reaches.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import queue
 import random
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,12 +33,14 @@ import msgspec
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
+from adnomaly.bench.ceiling import machine_load, with_ceiling
 from adnomaly.config import ComponentConfig
 from adnomaly.events.codec import codec_for_events
 from adnomaly.events.schemas import Clickstream
 from adnomaly.kafka_client import TopicSettings, consumer_config, ensure_topics, producer_config
 from adnomaly.plan import Endpoints, plan
-from adnomaly.processor.app import build_processor
+from adnomaly.processor.app import WRITER_CONNECTIONS, build_processor
+from adnomaly.processor.batch import copy_row
 from adnomaly.processor.store import EventStore, connect, count_stored
 from adnomaly.spec import parse_pipeline
 
@@ -162,6 +172,62 @@ def measure_processor(config: ComponentConfig, dsn: str, expected: int) -> dict[
     return result
 
 
+def prepare_rows(values: Iterator[bytes], config: ComponentConfig, path: Path, partitions: int) -> int:
+    """Decode and format every event as the processor would (COPY rows), into the file `path`; the count."""
+    decode = codec_for_events(config.events).decode
+    count = 0
+    with path.open("wb") as out:
+        for offset, raw in enumerate(values):
+            event = decode(raw)
+            out.write(copy_row(event.event_id, event.payload, offset % partitions, offset))
+            count += 1
+    return count
+
+
+def read_batches(path: Path, batch_size: int) -> list[list[bytes]]:
+    """The prepared rows of `path`, in batches of `batch_size` (a row is one line: newlines are escaped)."""
+    rows = path.read_bytes().splitlines(keepends=True)
+    return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+
+
+def measure_ceiling(dsn: str, db_schema: str, time_field: str, batches: Sequence[list[bytes]]) -> dict[str, float]:
+    """Seconds for PostgreSQL alone to store the prepared batches (COPY to staging + ON CONFLICT DO NOTHING),
+    through as many connections as the processor writes with, and its backends' CPU time per event."""
+    stores = [EventStore(dsn, db_schema, time_field) for _ in range(WRITER_CONNECTIONS)]
+    stores[0].migrate()
+    for store in stores:
+        store.connect()
+    idle: queue.SimpleQueue[EventStore] = queue.SimpleQueue()
+    for store in stores:
+        idle.put(store)
+
+    def write(rows: list[bytes]) -> int:
+        store = idle.get()
+        try:
+            return store.write(rows)
+        finally:
+            idle.put(store)
+
+    events = sum(len(rows) for rows in batches)
+    backends = _processor_backends(dsn)
+    backend_start = _backend_cpu_seconds(backends)
+    try:
+        with ThreadPoolExecutor(max_workers=len(stores)) as pool:
+            started = time.perf_counter()
+            stored = sum(pool.map(write, batches))
+            seconds = time.perf_counter() - started
+        backend_end = _backend_cpu_seconds(backends)
+    finally:
+        for store in stores:
+            store.close()
+    if stored != events:
+        raise RuntimeError(f"the ceiling run stored {stored} of {events} rows")
+    result = {"seconds": seconds}
+    if backend_start is not None and backend_end is not None:
+        result["postgres_cpu_us_per_event"] = (backend_end - backend_start) / events * 1e6
+    return result
+
+
 def measure_naive(config: ComponentConfig, dsn: str, sample: int) -> float:
     """Events/s of the straightforward loop: poll one message, decode it, INSERT it (autocommit)."""
     db_schema = "naive_baseline"
@@ -200,7 +266,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from adnomaly.services.kafka import KafkaBroker
     from adnomaly.services.postgres import PostgresServer
 
-    load_before = os.getloadavg()[0]  # how busy the machine was before we started (other work skews rates)
+    load_before = machine_load()  # how busy the machine was before we started (other work skews rates)
     root = Path(tempfile.mkdtemp(prefix="adnomaly-bench-processor-"))
     root.chmod(0o711)  # PostgreSQL runs as `postgres` when we are root and must reach its state dir
     kafka = KafkaBroker(root / "kafka")
@@ -214,12 +280,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             config.kafka.topics.dlq: TopicSettings(1),
         })  # fmt: skip
         fill_topic(kafka.bootstrap_servers, config.kafka.topics.raw, sample_events(args.events))
+        rows_file = root / "ceiling-rows.copy"
+        prepare_rows(sample_events(args.events), config, rows_file, args.partitions)
         assert config.processor is not None
         fast = measure_processor(config, postgres.dsn, args.events)
         stored = count_stored(postgres.dsn, config.processor.db_schema)
         if stored != args.events:
             raise RuntimeError(f"stored {stored} events, expected {args.events}")
-        naive = measure_naive(config, postgres.dsn, min(args.naive_sample, args.events))
+        ceiling = measure_ceiling(postgres.dsn, "bench_ceiling", config.events.time_field,
+                                  read_batches(rows_file, args.batch_size))  # fmt: skip
+        naive_sample = min(args.naive_sample, args.events)
+        naive = measure_naive(config, postgres.dsn, naive_sample) if naive_sample > 0 else None
     finally:
         for service in (kafka, postgres):
             service.stop()
@@ -228,19 +299,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cpu = {
         key: round(fast[key], 1) for key in ("processor_cpu_us_per_event", "postgres_cpu_us_per_event") if key in fast
     }
+    ceiling_cpu = ceiling.get("postgres_cpu_us_per_event")
     return {
         "events": args.events,
-        "events_per_second": round(events_per_second),
-        "naive_events_per_second": round(naive),
-        "speedup": round(events_per_second / naive, 1),
+        **with_ceiling("events_per_second", round(events_per_second), round(args.events / ceiling["seconds"])),
+        "naive_events_per_second": round(naive) if naive is not None else None,
+        "speedup": round(events_per_second / naive, 1) if naive is not None else None,
         "batch_size": args.batch_size,
         "partitions": args.partitions,
         "seconds": round(fast["seconds"], 3),
         "batches": fast["batches"],
-        "naive_sample": min(args.naive_sample, args.events),
+        "naive_sample": naive_sample,
         **cpu,
-        "load_average_1m": round(load_before, 2),
-        "cpus": os.cpu_count(),
+        "ceiling_postgres_cpu_us_per_event": round(ceiling_cpu, 1) if ceiling_cpu is not None else None,
+        **load_before,
+        "load_average_1m_after": machine_load()["load_average_1m"],
     }
 
 
@@ -252,6 +325,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--events", type=int, default=200_000, help="events to pre-fill and drain")
     parser.add_argument("--batch-size", type=int, default=5000, help="processor batch size")
     parser.add_argument("--partitions", type=int, default=6, help="raw topic partitions")
-    parser.add_argument("--naive-sample", type=int, default=5000, help="events for the naive baseline")
+    parser.add_argument("--naive-sample", type=int, default=5000, help="events for the naive baseline (0: skip it)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)

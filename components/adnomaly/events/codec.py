@@ -13,7 +13,6 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -50,6 +49,9 @@ DLQ_MAX_KEY_BYTES = 64 * 1024
 # A real `\u0000` JSON escape: its backslash is preceded by an even number of backslashes.
 NUL_ESCAPE = re.compile(rb"(?:^|[^\\])(?:\\\\)*\\u0000")
 _TOO_DEEP = "JSON is nested too deeply"
+# An int, so that `_BACKSLASH in raw` is one memchr; `b"\\" in raw` runs the general substring search,
+# ~10x slower on a 350-byte event.
+_BACKSLASH = 0x5C
 
 
 class InvalidEvent(ValueError):
@@ -65,8 +67,10 @@ class InvalidEvent(ValueError):
         return f"{self.code}: {self.detail}"
 
 
-@dataclass(frozen=True, slots=True)
-class ValidEvent:
+class ValidEvent(msgspec.Struct, frozen=True, gc=False):
+    """A decoded, valid event. A msgspec Struct, not a dataclass: built once per event on the hot path,
+    where a frozen dataclass's `__init__` (one `object.__setattr__` per field) cost ~5 % of the processor."""
+
     event_id: str
     event_time: datetime
     payload: bytes  # the event's JSON; re-encoded with `event_id` added when the id was derived
@@ -147,7 +151,7 @@ class StructCodec:
             raise InvalidEvent(MALFORMED_JSON, str(exc)) from None
         except RecursionError:  # free-form objects (payload, metadata) nested deeper than the decoder goes
             raise InvalidEvent(MALFORMED_JSON, _TOO_DEEP) from None
-        if b"\\" in raw:  # only an escape can carry a NUL; most events have no backslash (a memchr)
+        if _BACKSLASH in raw:  # only an escape can carry a NUL; most events have no backslash
             _check_storable(raw)
         event_time: datetime = getattr(event, self.time_field)
         _check_time(self.time_field, event_time, self.max_future_skew_s)
@@ -191,7 +195,7 @@ class JsonSchemaCodec:
             raise InvalidEvent(MALFORMED_JSON, str(exc)) from None
         except RecursionError:
             raise InvalidEvent(MALFORMED_JSON, _TOO_DEEP) from None
-        if b"\\" in raw:  # only an escape can carry a NUL; most events have no backslash (a memchr)
+        if _BACKSLASH in raw:  # only an escape can carry a NUL; most events have no backslash
             _check_storable(raw)
         if not isinstance(event, dict):
             raise InvalidEvent(SCHEMA_VIOLATION, f"expected a JSON object, got {type(event).__name__}")
