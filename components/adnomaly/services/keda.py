@@ -85,6 +85,7 @@ class KedaOnNode:
         self._spawn("keda-adapter", [
             str(home / "bin" / "keda-adapter"),
             kube,
+            f"--lister-kubeconfig={plane.kubeconfig}",
             f"--authentication-kubeconfig={plane.kubeconfig}",
             f"--authorization-kubeconfig={plane.kubeconfig}",
             f"--bind-address={node_ip}",
