@@ -145,7 +145,7 @@ def test_keda_scales_the_processor_on_real_lag_and_the_operator_leaves_replicas_
     hpa = wait_for(lambda: get_json(cluster, "hpa", f"keda-hpa-{PROCESSOR}", "-n", NAMESPACE), 120,
                    f"KEDA's HPA for {PROCESSOR}\n{keda.logs()}")  # fmt: skip
     assert hpa["spec"]["maxReplicas"] == PARTITIONS
-    before = get_json(cluster, "deployment", PROCESSOR, "-n", NAMESPACE)
+    before = get_json(cluster, "deployment", PROCESSOR, "-n", NAMESPACE, "--show-managed-fields")
     assert before["spec"]["replicas"] == 1
     entry_before = operator_entry(before)
     assert "f:replicas" not in json.dumps(entry_before["fieldsV1"]), "the operator must not own replicas"
@@ -170,7 +170,7 @@ def test_keda_scales_the_processor_on_real_lag_and_the_operator_leaves_replicas_
     cluster.kubectl("annotate", "pipeline", PIPELINE, "-n", NAMESPACE, "--overwrite", "e2e.adnomaly.io/poke=1")
     deadline = time.monotonic() + 45
     while time.monotonic() < deadline:
-        after = get_json(cluster, "deployment", PROCESSOR, "-n", NAMESPACE)
+        after = get_json(cluster, "deployment", PROCESSOR, "-n", NAMESPACE, "--show-managed-fields")
         assert after["spec"]["replicas"] > 1, "the scaler's count was reset"
         assert operator_entry(after) == entry_before, "the operator wrote the Deployment while KEDA scaled it"
         time.sleep(3)
