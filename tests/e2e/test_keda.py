@@ -88,6 +88,11 @@ def scaled_pipeline(cluster: E2ECluster, operator_release: str, images: dict[str
         raise AssertionError(f"Pipeline not Ready: {done.stderr}\n{status.stdout[-3000:]}\n"
                              f"{describe_pods(cluster, NAMESPACE)}\n{keda.logs()}")  # fmt: skip
     yield bootstrap
+    # while KEDA still runs: it removes its finalizer from the ScaledObject that goes with the Pipeline
+    # (stopped first, it would leave the namespace Terminating for the rest of the session)
+    cluster.kubectl("delete", "pipeline", PIPELINE, "-n", NAMESPACE, "--timeout=120s", timeout=150, check=False)
+    cluster.kubectl("wait", "--for=delete", "scaledobject", "--all", "-n", NAMESPACE, "--timeout=60s", timeout=90,
+                    check=False)  # fmt: skip
     cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false", "--ignore-not-found", check=False)
 
 
