@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PIPELINE ?= manifests/pipeline.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit test-integration test-operator test-security test-bad-input test-reliability lint deps venv services k8s k8s-node helm images crds manifests e2e e2e-node cluster-up cluster-down clean
+.PHONY: run test test-unit test-integration test-operator test-security test-bad-input test-reliability lint deps venv services k8s k8s-node keda helm images crds manifests e2e e2e-node cluster-up cluster-down clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -27,6 +27,11 @@ k8s:
 # kubelet, kube-proxy (same k8s.io/kubernetes pin as `k8s`), CoreDNS and local-path-provisioner.
 k8s-node:
 	tools/k8s/node-build.sh
+
+# KEDA's operator and metrics adapter from its Go module (pinned in tools/keda/build.sh), for the e2e test
+# that runs KEDA for real (tests/e2e/test_keda.py). Long the first time (thousands of packages); cached.
+keda:
+	tools/keda/build.sh
 
 helm:
 	tools/helm/build.sh
@@ -93,14 +98,14 @@ test-reliability: deps
 
 # The e2e suite: the project's images on a real node here (tests/e2e/test_pods.py, test_real_node.py), and
 # with ADNOMALY_E2E_PROVIDER=kind, the same checks on kind plus test_platform.py's (Strimzi, Flink operator, Grafana).
-e2e: deps k8s k8s-node helm images
+e2e: deps k8s k8s-node keda helm images
 	$(BIN)/pytest tests/e2e -m e2e -rs $(PYTEST_ARGS)
 
 # The real-node suite (root): Node Ready, security context, logs, DNS, Service IPs, PVCs, SIGTERM, clean stop.
 e2e-node: venv k8s k8s-node
 	$(BIN)/pytest tests/e2e/test_real_node.py -m e2e -rs $(PYTEST_ARGS)
 
-test: deps k8s k8s-node helm images lint
+test: deps k8s k8s-node keda helm images lint
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
 clean:

@@ -6,7 +6,7 @@ import re
 
 DURATION_PATTERN = r"^[0-9]+(ms|s|m|h|d)$"
 POSITIVE_DURATION_PATTERN = r"^0*[1-9][0-9]*(ms|s|m|h|d)$"
-QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"  # Kubernetes quantities, incl. millicores
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(DURATION_PATTERN)
 

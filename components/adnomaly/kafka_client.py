@@ -480,6 +480,13 @@ def consumer_lag(bootstrap: str, group_id: str, topic: str, *, timeout: float = 
     A partition the group has committed nothing for counts everything still retained in it
     (high minus low watermark), since the project's consumers start from the earliest offset.
     """
+    return {p: max(0, end - position) for p, (position, end) in group_offsets(bootstrap, group_id, topic,
+                                                                              timeout=timeout).items()}
+
+
+def group_offsets(bootstrap: str, group_id: str, topic: str, *, timeout: float = 10.0) -> dict[int, tuple[int, int]]:
+    """Per partition of `topic`: (where `group_id` stands, the high watermark). Where it stands is its committed
+    offset, or the low watermark where it has committed nothing (see `consumer_lag`)."""
     admin = admin_client(bootstrap)
     try:
         metadata = admin.list_topics(topic=topic, timeout=timeout)
@@ -495,12 +502,11 @@ def consumer_lag(bootstrap: str, group_id: str, topic: str, *, timeout: float = 
         low = _offsets(admin, partitions, OffsetSpec.earliest(), timeout)
     except KafkaException as exc:
         raise KafkaAdminError(f"cannot read the offsets of {topic!r}: {exc}") from None
-    lag: dict[int, int] = {}
+    out: dict[int, tuple[int, int]] = {}
     for tp in partitions:
         offset = committed.get(tp.partition, NO_OFFSET)
-        start = offset if offset >= 0 else low[tp.partition]
-        lag[tp.partition] = max(0, high[tp.partition] - start)
-    return lag
+        out[tp.partition] = (offset if offset >= 0 else low[tp.partition], high[tp.partition])
+    return out
 
 
 def committed_offsets(

@@ -25,7 +25,16 @@ from adnomaly.durations import duration_ms, parse_duration
 from adnomaly.notify.config import NotifyConfig
 from adnomaly.scaling import CpuScaling, LagScaling
 from adnomaly.sinks.sections import feature_sink_section, lake_section, serving_section
-from adnomaly.spec import ConsumerSpec, CpuAutoscaling, FeatureSpec, Pipeline, TopicSpec, TracingSpec
+from adnomaly.spec import (
+    DEFAULT_LAG_THRESHOLD,
+    ConsumerSpec,
+    CpuAutoscaling,
+    FeatureSpec,
+    LagAutoscaling,
+    Pipeline,
+    TopicSpec,
+    TracingSpec,
+)
 
 TOPIC_ROLES = ("raw", "dlq", "features", "anomalies")
 
@@ -305,10 +314,19 @@ def consumer_replicas(
     maximum = min(requested_max, partitions)
     scaling = LagScaling(
         topic=topic.name, consumer_group=group, partitions=partitions,
-        min_replicas=min(auto.min_replicas, maximum), max_replicas=maximum, lag_threshold=auto.lag_threshold,
+        min_replicas=min(auto.min_replicas, maximum), max_replicas=maximum, lag_threshold=lag_threshold(auto),
         scale_down_stabilization_s=parse_duration(auto.scale_down_stabilization),
+        target_lag_s=auto.target_lag_seconds, replica_rate=auto.replica_records_per_second,
     )
     return scaling.min_replicas, scaling, notes
+
+
+def lag_threshold(auto: LagAutoscaling) -> int:
+    """The records threshold per replica: `lagThreshold`, or `targetLagSeconds` at the stated per-replica
+    rate (what KEDA, which counts records, is given; the local executor refines it with a measured rate)."""
+    if auto.target_lag_seconds is not None and auto.replica_records_per_second is not None:
+        return max(1, auto.target_lag_seconds * auto.replica_records_per_second)
+    return auto.lag_threshold if auto.lag_threshold is not None else DEFAULT_LAG_THRESHOLD
 
 
 def cpu_scaling(auto: CpuAutoscaling | None) -> CpuScaling | None:

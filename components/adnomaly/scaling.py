@@ -22,6 +22,16 @@ step by step, with the trigger settings the operator renders (`allowIdleConsumer
 
 A partition the group has never committed on counts as wholly unread (the components start from the
 earliest offset; `partition_lag`).
+
+**Lag in seconds** (`targetLagSeconds`). The records threshold is then the lag one replica clears in that
+many seconds: `threshold = target * (records/s one replica consumes)`, and the steps above run unchanged
+with it (`threshold`). Where the rate comes from differs by executor, because KEDA's Kafka scaler counts
+records and cannot measure a rate: on Kubernetes the operator renders `lagThreshold = targetLagSeconds *
+replicaRecordsPerSecond` (the rate the spec states); the local executor measures the rate from the
+group's committed offsets over time (`replica_rate`, smoothed by `smooth_rate`) and uses the stated rate
+until it has a measurement. A consumer that keeps up (no lag) consumes what arrives, not what it could,
+so only intervals with lag throughout count as a measurement, and none across a change of replicas (a
+rebalance pauses consumption and would understate the rate).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from dataclasses import dataclass
 
 HPA_TOLERANCE = 0.1  # kube-controller-manager's --horizontal-pod-autoscaler-tolerance default
 ROUND_S = 15.0  # the HPA's sync period (--horizontal-pod-autoscaler-sync-period) and its scale-up policy period
+RATE_WEIGHT = 0.5  # weight of a new rate measurement against the running estimate (`smooth_rate`)
 
 
 @dataclass(frozen=True)
@@ -43,8 +54,10 @@ class LagScaling:
     partitions: int  # of the topic: the most consumers that can each own a partition
     min_replicas: int
     max_replicas: int  # already capped at `partitions`
-    lag_threshold: int  # target lag (records) per replica
+    lag_threshold: int  # target lag (records) per replica; with target_lag_s, at the stated rate (KEDA's)
     scale_down_stabilization_s: float
+    target_lag_s: float | None = None  # target lag in seconds of one replica's consumption instead
+    replica_rate: float | None = None  # records/s one replica consumes, as stated (with target_lag_s)
 
 
 @dataclass(frozen=True)
@@ -86,13 +99,26 @@ def lag_metric(lags: Sequence[int], lag_threshold: int) -> int:
     return total
 
 
-def recommend(lags: Sequence[int], current: int, policy: LagScaling) -> int:
-    """One round's replicas from the lag, before stabilization (what the HPA computes from KEDA's metric)."""
-    metric = lag_metric(lags, policy.lag_threshold)
-    if current > 0 and abs(metric / (policy.lag_threshold * current) - 1.0) <= HPA_TOLERANCE:
+def threshold(policy: LagScaling, rate: float | None = None) -> int:
+    """The target lag (records) per replica: `lagThreshold`, or with `targetLagSeconds` the records one
+    replica consumes in that time at `rate` (measured records/s per replica), else at the stated rate."""
+    if policy.target_lag_s is None:
+        return policy.lag_threshold
+    per_replica = rate if rate is not None and rate > 0 else policy.replica_rate
+    if per_replica is None:
+        return policy.lag_threshold
+    return max(1, round(policy.target_lag_s * per_replica))
+
+
+def recommend(lags: Sequence[int], current: int, policy: LagScaling, rate: float | None = None) -> int:
+    """One round's replicas from the lag, before stabilization (what the HPA computes from KEDA's metric);
+    `rate`: the measured records/s per replica, for `targetLagSeconds` (`threshold`)."""
+    target = threshold(policy, rate)
+    metric = lag_metric(lags, target)
+    if current > 0 and abs(metric / (target * current) - 1.0) <= HPA_TOLERANCE:
         desired = current
     else:
-        desired = math.ceil(metric / policy.lag_threshold)
+        desired = math.ceil(metric / target)
     return max(policy.min_replicas, min(desired, policy.max_replicas, policy.partitions))
 
 
@@ -102,11 +128,13 @@ def scale_up_limit(current: int) -> int:
 
 
 def decide(
-    lags: Sequence[int], current: int, policy: LagScaling, now: float, history: Sequence[Recommendation] = ()
+    lags: Sequence[int], current: int, policy: LagScaling, now: float, history: Sequence[Recommendation] = (),
+    rate: float | None = None,
 ) -> Decision:
-    """Replicas for now, given the lag of every partition of the topic, the replicas running and the
-    recommendations of earlier rounds (`Decision.history` of the previous call)."""
-    recommended = recommend(lags, current, policy)
+    """Replicas for now, given the lag of every partition of the topic, the replicas running, the
+    recommendations of earlier rounds (`Decision.history` of the previous call) and, for `targetLagSeconds`,
+    the measured records/s per replica (None: not measured yet)."""
+    recommended = recommend(lags, current, policy, rate)
     window = policy.scale_down_stabilization_s
     kept = (*(r for r in history if now - r.at < window), Recommendation(now, recommended))
     # scaling up (or staying) is never delayed; down, only to the window's highest recommendation
@@ -115,3 +143,38 @@ def decide(
         replicas = min(replicas, scale_up_limit(current))
     replicas = max(replicas, policy.min_replicas)
     return Decision(replicas, recommended, kept)
+
+
+@dataclass(frozen=True)
+class OffsetSample:
+    """What one look at a consumer group gives the rate measurement."""
+
+    at: float  # seconds on the executor's monotonic clock
+    position: int  # the group's committed offsets summed over the topic's partitions (log start where none)
+    lag: int  # records behind, summed
+    replicas: int  # consumers running
+
+
+def replica_rate(before: OffsetSample, after: OffsetSample) -> float | None:
+    """Records/s one replica consumed between two samples, or None when the interval says nothing about
+    what a replica can do: lag gone at either end (the group consumed what arrived, not what it could), a
+    change of replicas (a rebalance pauses consumption), no time passed, nothing committed (a stall, e.g. the
+    database away, is no capacity: taken as a rate it would scale to the maximum) or offsets that went
+    backwards."""
+    elapsed = after.at - before.at
+    consumed = after.position - before.position
+    if elapsed <= 0 or consumed <= 0 or before.lag <= 0 or after.lag <= 0:
+        return None
+    if before.replicas != after.replicas or after.replicas <= 0:
+        return None
+    return consumed / elapsed / after.replicas
+
+
+def smooth_rate(estimate: float | None, measured: float | None, weight: float = RATE_WEIGHT) -> float | None:
+    """The running rate estimate after one measurement (exponentially weighted: one slow interval, e.g. a
+    database stall, moves the threshold half-way, not all the way); no measurement keeps the estimate."""
+    if measured is None:
+        return estimate
+    if estimate is None:
+        return measured
+    return estimate + weight * (measured - estimate)

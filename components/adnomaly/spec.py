@@ -544,6 +544,9 @@ class ComponentSpec(SpecModel):
     resources: Resources | None = None
 
 
+DEFAULT_LAG_THRESHOLD = 1000  # records per replica, when neither lagThreshold nor targetLagSeconds is set
+
+
 class LagAutoscaling(SpecModel):
     """Replicas by consumer lag on the topic a component consumes (`adnomaly.scaling`; KEDA on Kubernetes)."""
 
@@ -552,9 +555,26 @@ class LagAutoscaling(SpecModel):
         default=None, ge=1, le=1000,
         description="Default and upper bound: the consumed topic's partition count (more consumers would idle)",
     )
-    lag_threshold: int = Field(
-        default=1000, ge=1, le=1_000_000_000,
-        description="Target lag (records) per replica: replicas = ceil(total lag / lagThreshold)",
+    lag_threshold: int | None = Field(
+        default=None, ge=1, le=1_000_000_000,
+        description=(
+            "Target lag (records) per replica: replicas = ceil(total lag / lagThreshold). "
+            f"Default {DEFAULT_LAG_THRESHOLD} unless `targetLagSeconds` is set instead"
+        ),
+    )
+    target_lag_seconds: int | None = Field(
+        default=None, ge=1, le=86_400,
+        description=(
+            "Target lag in seconds of consumption per replica, instead of `lagThreshold`: replicas = "
+            "ceil(lag / (replica rate * targetLagSeconds)); needs `replicaRecordsPerSecond`"
+        ),
+    )
+    replica_records_per_second: int | None = Field(
+        default=None, ge=1, le=100_000_000,
+        description=(
+            "Records per second one replica consumes, with `targetLagSeconds`: KEDA's lagThreshold is "
+            "targetLagSeconds * this; `adnomaly up` measures the rate and uses this until it has"
+        ),
     )
     scale_down_stabilization: Duration = Field(
         default="5m", description="Replicas go down only to the highest count recommended over this window"
@@ -564,6 +584,10 @@ class LagAutoscaling(SpecModel):
     def _bounds(self) -> LagAutoscaling:
         if self.max_replicas is not None and self.min_replicas > self.max_replicas:
             raise ValueError("autoscaling: minReplicas must be at most maxReplicas")
+        if self.lag_threshold is not None and self.target_lag_seconds is not None:
+            raise ValueError("autoscaling: set either `lagThreshold` or `targetLagSeconds`, not both")
+        if (self.target_lag_seconds is None) != (self.replica_records_per_second is None):
+            raise ValueError("autoscaling: `targetLagSeconds` and `replicaRecordsPerSecond` go together")
         return self
 
 

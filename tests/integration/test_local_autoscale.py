@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from adnomaly.generator.stream import EventStream, GeneratorSettings
 from adnomaly.kafka_client import producer_config
+from adnomaly.local.autoscale import LocalScaler
 from adnomaly.local.live import LiveView
 from adnomaly.local.state import open_state_dir
 from adnomaly.local.up import LocalPipeline, Services, start_pipeline, tend
@@ -26,17 +27,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BACKLOG = 300_000
 
 
-def test_a_backlog_scales_the_processor_out_and_back_with_every_event_stored_once(
-    kafka: KafkaBroker, postgres: PostgresServer, tmp_path: Path
-) -> None:
+def drain_backlog(
+    kafka: KafkaBroker, postgres: PostgresServer, tmp_path: Path, autoscaling: dict[str, object]
+) -> tuple[LocalPipeline, LocalScaler, LiveView, int]:
+    """BACKLOG events on a 3-partition raw topic, then the processor started and its scaler run every 2 s
+    until the backlog is drained and the processor is back to one replica (or 240 s passed)."""
     name = f"as-{uuid.uuid4().hex[:6]}"
     pipeline = parse_pipeline({"kind": "Pipeline", "metadata": {"name": name}, "spec": {
         "events": {"schema": "clickstream"},
         "source": {"generator": {"enabled": False}, "ingest": {"enabled": False}},
         "lake": {"enabled": False},
         "kafka": {"topics": {"raw": {"partitions": 3, "retention": "1d"}}},
-        "components": {"processor": {"batchSize": 500, "autoscaling": {
-            "minReplicas": 1, "maxReplicas": 3, "lagThreshold": 2000, "scaleDownStabilization": "10s"}}},
+        "components": {"processor": {"batchSize": 500, "autoscaling": autoscaling}},
     }})  # fmt: skip
     local = LocalPipeline(pipeline, open_state_dir(tmp_path / "state"), Services(kafka, postgres))
     local.create_topics()
@@ -67,6 +69,14 @@ def test_a_backlog_scales_the_processor_out_and_back_with_every_event_stored_onc
             time.sleep(0.5)
     finally:
         local.stop_component("processor", timeout=30)
+    return local, scaler, view, peak
+
+
+def test_a_backlog_scales_the_processor_out_and_back_with_every_event_stored_once(
+    kafka: KafkaBroker, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    local, scaler, view, peak = drain_backlog(kafka, postgres, tmp_path, {
+        "minReplicas": 1, "maxReplicas": 3, "lagThreshold": 2000, "scaleDownStabilization": "10s"})
     texts = [e.text() for e in scaler.events]
     print("\n".join(texts))
     assert peak > 1 and max(e.after for e in scaler.events) == peak, texts
@@ -75,3 +85,21 @@ def test_a_backlog_scales_the_processor_out_and_back_with_every_event_stored_onc
     assert len(ids) == len(set(ids)) == BACKLOG  # nothing lost, nothing twice, across every rebalance
     assert count_duplicates(postgres.dsn, local.processor_section().db_schema) == 0
     assert view.replicas == {"processor": 1}
+
+
+def test_target_lag_seconds_scale_on_the_rate_measured_from_committed_offsets(
+    kafka: KafkaBroker, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    # The stated rate is absurd on purpose (10M records/s per replica: a 10M-record threshold, which alone
+    # would never scale out this backlog); the processor grows only if the executor measures the real rate
+    # and sees the backlog as more than one second of one replica's work.
+    local, scaler, _view, peak = drain_backlog(kafka, postgres, tmp_path, {
+        "minReplicas": 1, "maxReplicas": 3, "targetLagSeconds": 1, "replicaRecordsPerSecond": 10_000_000,
+        "scaleDownStabilization": "10s"})
+    texts = [e.text() for e in scaler.events]
+    measured = scaler.rates.get("processor")
+    print("\n".join(texts), f"\nmeasured {measured} records/s per replica")
+    assert measured is not None and 0 < measured < 10_000_000
+    assert peak > 1, texts
+    ids = stored_ids(postgres.dsn, local.processor_section().db_schema)
+    assert len(ids) == len(set(ids)) == BACKLOG

@@ -44,3 +44,25 @@ def test_the_benchmark_load_follows_its_rate_step() -> None:
     step = Step(base_rate=500, step_rate=20_000, before_s=10, step_s=60)
     assert [step.due(t) for t in (0, 10, 40, 70, 72)] == [0, 5000, 605_000, 1_205_000, 1_206_000]
     assert step.step_end_s == 70
+
+
+def test_with_a_target_in_seconds_the_executor_measures_the_rate_and_decides_with_it() -> None:
+    policy = LagScaling(topic="raw", consumer_group="g", partitions=4, min_replicas=1, max_replicas=4,
+                        lag_threshold=1000, scale_down_stabilization_s=60,
+                        target_lag_s=10, replica_rate=100)  # fmt: skip
+    scaler = LocalScaler({"processor": policy}, round_s=15)
+    # 2000 behind: at the stated 100/s that is 20 s of work, two replicas' 10 s
+    assert scaler.round(0.0, {"processor": [500] * 4}, {"processor": 1}, {"processor": 10_000}) == [
+        ScaleEvent("processor", 1, 2, 2000)]
+    assert "processor" not in scaler.rates  # one look is no rate yet
+    # the interval across the scale-up had a rebalance in it: no measurement
+    assert scaler.round(15.0, {"processor": [500] * 4}, {"processor": 2}, {"processor": 12_000}) == []
+    assert "processor" not in scaler.rates
+    # 15 s later two replicas committed 6000 more while lag stayed: 200/s each, a 2000-record threshold
+    assert scaler.round(30.0, {"processor": [500] * 4}, {"processor": 2}, {"processor": 18_000}) == []
+    assert scaler.rates["processor"] == 200.0
+    # the executor uses the measured rate: 4000 behind is 2 replicas' worth now (at the stated rate, 4)
+    assert scaler.round(45.0, {"processor": [1000] * 4}, {"processor": 2}, {"processor": 24_000}) == []
+    # an idle round (no lag) measures nothing and keeps the estimate
+    scaler.round(60.0, {"processor": [0] * 4}, {"processor": 2}, {"processor": 24_100})
+    assert scaler.rates["processor"] == 200.0

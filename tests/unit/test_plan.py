@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from adnomaly.plan import Endpoints, plan, topic_name
+from adnomaly.scaling import LagScaling
 from adnomaly.spec import parse_pipeline
 
 ENDPOINTS = Endpoints(kafka_bootstrap="kafka:9092")
@@ -122,6 +123,15 @@ def test_tracing_spec_becomes_the_standard_otel_environment_of_every_component()
 # --- autoscaling ---------------------------------------------------------------------------------
 
 FEATURE = {"name": "f", "dimensions": ["geo"], "metrics": [{"name": "n", "agg": "count"}]}
+
+
+def test_target_lag_seconds_plans_the_records_threshold_at_the_stated_rate() -> None:
+    spec = {"lake": {"uri": "file:///tmp/lake"}, "components": {"processor": {"autoscaling": {
+        "targetLagSeconds": 30, "replicaRecordsPerSecond": 2000}}}}
+    scaling = plan(pipeline(spec), ENDPOINTS).components["processor"].autoscaling
+    assert isinstance(scaling, LagScaling)
+    # what KEDA gets (it counts records); the local executor refines the rate by measuring it
+    assert (scaling.lag_threshold, scaling.target_lag_s, scaling.replica_rate) == (60_000, 30, 2000)
 
 
 def test_autoscaled_consumers_plan_their_group_topic_and_bounds() -> None:

@@ -226,3 +226,11 @@ def test_scalers_are_owned_by_the_pipeline_and_labelled_like_everything_else() -
         assert meta["namespace"] == NS and meta["labels"]["adnomaly.io/pipeline"] == NAME
         assert [ref["uid"] for ref in meta["ownerReferences"]] == [UID]  # deleted with the Pipeline
         assert item.hash  # the no-op check compares it
+
+
+def test_target_lag_seconds_reach_keda_as_records_at_the_stated_rate() -> None:
+    # KEDA's Kafka scaler counts records and measures no rate: 20 s at 1500 records/s per replica
+    spec = {**AUTOSCALED, "components": {"processor": {"autoscaling": {
+        "targetLagSeconds": 20, "replicaRecordsPerSecond": 1500}}}}
+    scaled = of_kind(rendered(spec), "ScaledObject")["shop-processor"]
+    assert scaled["spec"]["triggers"][0]["metadata"]["lagThreshold"] == "30000"

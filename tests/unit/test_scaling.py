@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from adnomaly.scaling import LagScaling, Recommendation, decide, lag_metric, partition_lag, recommend
+from adnomaly.scaling import (
+    LagScaling,
+    OffsetSample,
+    Recommendation,
+    decide,
+    lag_metric,
+    partition_lag,
+    recommend,
+    replica_rate,
+    smooth_rate,
+    threshold,
+)
 
 
 def policy(**overrides: object) -> LagScaling:
@@ -132,3 +143,75 @@ def test_decisions_stay_within_bounds(current: int) -> None:
     for lags in ([0] * 6, [10**9] * 6, [10**9, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]):
         replicas = decide(lags, current, p, now=0.0).replicas
         assert 2 <= replicas <= 5
+
+
+# --- lag in seconds (targetLagSeconds) --------------------------------------------------------------
+
+
+def seconds_policy(**overrides: object) -> LagScaling:
+    # 10 s of lag per replica, stated at 50 records/s per replica: 500 records (what KEDA is given)
+    return policy(lag_threshold=500, target_lag_s=10.0, replica_rate=50.0, **overrides)
+
+
+def test_the_threshold_is_the_lag_one_replica_clears_in_the_target_seconds() -> None:
+    assert threshold(policy()) == 100  # lagThreshold: records, no rate involved
+    assert threshold(policy(), rate=1e6) == 100
+    assert threshold(seconds_policy()) == 500  # no rate measured yet: the stated one
+    assert threshold(seconds_policy(), rate=None) == 500
+    assert threshold(seconds_policy(), rate=0.0) == 500  # a zero "rate" is no measurement
+    assert threshold(seconds_policy(), rate=20.0) == 200  # measured slower than stated: a smaller threshold
+    assert threshold(seconds_policy(), rate=0.01) == 1  # never 0 (the metric divides by it)
+
+
+def test_lag_seconds_scale_with_the_measured_rate() -> None:
+    lags = [500] * 6  # 3000 records behind
+    assert recommend(lags, 1, seconds_policy()) == 6  # at the stated 50/s: 60 s of work, 10 s per replica
+    assert recommend(lags, 1, seconds_policy(), rate=100.0) == 3  # twice as fast: half the replicas
+    assert recommend(lags, 1, seconds_policy(), rate=600.0) == 1  # 3000 records are 5 s for one replica
+
+
+def test_an_idle_topic_with_a_target_in_seconds_goes_to_min_replicas_whatever_the_rate() -> None:
+    for rate in (None, 0.0, 1.0, 1e6):
+        assert recommend([0] * 6, 4, seconds_policy(), rate=rate) == 1
+
+
+def test_lag_seconds_on_one_partition_still_ask_for_one_replica() -> None:
+    assert recommend([1_000_000, 0, 0, 0, 0, 0], 1, seconds_policy(), rate=1.0) == 1
+
+
+def test_a_flapping_rate_does_not_flap_the_replicas() -> None:
+    # the measured rate swings between 25/s and 100/s each round while the lag stays: scale-up follows the
+    # slow rounds at once, but the window keeps the replicas up through the fast ones
+    p = seconds_policy(scale_down_stabilization_s=60.0)
+    lags, replicas, history, seen = [500] * 6, 1, (), []
+    for i, rate in enumerate([25.0, 100.0, 25.0, 100.0, 25.0, 100.0]):
+        d = decide(lags, replicas, p, now=15.0 * i, history=history, rate=rate)
+        replicas, history = d.replicas, d.history
+        seen.append(replicas)
+    # slow: 3000 / 250 = 12 wanted, at most 1 + 4; fast: 3 wanted, held at 5 by the window; slow: the 6 partitions
+    assert seen == [5, 5, 6, 6, 6, 6]
+
+
+def sample(at: float, position: int, lag: int, replicas: int = 2) -> OffsetSample:
+    return OffsetSample(at=at, position=position, lag=lag, replicas=replicas)
+
+
+def test_the_rate_is_measured_per_replica_from_committed_offsets_over_time() -> None:
+    assert replica_rate(sample(0, 1_000, 5_000), sample(10, 3_000, 4_000)) == 100.0  # 2000 in 10 s by 2
+
+
+def test_no_rate_is_measured_without_lag_a_rebalance_or_progress() -> None:
+    assert replica_rate(sample(0, 1_000, 0), sample(10, 3_000, 10)) is None  # kept up: arrivals, not capacity
+    assert replica_rate(sample(0, 1_000, 10), sample(10, 3_000, 0)) is None  # caught up within the interval
+    assert replica_rate(sample(0, 1_000, 50), sample(10, 3_000, 50, replicas=3)) is None  # rebalanced
+    assert replica_rate(sample(0, 1_000, 50), sample(10, 1_000, 80)) is None  # a stall is no capacity
+    assert replica_rate(sample(0, 5_000, 50), sample(10, 1_000, 80)) is None  # offsets went backwards
+    assert replica_rate(sample(10, 1_000, 50), sample(10, 3_000, 50)) is None  # no time passed
+    assert replica_rate(sample(0, 1_000, 50, 0), sample(10, 3_000, 50, 0)) is None  # nobody consuming
+
+
+def test_the_rate_estimate_is_smoothed_and_kept_without_a_measurement() -> None:
+    assert smooth_rate(None, None) is None
+    assert smooth_rate(None, 80.0) == 80.0  # the first measurement is the estimate
+    assert smooth_rate(80.0, None) == 80.0  # an idle interval keeps it
+    assert smooth_rate(80.0, 40.0) == 60.0  # one slow interval moves it half-way

@@ -172,3 +172,11 @@ def test_a_scenario_must_fit_its_slot() -> None:
     with pytest.raises(SpecError, match=r"scenarioSchedule\.every"):
         parse_pipeline({"metadata": {"name": "x"}, "spec": {"source": {"generator": {
             "scenarioSchedule": {"every": "0s"}}}}})
+
+
+def test_resources_take_kubernetes_quantities_including_millicores() -> None:
+    spec = parse_pipeline(doc({"components": {"processor": {
+        "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1.5"}}}}})).spec
+    resources = spec.components.processor.resources
+    assert resources is not None and resources.requests == {"cpu": "250m", "memory": "512Mi"}
+    assert "resources" in error_of(doc({"components": {"processor": {"resources": {"limits": {"cpu": "1 core"}}}}}))

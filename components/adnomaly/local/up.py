@@ -27,7 +27,7 @@ from confluent_kafka import KafkaException
 from adnomaly.anomalies.models import AnomalyOut
 from adnomaly.anomalies.store import AnomalyStore
 from adnomaly.config import SecretEnv
-from adnomaly.kafka_client import KafkaAdminError, TopicSettings, consumer_lag, ensure_topics
+from adnomaly.kafka_client import KafkaAdminError, TopicSettings, consumer_lag, ensure_topics, group_offsets
 from adnomaly.local.alertmanager import AlertmanagerServer, alertmanager_server
 from adnomaly.local.anomalies import AnomalyCounts, read_anomalies
 from adnomaly.local.autoscale import LocalScaler, ScaleEvent
@@ -245,14 +245,15 @@ class LocalPipeline:
         """One round of `scaler` on the real consumer lag, executed; a lag that cannot be read now (the broker
         busy or restarting) leaves that component as it is until the next round."""
         lags: dict[str, list[int]] = {}
+        positions: dict[str, int] = {}
         for name, policy in scaler.policies.items():
             try:
-                by_partition = consumer_lag(self.services.kafka.bootstrap_servers, policy.consumer_group,
-                                            policy.topic)  # fmt: skip
+                offsets = group_offsets(self.services.kafka.bootstrap_servers, policy.consumer_group, policy.topic)
             except PROBE_ERRORS:
                 continue
-            lags[name] = [by_partition.get(p, 0) for p in range(policy.partitions)]
-        events = scaler.round(now, lags, {name: self.replicas(name) for name in scaler.policies})
+            lags[name] = [max(0, end - at) for at, end in (offsets.get(p, (0, 0)) for p in range(policy.partitions))]
+            positions[name] = sum(at for at, _ in offsets.values())
+        events = scaler.round(now, lags, {name: self.replicas(name) for name in scaler.policies}, positions)
         for event in events:
             self.scale(event.component, event.after)
         return events

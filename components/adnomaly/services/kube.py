@@ -54,6 +54,7 @@ SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 LOOPBACK = "127.0.0.1"
+FRONT_PROXY_CLIENT = "front-proxy-client"  # the CN aggregated API servers accept user headers from
 
 
 class KubectlError(ServiceError):
@@ -218,6 +219,15 @@ class Pki:
         return self.directory / "apiserver-kubelet-client.key"
 
     @property
+    def front_proxy_cert(self) -> Path:
+        """The API server's client certificate towards aggregated API servers (e.g. KEDA's metrics adapter)."""
+        return self.directory / "front-proxy-client.crt"
+
+    @property
+    def front_proxy_key(self) -> Path:
+        return self.directory / "front-proxy-client.key"
+
+    @property
     def sa_key(self) -> Path:
         return self.directory / "sa.key"
 
@@ -232,6 +242,8 @@ class Pki:
                 self._issue_apiserver(self._load_ca())
             if not self.kubelet_client_cert.exists():
                 self._issue_kubelet_client(self._load_ca())
+            if not self.front_proxy_cert.exists():
+                self._issue_front_proxy(self._load_ca())
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -239,6 +251,7 @@ class Pki:
         write_private_file(self.ca_key, _pem_key(ca_key))
         self._issue_apiserver((ca, ca_key))
         self._issue_kubelet_client((ca, ca_key))
+        self._issue_front_proxy((ca, ca_key))
         admin_key = ec.generate_private_key(ec.SECP256R1())
         admin = _issue(
             "adnomaly-admin",
@@ -290,6 +303,9 @@ class Pki:
             self.kubelet_client_cert, self.kubelet_client_key, "kube-apiserver-kubelet-client", "system:masters", ca
         )
 
+    def _issue_front_proxy(self, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> None:
+        self.issue_client(self.front_proxy_cert, self.front_proxy_key, FRONT_PROXY_CLIENT, None, ca)
+
     def issue_client(
         self,
         cert_path: Path,
@@ -299,12 +315,15 @@ class Pki:
         ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
         *,
         server_ips: Sequence[str] = (),
+        server_names: Sequence[str] = (),
     ) -> None:
         """Write a certificate (CN=`common_name`, O=`organization`) signed by the cluster CA and its key.
 
-        It is a client certificate; with `server_ips` it also serves on those addresses (a kubelet).
+        It is a client certificate; with `server_ips`/`server_names` it also serves on those addresses and
+        names (a kubelet, KEDA's metrics adapter).
         """
-        usages = [ExtendedKeyUsageOID.CLIENT_AUTH] + ([ExtendedKeyUsageOID.SERVER_AUTH] if server_ips else [])
+        serves = bool(server_ips or server_names)
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH] + ([ExtendedKeyUsageOID.SERVER_AUTH] if serves else [])
         key = ec.generate_private_key(ec.SECP256R1())
         cert = _issue(
             common_name,
@@ -313,6 +332,7 @@ class Pki:
             organization=organization,
             usages=usages,
             ips=server_ips,
+            dns_names=server_names,
         )
         write_private_file(key_path, _pem_key(key))
         cert_path.write_text(_pem_cert(cert))
@@ -555,10 +575,27 @@ class KubeControlPlane:
                 f"--cert-dir={self.state_dir / 'kube-apiserver'}",
                 "--allow-privileged=true",
                 "--profiling=false",
+                *self._aggregation_flags(),
             ],
             f"{self.server}/readyz",
             context,
         )
+
+    def _aggregation_flags(self) -> list[str]:
+        """The aggregation layer, as kubeadm sets it up: the API server proxies an APIService's group (e.g.
+        KEDA's external.metrics.k8s.io) to its server with a front-proxy client certificate whose user headers
+        that server trusts, and dials the Service's endpoints (the host has no route to Service IPs)."""
+        pki = self.pki
+        return [
+            f"--requestheader-client-ca-file={pki.ca_cert}",
+            f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki.front_proxy_cert}",
+            f"--proxy-client-key-file={pki.front_proxy_key}",
+            "--enable-aggregator-routing=true",
+        ]
 
     def _real_node_flags(self) -> list[str]:
         if self.api_address == LOOPBACK:
