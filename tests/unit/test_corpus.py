@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import pytest
 from adnomaly.events import InvalidEvent, codec_for
@@ -14,6 +13,7 @@ from adnomaly.events.corpus import ACCEPTED, CorpusItem, build_corpus, by_catego
 from adnomaly.events.schemas import SCHEMA_NAMES
 from adnomaly.generator import MALFORMED_KINDS
 from adnomaly.ingest.batch import parse_ndjson, parse_single
+from adnomaly.kafka_record import HeldRecord
 from adnomaly.processor.batch import prepare_batch
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -113,35 +113,17 @@ def test_the_ingest_parser_accounts_for_every_item(corpus: list[CorpusItem], sch
     ]
 
 
-class FakeMessage(SimpleNamespace):
-    def error(self) -> None:
-        return None
-
-    def value(self) -> bytes:
-        return self.raw
-
-    def key(self) -> bytes:
-        return self.name.encode()
-
-    def topic(self) -> str:
-        return "raw"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self.at
-
 
 @pytest.mark.parametrize("schema", SCHEMA_NAMES)
 def test_the_processor_batch_accounts_for_every_item(corpus: list[CorpusItem], schema: str) -> None:
     items = [i for i in corpus if i.schema == schema]
-    messages = [FakeMessage(raw=i.raw, name=i.name, at=n) for n, i in enumerate(items)]
+    messages = [HeldRecord(i.raw, off=n, key_=i.name.encode()) for n, i in enumerate(items)]
     batch = prepare_batch(messages, codec_for(schema=schema).decode)
     assert len(batch.rows) + len(batch.dead) == len(items) == batch.size
-    assert [m.name for m in batch.row_messages] == [i.name for i in items if i.accepted]
+    assert [m.key().decode() for m in batch.row_messages] == [i.name for i in items if i.accepted]
     expected = {i.name: i.expected for i in items}
-    assert {d.message.name: d.code for d in batch.dead} == {n: c for n, c in expected.items() if c != ACCEPTED}
+    dead = {d.message.key().decode(): d.code for d in batch.dead}
+    assert dead == {n: c for n, c in expected.items() if c != ACCEPTED}
     assert batch.offsets == {("raw", 0): len(items)}
     for row in batch.rows:  # COPY text format: 4 columns, one line; JSON whitespace (\t \n \r) escaped
         assert row.endswith(b"\n") and row.count(b"\n") == 1 and b"\r" not in row, row[:200]

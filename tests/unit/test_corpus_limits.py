@@ -16,10 +16,9 @@ from adnomaly.events.codec import (
     UNSTORABLE,
 )
 from adnomaly.ingest.body import MAX_LINES, BodyError, check_line_count
+from adnomaly.kafka_record import HeldRecord
 from adnomaly.processor.batch import DeadLetter, copy_row
 from adnomaly.processor.dlq import DeadLetterQueue, dead_letter_headers
-
-from tests.unit.test_processor_loop import Msg
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 PROBE = {"node_id": "n1", "node_name": "edge-1", "region": "eu-west", "latency_ms": 12.5, "uptime": 3600,
@@ -92,8 +91,8 @@ class Producer:
 
 
 def test_dead_letters_too_big_for_a_producer_are_cut_and_say_so() -> None:
-    big = Msg(b"v" * (DLQ_MAX_VALUE_BYTES + 10), 0, 5, key_=b"k" * (DLQ_MAX_KEY_BYTES + 3))
-    small = Msg(b"{", 0, 6)
+    big = HeldRecord(b"v" * (DLQ_MAX_VALUE_BYTES + 10), 0, 5, key_=b"k" * (DLQ_MAX_KEY_BYTES + 3))
+    small = HeldRecord(b"{", 0, 6)
     producer = Producer()
     DeadLetterQueue(producer, "dlq", "p").send([DeadLetter(big, "oversize", "too big"), DeadLetter(small, "x", "y")])
     cut, whole = producer.sent

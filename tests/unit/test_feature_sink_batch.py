@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
 
 import msgspec
 from adnomaly.features.record import ENCODER, FeatureRecord
+from adnomaly.kafka_record import HeldRecord
 from adnomaly.sinks.config import FeatureView
 from adnomaly.sinks.features.batch import BAD_DIMENSIONS, BAD_VALUES, MALFORMED, UNKNOWN_FEATURE, prepare
 from adnomaly.sinks.features.online import online_write, read_latest
@@ -17,27 +16,8 @@ VIEWS = {VIEW.name: VIEW}
 END = datetime(2026, 5, 1, 12, 5, tzinfo=UTC)
 
 
-@dataclass
-class Msg:
-    raw: bytes
-    part: int = 0
-    off: int = 0
-
-    def error(self) -> Any:
-        return None
-
-    def value(self) -> bytes:
-        return self.raw
-
-    def topic(self) -> str:
-        return "features"
-
-    def partition(self) -> int:
-        return self.part
-
-    def offset(self) -> int:
-        return self.off
-
+def msg(raw: bytes, part: int = 0, off: int = 0) -> HeldRecord:
+    return HeldRecord(raw, part, off, "features")
 
 def rec(end: datetime = END, ctr: float | None = 0.5, count: int = 10, **dims: str) -> FeatureRecord:
     return FeatureRecord(feature="traffic", dimensions=dims or {"geo": "US", "platform": "ios"},
@@ -82,14 +62,14 @@ def test_read_latest_round_trips_and_keeps_undefined_metrics() -> None:
 
 def test_prepare_skips_what_cannot_be_stored_and_still_commits_past_it() -> None:
     messages = [
-        Msg(ENCODER.encode(rec()), 0, 5),
-        Msg(b"{not json", 0, 6),
-        Msg(msgspec.json.encode({"feature": "traffic"}), 1, 3),
-        Msg(ENCODER.encode(FeatureRecord(feature="other", dimensions={}, window_start=END, window_end=END,
+        msg(ENCODER.encode(rec()), 0, 5),
+        msg(b"{not json", 0, 6),
+        msg(msgspec.json.encode({"feature": "traffic"}), 1, 3),
+        msg(ENCODER.encode(FeatureRecord(feature="other", dimensions={}, window_start=END, window_end=END,
                                          metrics={}, event_count=0)), 1, 4),
-        Msg(ENCODER.encode(rec(geo="US")), 1, 5),
-        Msg(ENCODER.encode(rec(count=2**64)), 1, 6),  # would not fit PostgreSQL's bigint
-        Msg(ENCODER.encode(rec(count=-1)), 1, 7),
+        msg(ENCODER.encode(rec(geo="US")), 1, 5),
+        msg(ENCODER.encode(rec(count=2**64)), 1, 6),  # would not fit PostgreSQL's bigint
+        msg(ENCODER.encode(rec(count=-1)), 1, 7),
     ]
     batch = prepare(messages, VIEWS, "k")
     assert batch.skipped == {MALFORMED: 2, UNKNOWN_FEATURE: 1, BAD_DIMENSIONS: 1, BAD_VALUES: 2}
@@ -100,9 +80,9 @@ def test_prepare_skips_what_cannot_be_stored_and_still_commits_past_it() -> None
 
 def test_history_rows_are_unique_by_key_and_the_later_one_wins() -> None:
     messages = [
-        Msg(ENCODER.encode(rec(ctr=0.1)), 0, 0),
-        Msg(ENCODER.encode(rec(end=END - timedelta(minutes=1), ctr=0.2)), 0, 1),
-        Msg(ENCODER.encode(rec(ctr=0.3)), 0, 2),
+        msg(ENCODER.encode(rec(ctr=0.1)), 0, 0),
+        msg(ENCODER.encode(rec(end=END - timedelta(minutes=1), ctr=0.2)), 0, 1),
+        msg(ENCODER.encode(rec(ctr=0.3)), 0, 2),
     ]
     batch = prepare(messages, VIEWS, "k")
     assert [(row.window_end, row.metrics["ctr_avg"]) for row in batch.history] == [

@@ -6,13 +6,13 @@ after both stores took the batch. tests/integration/test_feature_sink.py checks 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import redis
 from adnomaly.features.record import ENCODER, FeatureRecord
+from adnomaly.kafka_record import HeldRecord
 from adnomaly.sinks.config import FeatureView
 from adnomaly.sinks.features.metrics import FeatureSinkMetrics
 from adnomaly.sinks.features.runner import FeatureSink, FeatureSinkSettings
@@ -24,36 +24,17 @@ VIEW = FeatureView(name="traffic", dimensions=["geo"], metrics=["n"], ttl_s=60)
 END = datetime.now(UTC).replace(microsecond=0)
 
 
-@dataclass
-class Msg:
-    raw: bytes
-    part: int
-    off: int
+def msg(raw: bytes, part: int, off: int) -> HeldRecord:
+    return HeldRecord(raw, part, off, TOPIC)
 
-    def error(self) -> Any:
-        return None
-
-    def value(self) -> bytes:
-        return self.raw
-
-    def topic(self) -> str:
-        return TOPIC
-
-    def partition(self) -> int:
-        return self.part
-
-    def offset(self) -> int:
-        return self.off
-
-
-def message(part: int, off: int, geo: str = "US") -> Msg:
+def message(part: int, off: int, geo: str = "US") -> HeldRecord:
     record = FeatureRecord(feature="traffic", dimensions={"geo": geo}, window_start=END - timedelta(minutes=1),
                            window_end=END + timedelta(seconds=off), metrics={"n": float(off)}, event_count=off)
-    return Msg(ENCODER.encode(record), part, off)  # fmt: skip
+    return msg(ENCODER.encode(record), part, off)  # fmt: skip
 
 
 class FakeConsumer:
-    def __init__(self, log: list[Any], queued: list[Msg]) -> None:
+    def __init__(self, log: list[Any], queued: list[HeldRecord]) -> None:
         self.log = log
         self.queued = queued
         self.callbacks: dict[str, Any] = {}
@@ -64,7 +45,7 @@ class FakeConsumer:
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         self.callbacks = callbacks
 
-    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Msg]:
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[HeldRecord]:
         if not self.assigned:
             self.assigned = {0, 1}
             self.callbacks["on_assign"](self, [TopicPartition(TOPIC, p) for p in sorted(self.assigned)])
@@ -140,7 +121,7 @@ class FakeHistory:
         pass
 
 
-def make(queued: list[Msg]) -> tuple[FeatureSink, FakeConsumer, FakeOnline, FakeHistory, list[Any]]:
+def make(queued: list[HeldRecord]) -> tuple[FeatureSink, FakeConsumer, FakeOnline, FakeHistory, list[Any]]:
     log: list[Any] = []
     consumer, online, history = FakeConsumer(log, queued), FakeOnline(log), FakeHistory(log)
     sink = FeatureSink(
@@ -182,7 +163,7 @@ def test_a_partition_revoked_during_the_write_is_not_committed() -> None:
 
 
 def test_a_batch_of_only_skipped_records_is_committed() -> None:
-    sink, _, _, _, log = make([Msg(b"junk", 0, 0), Msg(b"{}", 0, 1)])
+    sink, _, _, _, log = make([msg(b"junk", 0, 0), msg(b"{}", 0, 1)])
     assert sink.poll_once() == 2
     assert log[-1] == ("commit", [(0, 2)])
     assert sink.stats.skipped == 2

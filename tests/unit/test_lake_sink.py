@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from adnomaly.events.codec import codec_for
+from adnomaly.kafka_record import HeldRecord
 from adnomaly.sinks.lake.buffer import FlushPolicy
 from adnomaly.sinks.lake.dedup import SLACK_MS, Seen, SeenIds
 from adnomaly.sinks.lake.layout import OffsetRange, parse_file_name, time_partition
@@ -28,7 +29,7 @@ from adnomaly.sinks.lake.metrics import LakeMetrics
 from adnomaly.sinks.lake.runner import LakeSettings, LakeSink
 from adnomaly.sinks.lake.storage import LakeStore
 from adnomaly.sinks.lake.table import converter_for
-from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
 TOPIC = "pipe-raw"
@@ -48,31 +49,8 @@ def event(n: int, hour: int) -> bytes:
     })  # fmt: skip
 
 
-@dataclass
-class Msg:
-    raw: bytes
-    part: int
-    off: int
-    ts: int = 0  # Kafka timestamp (ms)
-
-    def timestamp(self) -> tuple[int, int]:
-        return TIMESTAMP_CREATE_TIME, self.ts
-
-    def error(self) -> Any:
-        return None
-
-    def value(self) -> bytes:
-        return self.raw
-
-    def topic(self) -> str:
-        return TOPIC
-
-    def partition(self) -> int:
-        return self.part
-
-    def offset(self) -> int:
-        return self.off
-
+def msg(raw: bytes, part: int, off: int, ts: int = 0) -> HeldRecord:
+    return HeldRecord(raw, part, off, TOPIC, ts=ts)
 
 @dataclass
 class FakeKafka:
@@ -115,19 +93,19 @@ class FakeConsumer:
         assert topics == [TOPIC]
         self.callbacks = callbacks
 
-    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Msg]:
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[HeldRecord]:
         self.kafka.now += max(timeout, 0.0)
         if not self.assigned:
             self.assigned = list(self.kafka.logs)
             self.positions = {p: self.kafka.committed.get(p, (0, None))[0] for p in self.assigned}
             self.callbacks["on_assign"](self, [TopicPartition(TOPIC, p) for p in self.assigned])
-        out: list[Msg] = []
+        out: list[HeldRecord] = []
         for p in self.assigned:
             if p in self.paused:
                 continue
             log = self.kafka.logs[p]
             while self.positions[p] < len(log) and len(out) < num_messages:
-                out.append(Msg(log[self.positions[p]], p, self.positions[p], self.kafka.stamps[p][self.positions[p]]))
+                out.append(msg(log[self.positions[p]], p, self.positions[p], self.kafka.stamps[p][self.positions[p]]))
                 self.positions[p] += 1
         if self.paused:
             self.consumed_while_paused += 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +10,7 @@ import msgspec
 import pytest
 from adnomaly.events.codec import EMPTY, MALFORMED_JSON, SCHEMA_VIOLATION, ValidEvent, codec_for
 from adnomaly.events.dead_letter import MAX_REASON_BYTES
+from adnomaly.kafka_record import HeldRecord
 from adnomaly.processor.batch import INTERNAL_ERROR, UNSTORABLE, DeadLetter, Unstorable, copy_row, prepare_batch
 from adnomaly.processor.dlq import dead_letter_headers
 from adnomaly.processor.retry import backoff_delay
@@ -33,35 +33,7 @@ CLICK = {
 }
 
 
-@dataclass
-class Msg:
-    """A stand-in for confluent_kafka.Message (same accessor methods)."""
-
-    raw: bytes | None
-    part: int = 0
-    off: int = 0
-    key_: bytes | None = None
-    topic_: str = "raw"
-    err: Any = None
-
-    def error(self) -> Any:
-        return self.err
-
-    def value(self) -> bytes | None:
-        return self.raw
-
-    def key(self) -> bytes | None:
-        return self.key_
-
-    def topic(self) -> str:
-        return self.topic_
-
-    def partition(self) -> int:
-        return self.part
-
-    def offset(self) -> int:
-        return self.off
-
+msg = HeldRecord
 
 def click(**changes: Any) -> bytes:
     return msgspec.json.encode({**CLICK, **changes})
@@ -123,11 +95,11 @@ def test_nul_in_json_is_unstorable_but_an_escaped_backslash_before_u0000_is_fine
 
 def test_prepare_batch_sorts_valid_and_invalid_and_tracks_offsets() -> None:
     messages = [
-        Msg(click(event_id="a"), part=0, off=10),
-        Msg(b'{"timestamp": "trunc', part=0, off=11, key_=b"k"),
-        Msg(click(event_id="b"), part=1, off=5),
-        Msg(None, part=1, off=6),
-        Msg(click(geo=7), part=2, off=0),
+        msg(click(event_id="a"), part=0, off=10),
+        msg(b'{"timestamp": "trunc', part=0, off=11, key_=b"k"),
+        msg(click(event_id="b"), part=1, off=5),
+        msg(None, part=1, off=6),
+        msg(click(geo=7), part=2, off=0),
     ]
     batch = prepare_batch(messages, DECODE)
     assert batch.size == 5
@@ -145,12 +117,12 @@ def test_prepare_batch_sorts_valid_and_invalid_and_tracks_offsets() -> None:
 
 def test_payload_in_the_row_is_the_codecs_canonical_json() -> None:
     raw = click(event_id="x-1")
-    batch = prepare_batch([Msg(raw)], DECODE)
+    batch = prepare_batch([msg(raw)], DECODE)
     assert parse_copy_row(batch.rows[0])[1] == DECODE(raw).payload
 
 
 def test_consumer_errors_are_skipped_and_move_no_offset() -> None:
-    batch = prepare_batch([Msg(None, part=0, off=-1, err="partition EOF"), Msg(click(event_id="a"), off=3)], DECODE)
+    batch = prepare_batch([msg(None, part=0, off=-1, err="partition EOF"), msg(click(event_id="a"), off=3)], DECODE)
     assert batch.size == 1 and len(batch.rows) == 1 and not batch.dead
     assert batch.offsets == {("raw", 0): 4}
 
@@ -161,7 +133,7 @@ def test_unstorable_and_unexpected_codec_failures_become_dead_letters() -> None:
             raise RuntimeError("codec bug")
         return DECODE(raw)
 
-    messages = [Msg(b"boom", off=0), Msg(click(user_id_hash="a\x00"), off=1), Msg(click(event_id="ok"), off=2)]
+    messages = [msg(b"boom", off=0), msg(click(user_id_hash="a\x00"), off=1), msg(click(event_id="ok"), off=2)]
     batch = prepare_batch(messages, explode)
     assert [(d.message.offset(), d.code) for d in batch.dead] == [(0, INTERNAL_ERROR), (1, UNSTORABLE)]
     assert "RuntimeError" in batch.dead[0].detail
@@ -173,7 +145,7 @@ def test_unstorable_and_unexpected_codec_failures_become_dead_letters() -> None:
 
 
 def test_dead_letter_headers() -> None:
-    letter = DeadLetter(Msg(b"x", part=4, off=99, topic_="p-raw"), "malformed_json", "unexpected end")
+    letter = DeadLetter(msg(b"x", part=4, off=99, topic_="p-raw"), "malformed_json", "unexpected end")
     assert dict(dead_letter_headers(letter, "p")) == {
         "reason": b"malformed_json: unexpected end",
         "reason_code": b"malformed_json",
@@ -184,7 +156,7 @@ def test_dead_letter_headers() -> None:
         "pipeline": b"p",
         "dead_letter_id": b"p-raw/4/99",  # the record's identity: the same for a replayed copy
     }
-    long = DeadLetter(Msg(b"x"), "schema_violation", "y" * 5000)
+    long = DeadLetter(msg(b"x"), "schema_violation", "y" * 5000)
     assert len(dict(dead_letter_headers(long, "p"))["reason"]) == MAX_REASON_BYTES
 
 

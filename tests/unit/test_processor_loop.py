@@ -18,11 +18,12 @@ import msgspec
 import psycopg
 import pytest
 from adnomaly.events.codec import codec_for
+from adnomaly.kafka_record import HeldRecord
 from adnomaly.processor.batch import UNSTORABLE, DeadLetter, prepare_batch
 from adnomaly.processor.dlq import DeadLetterQueue
 from adnomaly.processor.metrics import ProcessorMetrics
 from adnomaly.processor.runner import LoopSettings, Processor, committable
-from confluent_kafka import TIMESTAMP_CREATE_TIME, TopicPartition
+from confluent_kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 TOPIC = "p-raw"
@@ -31,34 +32,8 @@ NOW = datetime.now(UTC).replace(microsecond=0).isoformat()
 DECODE = codec_for(schema="clickstream").decode
 
 
-@dataclass
-class Msg:
-    raw: bytes | None
-    part: int
-    off: int
-    key_: bytes | None = None
-
-    def error(self) -> Any:
-        return None
-
-    def value(self) -> bytes | None:
-        return self.raw
-
-    def key(self) -> bytes | None:
-        return self.key_
-
-    def topic(self) -> str:
-        return TOPIC
-
-    def partition(self) -> int:
-        return self.part
-
-    def offset(self) -> int:
-        return self.off
-
-    def timestamp(self) -> tuple[int, int]:
-        return TIMESTAMP_CREATE_TIME, RECORD_TIME_MS + self.off
-
+def msg(raw: bytes | None, part: int, off: int) -> HeldRecord:
+    return HeldRecord(raw, part, off, TOPIC, ts=RECORD_TIME_MS + off)
 
 def event(event_id: str) -> bytes:
     return msgspec.json.encode({
@@ -74,7 +49,7 @@ class FakeConsumer:
     def __init__(self, log: list[Any], partitions: Sequence[int] = (0, 1)) -> None:
         self.log = log
         self.assigned = [(TOPIC, p) for p in partitions]
-        self.queues: dict[tuple[str, int], list[Msg]] = {tp: [] for tp in self.assigned}
+        self.queues: dict[tuple[str, int], list[HeldRecord]] = {tp: [] for tp in self.assigned}
         self.paused: set[tuple[str, int]] = set()
         self.committed: dict[tuple[str, int], int] = {}
         self.positions: dict[tuple[str, int], int] = {}
@@ -82,21 +57,21 @@ class FakeConsumer:
         self.hooks: list[Callable[[FakeConsumer], None]] = []
         self.callbacks: dict[str, Any] = {}
         self.consumed_while_paused = 0
-        self.leak: list[Msg] = []  # handed out by the next consume() even if paused (prefetched messages)
+        self.leak: list[HeldRecord] = []  # handed out by the next consume() even if paused (prefetched messages)
         self.closed = False
         self.inside = False
 
     def add(self, partition: int, raws: Sequence[bytes | None]) -> None:
         queue = self.queues[(TOPIC, partition)]
         start = self.high.get((TOPIC, partition), 0)
-        queue.extend(Msg(raw, partition, start + i) for i, raw in enumerate(raws))
+        queue.extend(msg(raw, partition, start + i) for i, raw in enumerate(raws))
         self.high[(TOPIC, partition)] = start + len(raws)
 
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         self.log.append(("subscribe", tuple(topics)))
         self.callbacks = callbacks
 
-    def consume(self, num_messages: int = 1, timeout: float = 0) -> list[Msg]:
+    def consume(self, num_messages: int = 1, timeout: float = 0) -> list[HeldRecord]:
         assert not self.inside, "consume() re-entered from a rebalance callback"
         self.inside = True
         try:
@@ -451,7 +426,7 @@ def test_revocation_during_an_outage_drops_carried_messages_and_commits_only_own
     r.db.failures = 3
 
     def leak_b1(c: FakeConsumer) -> None:  # a message fetched before the pause still comes out
-        c.leak.append(Msg(event("b1"), 1, 1))
+        c.leak.append(msg(event("b1"), 1, 1))
 
     r.consumer.hooks.extend([when_paused(leak_b1), when_paused(lambda c: c.revoke(1))])
     r.drain()

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
+from adnomaly.kafka_record import HeldRecord
 from adnomaly.processor.batch import prepare_batch
 from adnomaly.processor.runner import Processor
 from adnomaly.tracing import DISABLED, configure
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.unit.test_processor_loop import DECODE, Msg, event, rig
-
-
-@dataclass
-class TracedMsg(Msg):
-    headers_: list[tuple[str, bytes]] | None = None
-
-    def headers(self) -> list[tuple[str, bytes]] | None:
-        return self.headers_
+from tests.unit.test_processor_loop import DECODE, TOPIC, event, msg, rig
 
 
 def test_batch_and_write_spans_continue_the_producers_traces() -> None:
@@ -29,8 +20,8 @@ def test_batch_and_write_spans_continue_the_producers_traces() -> None:
     assert produce is not None
     r = rig(1)
     r.processor.tracing = configure("processor", {}, exporter)
-    messages = [TracedMsg(event(f"e{n}"), 0, n, headers_=headers) for n in range(3)]
-    messages.append(TracedMsg(b"{bad", 0, 3))  # dead-lettered, no headers
+    messages = [HeldRecord(event(f"e{n}"), 0, n, TOPIC, headers_=headers) for n in range(3)]
+    messages.append(msg(b"{bad", 0, 3))  # dead-lettered, no headers
     assert r.processor.process(prepare_batch(messages, DECODE))
     spans = {span.name: span for span in exporter.get_finished_spans()}
     batch, write = spans["processor.batch"], spans["db.write"]
@@ -51,6 +42,6 @@ def test_tracing_off_by_default_builds_no_span(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(Processor, "_batch_span", no_span)
     monkeypatch.setattr(Processor, "_traced_write", no_span)
-    assert r.processor.process(prepare_batch([TracedMsg(event("x"), 0, 0)], DECODE))
+    assert r.processor.process(prepare_batch([msg(event("x"), 0, 0)], DECODE))
     assert r.metric("adnomaly_processor_events_total", result="stored") == 1
     r.processor.close()

@@ -15,39 +15,18 @@ import argparse
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from adnomaly.bench.online import VIEW
 from adnomaly.features.record import ENCODER, FeatureRecord
+from adnomaly.kafka_record import HeldRecord
 from adnomaly.sinks.features.batch import feast_targets, prepare
 from adnomaly.sinks.features.stores import OnlineStore
 
 
-@dataclass
-class Message:
-    raw: bytes
-    position: int
-
-    def error(self) -> None:
-        return None
-
-    def value(self) -> bytes:
-        return self.raw
-
-    def topic(self) -> str:
-        return "features"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self.position
-
-
-def messages(count: int) -> list[Message]:
+def messages(count: int) -> list[HeldRecord]:
     start = datetime.now(UTC).replace(second=0, microsecond=0)
     out = []
     for n in range(count):
@@ -56,11 +35,11 @@ def messages(count: int) -> list[Message]:
         record = FeatureRecord(feature=VIEW.name, dimensions=dims, window_start=end - timedelta(minutes=5),
                                window_end=end, metrics={"ctr_avg": 0.03, "bounce_rate_avg": 0.4, "event_count": 100.0},
                                event_count=100)  # fmt: skip
-        out.append(Message(ENCODER.encode(record), n))
+        out.append(HeldRecord(ENCODER.encode(record), 0, n, "features"))
     return out
 
 
-def one_round(client: Any, batch: list[Message], size: int, feast_project: str | None) -> tuple[float, float]:
+def one_round(client: Any, batch: list[HeldRecord], size: int, feast_project: str | None) -> tuple[float, float]:
     """(wall seconds, client CPU seconds) to prepare and write every message."""
     views = {VIEW.name: VIEW}
     feast = feast_targets(views, feast_project)
