@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from adnomaly.bench import all as bench_all
-from adnomaly.bench.ceiling import percentile, ratio, with_ceiling
+from adnomaly.bench.ceiling import cpu_times, percentile, ratio, spare_capacity_speedup, with_ceiling
 
 
 def test_ratio_of_a_rate_is_value_over_ceiling() -> None:
@@ -75,3 +75,16 @@ def test_replace_table_keeps_the_rest_of_the_readme() -> None:
 def test_replace_table_appends_the_markers_when_absent() -> None:
     begin, end = bench_all.MARKERS
     assert bench_all.replace_table("# Benchmarks\n", "t\n") == f"# Benchmarks\n\n{begin}\nt\n{end}\n"
+
+
+def test_spare_capacity_speedup_is_total_over_busy_cpu_time() -> None:
+    assert spare_capacity_speedup((10.0, 100.0), (18.0, 110.0)) == 1.25  # 80 % busy: at most 1.25x
+    assert spare_capacity_speedup((10.0, 100.0), (20.0, 110.0)) == 1.0  # every CPU busy: nothing to gain
+    assert spare_capacity_speedup((10.0, 100.0), (10.0, 110.0)) is None  # nothing measured
+
+
+def test_cpu_times_are_busy_at_most_total_and_grow() -> None:
+    busy, total = cpu_times()
+    sum(range(200_000))
+    later_busy, later_total = cpu_times()
+    assert 0 < busy <= total and later_busy >= busy and later_total >= total

@@ -10,7 +10,10 @@ Reported per run: the largest lag, the seconds from the end of the step until th
 below one second of base traffic), the most replicas and the scale events; and `lost` / `duplicated`
 counted by event id in PostgreSQL against every id Kafka acknowledged. `ratio` is the fixed run's drain
 time over the autoscaled one's. On a 2-core machine the replicas share the cores with PostgreSQL and the
-load generator, which bounds what more processes can buy.
+load generator, which bounds what more processes can buy: the fixed run's drain also measures that bound,
+`ceiling_ratio`, the machine's total over busy CPU time while the fixed processor drained (1.25 when the
+machine was 80 % busy: no scaler could drain more than 1.25x faster on it, the per-event costs being the
+same), so `ratio` can be read against what the machine had to give.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from adnomaly.bench.ceiling import cpu_times, machine_load, spare_capacity_speedup
 from adnomaly.bench.processor import sample_events
 from adnomaly.kafka_client import producer_config
 from adnomaly.local.live import LiveView
@@ -130,6 +134,8 @@ def one_run(mode: str, kafka: KafkaBroker, postgres: PostgresServer, state_root:
     scaler.round_s = args.round_seconds
     view = LiveView(name, live=False, stderr=True)
     peak_lag, drained_after, peak_replicas, final_replicas = 0, None, 1, 1
+    step_end_cpu: tuple[float, float] | None = None
+    headroom: float | None = None
     try:
         start_pipeline(local)
         load.start()
@@ -140,8 +146,11 @@ def one_run(mode: str, kafka: KafkaBroker, postgres: PostgresServer, state_root:
             lag = local.backlog()
             peak_lag = max(peak_lag, lag)
             elapsed = time.monotonic() - load.started
+            if step_end_cpu is None and elapsed > step.step_end_s:
+                step_end_cpu = cpu_times()
             if drained_after is None and elapsed > step.step_end_s and lag <= args.base_rate:
                 drained_after = elapsed - step.step_end_s
+                headroom = spare_capacity_speedup(step_end_cpu, cpu_times()) if step_end_cpu else None
             back_down = mode == "fixed" or local.replicas("processor") == 1
             if drained_after is not None and back_down:
                 break
@@ -158,6 +167,7 @@ def one_run(mode: str, kafka: KafkaBroker, postgres: PostgresServer, state_root:
     return {
         "events": load.acked, "failed_deliveries": load.failed, "max_lag": peak_lag,
         "drain_seconds": None if drained_after is None else round(drained_after, 1),
+        "drain_speedup_ceiling": headroom,
         "max_replicas": peak_replicas, "scale_events": [e.text() for e in scaler.events],
         "scaled_back_to": final_replicas,
         "lost": load.acked - len(distinct & {f"{mode}-{n}" for n in range(load.sent)}),
@@ -166,6 +176,7 @@ def one_run(mode: str, kafka: KafkaBroker, postgres: PostgresServer, state_root:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    load = machine_load()
     # Not under a 0700 directory: PostgreSQL runs as the `postgres` user when this runs as root.
     with tempfile.TemporaryDirectory(prefix="adnomaly-bench-autoscale-") as tmp:
         root = Path(tmp)
@@ -185,6 +196,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      "round_seconds": args.round_seconds, "stabilization_seconds": args.stabilization_seconds},
         "fixed": fixed, "autoscaled": autoscaled,
         "max_replicas": autoscaled["max_replicas"], "ratio": ratio,
+        "ceiling_ratio": fixed["drain_speedup_ceiling"], **load,
         "lost": fixed["lost"] + autoscaled["lost"], "duplicated": fixed["duplicated"] + autoscaled["duplicated"],
     }  # fmt: skip
 

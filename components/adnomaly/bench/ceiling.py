@@ -6,7 +6,8 @@ thing that does the same work without our code in the way (PostgreSQL's own COPY
 rows, a bare Redis round trip, producing the same bytes straight to Kafka, ...). Load slows both alike, so
 their ratio is the steadier figure: 1.0 means our code costs nothing on top of what the machine can do.
 
-Pure, apart from `machine_load`, which reads the load average and the CPUs this process may use.
+Pure, apart from `machine_load` (the load average and the CPUs this process may use) and `cpu_times`
+(the machine's busy and total CPU seconds so far).
 """
 
 from __future__ import annotations
@@ -53,3 +54,24 @@ def machine_load() -> dict[str, Any]:
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
     return {"load_average_1m": round(os.getloadavg()[0], 2), "nproc": cpus}
+
+
+def cpu_times() -> tuple[float, float]:
+    """The machine's (busy, total) CPU seconds since boot, over every CPU (`/proc/stat`; idle and iowait
+    count as not busy)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest time is inside user)
+    return (total - idle) / ticks, total / ticks
+
+
+def spare_capacity_speedup(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    """How many times faster the work done between two `cpu_times` readings could at most have gone, had
+    it used every CPU: total / busy CPU time. Work that kept the machine 80 % busy can gain at most 1.25x
+    from more processes, however they are scheduled (None when nothing was measured)."""
+    busy, total = after[0] - before[0], after[1] - before[1]
+    if busy <= 0 or total <= 0:
+        return None
+    return round(total / busy, 2)
