@@ -26,6 +26,7 @@ import msgspec
 import psycopg
 import pytest
 from adnomaly.config import SecretEnv
+from adnomaly.detection.anomaly import Anomaly
 from adnomaly.detection.engine import DetectionEngine
 from adnomaly.detection.windowing import FeatureWindows
 from adnomaly.detector.config import DETECTOR_SECTION
@@ -96,14 +97,14 @@ def generated(start: datetime) -> tuple[list[GeneratedEvent], ScenarioLabel]:
     return events, stream.schedule.window(0)[2]
 
 
-def expected_anomalies(pipeline: Pipeline, events: list[GeneratedEvent]) -> set[tuple[str, str]]:
+def expected_anomalies(pipeline: Pipeline, events: list[GeneratedEvent]) -> dict[tuple[str, str], Anomaly]:
     """The offline reference on the same events: the windows Flink fires (no final flush) judged by the engine."""
     windows = FeatureWindows(pipeline.spec.features[0])
     engine = DetectionEngine(pipeline=pipeline.name, detection=pipeline.spec.detection)
-    out = set()
+    out = {}
     for event in events:
         for record in windows.add(event.time_us, msgspec.json.decode(event.value)):
-            out |= {(a.id, a.status) for a in engine.process(record)}
+            out |= {(a.id, a.status): a for a in engine.process(record)}
     return out
 
 
@@ -222,7 +223,12 @@ def test_labelled_click_fraud_burst_detected_end_to_end(
     assert (kind, status, dimensions) == ("ctr-spike", "resolved", label.key)
     assert label.start < detected_at <= label.start + timedelta(seconds=WINDOW_S)  # within one window of onset
     assert label.end < resolved_at <= label.end + timedelta(seconds=(RESOLVE_AFTER + 1) * WINDOW_S)
-    assert severity == "critical" and observed > 0.08
+    # The generator's base CTR follows the hour of day, so the burst's observed CTR differs from run to run:
+    # it is held to the reference's opening window and to lie above what the model expected there.
+    opening = expected[(anomaly_id, "open")]
+    assert severity == opening.severity == "critical"
+    assert observed == pytest.approx(opening.observed, rel=1e-5) and opening.expected is not None
+    assert observed > opening.expected
     published = [(a.id, a.status) for a, _ in read_anomalies(bootstrap, topics.anomalies, expect=2)]
     assert sorted(published) == sorted(expected) and {i for i, _ in published} == {anomaly_id}
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value

@@ -6,6 +6,8 @@ after both stores took the batch. tests/integration/test_feature_sink.py checks 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +18,7 @@ from adnomaly.kafka_record import HeldRecord
 from adnomaly.sinks.config import FeatureView
 from adnomaly.sinks.features.metrics import FeatureSinkMetrics
 from adnomaly.sinks.features.runner import FeatureSink, FeatureSinkSettings
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
 TOPIC = "features"
@@ -41,6 +43,7 @@ class FakeConsumer:
         self.assigned: set[int] = set()
         self.paused: set[int] = set()
         self.idle_consumes = 0
+        self.refusals = 0  # commits to refuse, as Kafka does while a broker restarts
 
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         self.callbacks = callbacks
@@ -56,6 +59,10 @@ class FakeConsumer:
         return out
 
     def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> list[TopicPartition]:
+        if self.refusals:
+            self.refusals -= 1
+            self.log.append(("commit-refused", sorted((tp.partition, tp.offset) for tp in offsets)))
+            raise KafkaException(KafkaError(KafkaError.REQUEST_TIMED_OUT))
         self.log.append(("commit", sorted((tp.partition, tp.offset) for tp in offsets)))
         return offsets
 
@@ -121,13 +128,15 @@ class FakeHistory:
         pass
 
 
-def make(queued: list[HeldRecord]) -> tuple[FeatureSink, FakeConsumer, FakeOnline, FakeHistory, list[Any]]:
+def make(
+    queued: list[HeldRecord], clock: Callable[[], float] = time.monotonic
+) -> tuple[FeatureSink, FakeConsumer, FakeOnline, FakeHistory, list[Any]]:
     log: list[Any] = []
     consumer, online, history = FakeConsumer(log, queued), FakeOnline(log), FakeHistory(log)
     sink = FeatureSink(
         FeatureSinkSettings(topic=TOPIC, key_prefix="k", batch_size=10, batch_timeout_s=0.01),
         {VIEW.name: VIEW}, consumer, online, history,  # type: ignore[arg-type]
-        FeatureSinkMetrics.create(CollectorRegistry()), backoff=lambda _n: 0.001,
+        FeatureSinkMetrics.create(CollectorRegistry()), backoff=lambda _n: 0.001, clock=clock,
     )  # fmt: skip
     assert sink.start()
     return sink, consumer, online, history, log
@@ -167,3 +176,28 @@ def test_a_batch_of_only_skipped_records_is_committed() -> None:
     assert sink.poll_once() == 2
     assert log[-1] == ("commit", [(0, 2)])
     assert sink.stats.skipped == 2
+
+
+def test_a_refused_commit_is_owed_and_lands_once_the_topic_idles() -> None:
+    """A commit Kafka refuses after the last batch (a broker restarting as the load stops) must still land:
+    otherwise the group's lag never returns to zero although everything was stored."""
+    now = [0.0]
+    sink, consumer, _, _, log = make([message(0, 0), message(0, 1)], clock=lambda: now[0])
+    consumer.refusals = 1
+    assert sink.poll_once() == 2
+    assert log[-1] == ("commit-refused", [(0, 2)])
+    assert sink.poll_once() == 0 and log[-1] == ("commit-refused", [(0, 2)])  # not before the retry interval
+    now[0] += 1.5
+    assert sink.poll_once() == 0
+    assert log[-1] == ("commit", [(0, 2)])
+    now[0] += 5
+    assert sink.poll_once() == 0 and log[-1] == ("commit", [(0, 2)])  # nothing owed: no more commits
+
+
+def test_a_refused_commit_rides_along_with_the_next_batch() -> None:
+    sink, consumer, _, _, log = make([message(1, 0)])
+    consumer.refusals = 1
+    sink.poll_once()
+    consumer.queued.append(message(0, 4))
+    sink.poll_once()
+    assert log[-1] == ("commit", [(0, 5), (1, 1)])

@@ -22,8 +22,8 @@ from adnomaly.kafka_record import HeldRecord
 from adnomaly.processor.batch import UNSTORABLE, DeadLetter, prepare_batch
 from adnomaly.processor.dlq import DeadLetterQueue
 from adnomaly.processor.metrics import ProcessorMetrics
-from adnomaly.processor.runner import LoopSettings, Processor, committable
-from confluent_kafka import TopicPartition
+from adnomaly.processor.runner import LoopSettings, Processor
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
 TOPIC = "p-raw"
@@ -60,6 +60,7 @@ class FakeConsumer:
         self.leak: list[HeldRecord] = []  # handed out by the next consume() even if paused (prefetched messages)
         self.closed = False
         self.inside = False
+        self.refusals = 0  # commits to refuse, as Kafka does while a broker restarts
 
     def add(self, partition: int, raws: Sequence[bytes | None]) -> None:
         queue = self.queues[(TOPIC, partition)]
@@ -93,6 +94,10 @@ class FakeConsumer:
 
     def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> list[TopicPartition]:
         assert asynchronous is False
+        if self.refusals:
+            self.refusals -= 1
+            self.log.append(("commit-refused", {(tp.partition): tp.offset for tp in offsets}))
+            raise KafkaException(KafkaError(KafkaError.REQUEST_TIMED_OUT))
         self.log.append(("commit", {(tp.partition): tp.offset for tp in offsets}))
         for tp in offsets:
             self.committed[(tp.topic, tp.partition)] = tp.offset
@@ -249,7 +254,13 @@ def depth(request: pytest.FixtureRequest) -> int:
     return int(request.param)
 
 
-def rig(depth: int, batch_size: int = 100, fail_dlq: set[int] | None = None, partitions: Sequence[int] = (0, 1)) -> Rig:
+def rig(
+    depth: int,
+    batch_size: int = 100,
+    fail_dlq: set[int] | None = None,
+    partitions: Sequence[int] = (0, 1),
+    clock: Callable[[], float] = time.monotonic,
+) -> Rig:
     log: list[Any] = []
     consumer = FakeConsumer(log, partitions)
     db = FakeDatabase(log)
@@ -260,7 +271,7 @@ def rig(depth: int, batch_size: int = 100, fail_dlq: set[int] | None = None, par
                      dlq_confirm_timeout_s=0.01, revoke_wait_s=1.0),
         consumer=consumer, stores=[FakeStore(db) for _ in range(depth)], dlq=DeadLetterQueue(producer, "p-dlq", "p"),
         decode=DECODE,
-        metrics=ProcessorMetrics.create(registry), backoff=lambda attempt: 0.01,
+        metrics=ProcessorMetrics.create(registry), backoff=lambda attempt: 0.01, clock=clock,
     )  # fmt: skip
     assert processor.start()
     return Rig(processor, consumer, db, producer, registry, log)
@@ -456,10 +467,20 @@ def test_lag_gauge_per_assigned_partition(depth: int) -> None:
     assert r.registry.get_sample_value("adnomaly_consumer_lag", {"topic": TOPIC, "partition": "0"}) is None
 
 
-def test_committable_keeps_only_owned_partitions() -> None:
-    offsets = {(TOPIC, 0): 5, (TOPIC, 1): 9}
-    [tp] = committable(offsets, {(TOPIC, 1)})
-    assert (tp.topic, tp.partition, tp.offset) == (TOPIC, 1, 9)
+def test_a_refused_commit_is_owed_and_lands_once_the_topic_idles(depth: int) -> None:
+    """The last batch's commit refused (a broker restarting as the load stops) still lands while idle, so the
+    group's lag returns to zero; without it the committed offset stayed behind until the next record."""
+    now = [0.0]
+    r = rig(depth, clock=lambda: now[0])
+    r.consumer.add(0, [event("a"), event("b")])
+    r.consumer.refusals = 1
+    r.processor.poll_once()
+    r.processor.poll_once()  # idle: finishes what is in flight; its commit is refused
+    assert [e for e in r.log if kind("commit-refused")(e)] == [("commit-refused", {0: 2})]
+    assert r.consumer.committed == {}
+    now[0] += 1.5
+    r.processor.poll_once()
+    assert r.consumer.committed == {(TOPIC, 0): 2}
 
 
 @pytest.mark.parametrize("letters", [0, 3])

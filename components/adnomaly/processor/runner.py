@@ -39,6 +39,7 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from adnomaly.events.codec import ValidEvent
 from adnomaly.kafka_client import PartitionPause
+from adnomaly.owed_offsets import CommitFailed, OwedOffsets
 from adnomaly.processor.batch import UNSTORABLE, Batch, DeadLetter, Message, prepare_batch
 from adnomaly.processor.dlq import DeadLetterQueue
 from adnomaly.processor.metrics import DUPLICATE, INVALID, STORED, ProcessorMetrics
@@ -115,13 +116,6 @@ class _InFlight:
     span: Any = None  # the batch's trace span, ended at commit (tracing on only)
 
 
-def committable(offsets: dict[tuple[str, int], int], assigned: set[tuple[str, int]]) -> list[TopicPartition]:
-    """The offsets of a finished batch that this consumer may commit: those of partitions it still owns."""
-    return [
-        TopicPartition(topic, part, offset) for (topic, part), offset in offsets.items() if (topic, part) in assigned
-    ]
-
-
 class Processor:
     def __init__(
         self,
@@ -157,6 +151,7 @@ class Processor:
         self._in_rebalance = False  # inside a rebalance callback (that is, inside consume())
         self._inflight: deque[_InFlight] = deque()  # oldest first
         self._carry: list[Message] = []
+        self._owed = OwedOffsets(clock=clock)
         self._next_lag_update = 0.0
         self.stats = LoopStats()
 
@@ -229,6 +224,7 @@ class Processor:
         batch = prepare_batch(messages, self._decode) if messages else None
         if batch is None:
             finished = self._finish_all(retry=True)
+            self._owed.retry(self._consumer)  # an idle topic still gets the commit a refused one left owed
         else:
             finished = True
             while finished and len(self._inflight) >= len(self._stores):
@@ -365,22 +361,14 @@ class Processor:
         return True
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        assigned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
-        to_commit = committable(offsets, assigned)
-        if not to_commit:
-            return
         try:
-            result = self._consumer.commit(offsets=to_commit, asynchronous=False)
-        except KafkaException as exc:
-            # E.g. a rebalance in progress: the batch is stored; whoever owns the partitions next replays
-            # it from the previous commit and the idempotent write skips it.
+            self._owed.commit(self._consumer, [TopicPartition(t, p, o) for (t, p), o in offsets.items()])
+        except CommitFailed as exc:
+            # E.g. a rebalance in progress: the batch is stored and its offsets stay owed, retried with the
+            # next commit or while idle; a new owner of the partitions replays from the previous commit and
+            # the idempotent write skips what is stored.
             self._metrics.commit_failures.inc()
-            _log.warning("offset commit failed (the batch will be replayed idempotently): %s", exc)
-            return
-        for tp in result or ():
-            if tp.error is not None:
-                self._metrics.commit_failures.inc()
-                _log.warning("offset commit for %s[%d] failed: %s", tp.topic, tp.partition, tp.error)
+            _log.warning("offset commit failed (owed: retried with the next commit or while idle): %s", exc)
 
     def _record(self, batch: Batch, stored: int, started: float) -> None:
         now = self._clock()
@@ -496,6 +484,7 @@ class Processor:
             self._finish_all(retry=False)
         finally:
             self._in_rebalance = False
+        self._owed.release(self._consumer, partitions)
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         if self._carry:
             self._carry = [m for m in self._carry if (m.topic(), m.partition()) not in revoked]

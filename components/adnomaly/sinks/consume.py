@@ -40,10 +40,6 @@ class Consumer(Protocol):
     def close(self) -> None: ...
 
 
-class CommitFailed(RuntimeError):
-    """Kafka refused an offset commit (or part of it)."""
-
-
 class Waiter:
     """Waits and retries on behalf of a sink while keeping its consumer in the group."""
 
@@ -128,19 +124,6 @@ class Waiter:
 
     def resume(self) -> None:
         self._pauses.resume()
-
-
-def commit(consumer: Consumer, offsets: Sequence[TopicPartition]) -> None:
-    """Commit synchronously; raise CommitFailed if Kafka refused the commit or any partition of it."""
-    if not offsets:
-        return
-    try:
-        result = consumer.commit(offsets=list(offsets), asynchronous=False)
-    except KafkaException as exc:
-        raise CommitFailed(str(exc)) from None
-    failed = [tp for tp in result or () if tp.error is not None]
-    if failed:
-        raise CommitFailed("; ".join(f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in failed))
 
 
 def update_lag(consumer: Consumer, gauge: Gauge) -> None:

@@ -17,8 +17,9 @@ from typing import Any
 
 from confluent_kafka import TopicPartition
 
+from adnomaly.owed_offsets import CommitFailed, OwedOffsets
 from adnomaly.sinks.config import FeatureView
-from adnomaly.sinks.consume import CommitFailed, Consumer, Waiter, commit, describe, forget_lag, update_lag
+from adnomaly.sinks.consume import Consumer, Waiter, describe, forget_lag, update_lag
 from adnomaly.sinks.features.batch import FeatureBatch, feast_targets, prepare
 from adnomaly.sinks.features.metrics import ONLINE_STALE, ONLINE_WRITTEN, FeatureSinkMetrics
 from adnomaly.sinks.features.stores import POSTGRES_ERRORS, REDIS_ERRORS, HistoryStore, OnlineStore
@@ -70,6 +71,7 @@ class FeatureSink:
         self._subscribed = False
         self._carry: list[Any] = []
         self._owned: set[tuple[str, int]] = set()
+        self._owed = OwedOffsets(clock=clock)
         self._next_lag_update = 0.0
         options: dict[str, Any] = {"clock": clock}
         if backoff is not None:
@@ -122,6 +124,7 @@ class FeatureSink:
             self._next_lag_update = self._clock() + self.settings.lag_interval_s
             update_lag(self._consumer, self._metrics.consumer_lag)
         if not messages:
+            self._owed.retry(self._consumer)  # an idle topic still gets the commit a refused one left owed
             return 0
         started = self._clock()
         batch = prepare(messages, self._views, self.settings.key_prefix, self._feast)
@@ -153,10 +156,10 @@ class FeatureSink:
         offsets = [TopicPartition(topic, part, offset) for (topic, part), offset in batch.offsets.items()
                    if (topic, part) in self._owned]  # fmt: skip
         try:
-            commit(self._consumer, offsets)
+            self._owed.commit(self._consumer, offsets)
         except CommitFailed as exc:
             self._metrics.commit_failures.inc()
-            _log.warning("offset commit failed (the batch will be replayed idempotently): %s", exc)
+            _log.warning("offset commit failed (owed: retried with the next commit or while idle): %s", exc)
 
     def _record(self, batch: FeatureBatch, written: int, rows: int, started: float) -> None:
         stats = self.stats
@@ -185,6 +188,7 @@ class FeatureSink:
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         self._owned -= revoked
+        self._owed.release(self._consumer, partitions)
         if self._carry:
             self._carry[:] = [m for m in self._carry if (m.topic(), m.partition()) not in revoked]
         forget_lag(self._metrics.consumer_lag, partitions)

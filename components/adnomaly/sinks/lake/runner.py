@@ -29,11 +29,10 @@ from typing import Any
 from confluent_kafka import KafkaException, TopicPartition
 
 from adnomaly.events.codec import InvalidEvent, ValidEvent
+from adnomaly.owed_offsets import CommitFailed, commit
 from adnomaly.sinks.consume import (
-    CommitFailed,
     Consumer,
     Waiter,
-    commit,
     describe,
     forget_lag,
     one_line,
