@@ -161,12 +161,11 @@ def test_latest_window_wins_out_of_order_with_ttl_history_kept_and_replay_idempo
         "ctr_avg": None, "clicks": 0.0,
     }  # fmt: skip
     assert online(redis, schema, PROBES, {"region": "eu"})["metrics"] == {"p99": 812.5}  # type: ignore[index]
-    ms = epoch_ms
     # the reliability suite's reader: SCANs the project's hashes, decodes their entities
     assert online_windows(redis.url, schema, [TRAFFIC, PROBES], round(time.time() * 1000)) == {
-        ("traffic", "geo=US|platform=ios"): (ms(t3), WindowValue(31, {"ctr_avg": 0.33, "clicks": 31.0})),
-        ("traffic", "geo=DE|platform=web"): (ms(t2), WindowValue(0, {"ctr_avg": None, "clicks": 0.0})),
-        ("latency", "region=eu"): (ms(t1), WindowValue(99, {"p99": 812.5})),
+        ("traffic", "geo=US|platform=ios"): (epoch_ms(t3), WindowValue(31, {"ctr_avg": 0.33, "clicks": 31.0})),
+        ("traffic", "geo=DE|platform=web"): (epoch_ms(t2), WindowValue(0, {"ctr_avg": None, "clicks": 0.0})),
+        ("latency", "region=eu"): (epoch_ms(t1), WindowValue(99, {"p99": 812.5})),
     }
     with redis.client() as client:
         ttl_ms = client.pttl(key)
