@@ -10,8 +10,8 @@ view keyed by the same dimensions. Per view it holds the latest window of that e
     _adnomaly_window:<view>      JSON {"window_start", "window_end" (RFC 3339, UTC), "event_count"}: what the
                                  serving API answers beside the metrics, ready to use
 So `FeatureStore.get_online_features` reads what the sink writes, and the serving API answers from the same
-bytes: one HSET per window instead of a second hash of our own (which cost about a quarter of the sink's Redis
-path, `adnomaly bench feature-sink`).
+bytes: one HSET per window instead of a second hash of our own (which took about a third of the sink's Redis
+path's time, `adnomaly bench feature-sink`; bench/README.md).
 
 An older window never replaces a newer one, whatever order they arrive in: the write is a Lua script that
 compares `_adnomaly_end_ms:<view>` on the server (equal window ends: the later write wins, a re-computed window
