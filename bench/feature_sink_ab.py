@@ -1,7 +1,9 @@
 """A/B of the feature sink's Redis path across two trees (bench/README.md, issue 17): run it with either tree's
 `components/` on PYTHONPATH, e.g. `git archive <base> components | tar -x -C /tmp/before` and then
 `PYTHONPATH=/tmp/before/components .venv/bin/python bench/feature_sink_ab.py`, alternating with this tree.
-It works with trees from before Feast's layout (no `feast_targets`) and after. Prints one JSON line."""
+It works with trees from before Feast's layout (no `feast_targets`: our hash only), with Feast's layout beside
+our own hash (`batch.feast_targets`, `prepare(..., key_prefix, feast)`: two hashes) and with Feast's layout only
+(`online.feast_targets`, `prepare(..., targets)`). Prints one JSON line; `layout` says which it ran."""
 
 import json
 import tempfile
@@ -13,6 +15,7 @@ from adnomaly.features.record import ENCODER, FeatureRecord
 from adnomaly.services.redis import RedisServer
 from adnomaly.sinks.config import FeatureView
 from adnomaly.sinks.features import batch as sink_batch
+from adnomaly.sinks.features import online as sink_online
 from adnomaly.sinks.features.stores import OnlineStore
 
 KW = {"int64_metrics": ["event_count"]} if "int64_metrics" in FeatureView.model_fields else {}
@@ -55,14 +58,18 @@ def main() -> None:
     redis.start()
     try:
         views = {VIEW.name: VIEW}
-        feast = sink_batch.feast_targets(views, "bench") if hasattr(sink_batch, "feast_targets") else None
+        if hasattr(sink_online, "feast_targets"):
+            layout, tail = "feast_only", (sink_online.feast_targets(views, "bench"),)
+        elif hasattr(sink_batch, "feast_targets"):
+            layout, tail = "own_and_feast", ("adnomaly:bench", sink_batch.feast_targets(views, "bench"))
+        else:
+            layout, tail = "own_only", ("adnomaly:bench",)
         store = OnlineStore(redis.client())
         wall, cpu = time.perf_counter(), time.process_time()
         for i in range(0, len(messages), 1000):
-            args = (messages[i:i + 1000], views, "adnomaly:bench") + ((feast,) if feast is not None else ())
-            store.write(sink_batch.prepare(*args).online)
+            store.write(sink_batch.prepare(messages[i:i + 1000], views, *tail).online)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        print(json.dumps({"feast": feast is not None, "records": len(messages),
+        print(json.dumps({"layout": layout, "records": len(messages),
                           "records_per_second": round(len(messages) / wall), "client_cpu_s": round(cpu, 2),
                           "redis_used_memory": redis.client().info("memory")["used_memory_human"]}))
     finally:

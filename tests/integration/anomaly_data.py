@@ -23,6 +23,7 @@ from adnomaly.services.base import ManagedProcess, free_port
 from adnomaly.sinks.config import SERVING_SECTION, FeatureView, ServingConfig, render_config
 from adnomaly.sinks.features.batch import HistoryRow
 from adnomaly.sinks.features.stores import HistoryStore
+from adnomaly.sinks.sections import feast_project
 from adnomaly.spec import parse_pipeline
 
 PIPELINE = "console-itest"
@@ -98,7 +99,7 @@ class LiveServing:
                               topics=TopicNames(raw="r", dlq="d", features="f", anomalies="a")),
             events=events_config(pipeline), metrics_port=None,
         )  # fmt: skip
-        section = ServingConfig(host="127.0.0.1", port=self.port, key_prefix=f"adnomaly:{PIPELINE}",
+        section = ServingConfig(host="127.0.0.1", port=self.port, feast_project=feast_project(PIPELINE),
                                 features=[TRAFFIC], db_schema=db_schema)  # fmt: skip
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "serving.json"

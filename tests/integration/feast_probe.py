@@ -1,7 +1,8 @@
 """Run in Feast's own venv (never the main one): answers one JSON request on stdin with Feast's own functions.
 
     {"op": "layout", "project", "view", "entity": {...}, "values": {name: [type, value]}, "end_ms"}
-        → Feast's Redis key, field names and serialized values (hex), from feast's helpers and protos
+        → Feast's Redis key, field names and serialized values (hex), from feast's helpers and protos, and the
+          entity Feast's own deserializer reads back from the key
     {"op": "online", "repo", "features": [...], "entity_rows": [...]}   → get_online_features(...).to_dict()
     {"op": "historical", "repo", "features": [...], "entity_rows": [... with "event_timestamp" (ISO)]}
         → get_historical_features(...).to_df() as records, ordered like the entity rows
@@ -16,6 +17,7 @@ from typing import Any
 
 
 def layout(request: dict[str, Any]) -> dict[str, Any]:
+    from feast.infra.key_encoding_utils import deserialize_entity_key
     from feast.infra.online_stores.helpers import _mmh3, _redis_key
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
@@ -30,7 +32,10 @@ def layout(request: dict[str, Any]) -> dict[str, Any]:
     ts = Timestamp()
     ts.FromDatetime(datetime.fromtimestamp(request["end_ms"] / 1000, UTC))
     fields[f"_ts:{request['view']}".encode().hex()] = ts.SerializeToString().hex()
-    return {"key": _redis_key(request["project"], key, 3).hex(), "fields": fields}
+    redis_key = _redis_key(request["project"], key, 3)
+    back = deserialize_entity_key(redis_key[: -len(request["project"].encode())], 3)
+    entity_back = {k: v.string_val for k, v in zip(back.join_keys, back.entity_values, strict=True)}
+    return {"key": redis_key.hex(), "fields": fields, "entity": entity_back}
 
 
 def online(request: dict[str, Any]) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from adnomaly.features.record import FeatureRecord
 from adnomaly.services.feast import ensure_feast
 from adnomaly.services.postgres import DATABASE, SUPERUSER, PostgresServer
 from adnomaly.services.redis import RedisServer
-from adnomaly.sinks.features.batch import HistoryRow, feast_targets
-from adnomaly.sinks.features.online import online_write
+from adnomaly.sinks.features.batch import HistoryRow
+from adnomaly.sinks.features.online import epoch_ms, feast_targets, online_write
 from adnomaly.sinks.features.stores import HistoryStore, OnlineStore
 from adnomaly.sinks.sections import feature_views
 from adnomaly.spec import load_pipeline
@@ -51,23 +51,27 @@ def window(dims: dict[str, str], end: datetime, ctr: float | None, bounce: float
 
 
 def test_the_sinks_redis_bytes_are_feasts_own() -> None:
-    """Key, field names and values byte for byte as Feast's helpers make them: an upgrade that changes Feast's
-    layout fails here."""
+    """Key, field names and values byte for byte as Feast's helpers make them (our own `_adnomaly_` fields
+    aside), and the key decodes back with our decoder as with Feast's own: an upgrade that changes Feast's layout
+    fails here."""
     pipeline = load_pipeline(EXAMPLE)
     views = {v.name: v for v in feature_views(pipeline)}
     target = feast_targets(views, "ad_fraud")[VIEW]
     end = NOW + timedelta(milliseconds=250)
     for dims, ctr in (({"platform": "ios", "geo": "US"}, 0.031), ({"geo": "DÉ", "platform": "web"}, None)):
-        write = online_write("adnomaly:ad-fraud", window(dims, end, ctr, 0.5, 412), views[VIEW].dimensions,
-                             views[VIEW].ttl_s, target)  # fmt: skip
+        record = window(dims, end, ctr, 0.5, 412)
+        write = online_write(target, record)
         theirs = feast({
-            "op": "layout", "project": "ad_fraud", "view": VIEW, "entity": dims, "end_ms": write.window_end_ms,
+            "op": "layout", "project": "ad_fraud", "view": VIEW, "entity": dims, "end_ms": epoch_ms(record.window_end),
             "values": {"ctr_avg": ["double_val", ctr], "bounce_rate_avg": ["double_val", 0.5],
                        "event_count": ["int64_val", 412]},
         })  # fmt: skip
-        assert write.feast_key is not None and write.feast_key.hex() == theirs["key"]
-        ours = {name.hex(): value.hex() for name, value in write.feast_fields if name != layout.end_ms_field(VIEW)}
+        assert write.key.hex() == theirs["key"]
+        ours = {name.hex(): value.hex() for name, value in write.fields if not name.startswith(layout.OWN_FIELD_PREFIX)}
         assert ours == theirs["fields"]
+        assert [name for name, _ in write.fields if name.startswith(layout.OWN_FIELD_PREFIX)] == [
+            layout.end_ms_field(VIEW), layout.window_field(VIEW)]
+        assert theirs["entity"] == dims and layout.entity_of(write.key, "ad_fraud") == dims
 
 
 def connections(redis: RedisServer, postgres: PostgresServer) -> FeastConnections:
@@ -95,11 +99,9 @@ def test_feast_reads_the_sinks_windows_online_and_point_in_time(
         window(us, t2, 0.20, 0.4, 20), window(us, t3, 0.30, 0.5, 30), window(us, t1, 0.10, 0.3, 10),
         window(de, t1, None, 0.9, 0),
     ]  # fmt: skip
-    prefix = "adnomaly:ad-fraud-feast"
     targets = feast_targets(views, "ad_fraud")
     with redis.client() as client:
-        OnlineStore(client).write([online_write(prefix, w, view.dimensions, view.ttl_s, targets[VIEW])
-                                   for w in windows])  # fmt: skip
+        OnlineStore(client).write([online_write(targets[VIEW], w) for w in windows])
     history = HistoryStore(postgres.dsn, schema)
     history.ensure_table()
     history.write([HistoryRow(VIEW, "|".join(f"{k}={w.dimensions[k]}" for k in view.dimensions), dict(w.dimensions),
@@ -109,7 +111,7 @@ def test_feast_reads_the_sinks_windows_online_and_point_in_time(
     # The original Adnomaly's snippet: the latest window of each entity, as the serving API answers it.
     got = feast({"op": "online", "repo": str(repo), "features": FEATURES, "entity_rows": [us, de]})
     assert got["ctr_avg"] == [0.30, None] and got["bounce_rate_avg"] == [0.5, 0.9] and got["event_count"] == [30, 0]
-    api = ApiProcess(tmp_path / "api", prefix, redis.url, features=[view]).start()
+    api = ApiProcess(tmp_path / "api", "ad_fraud", redis.url, features=[view]).start()
     apis.append(api)
     for n, dims in enumerate((us, de)):
         served = httpx.get(f"{api.base}/v1/features/{VIEW}", params=dims, timeout=5)

@@ -16,14 +16,17 @@ from typing import Any
 import psycopg
 import pytest
 from adnomaly.config import ComponentConfig, KafkaConfig, SecretEnv, TopicNames
+from adnomaly.feast.layout import redis_key
 from adnomaly.features.record import ENCODER, FeatureRecord, record_key
 from adnomaly.kafka_client import consumer_config, consumer_lag, producer_config
 from adnomaly.plan import events_config
+from adnomaly.reliability.readers import online_windows
+from adnomaly.reliability.verify import WindowValue
 from adnomaly.services.kafka import KafkaBroker
 from adnomaly.services.postgres import PostgresServer
 from adnomaly.services.redis import RedisServer
 from adnomaly.sinks.config import FEATURE_SINK_SECTION, FeatureSinkConfig, FeatureView
-from adnomaly.sinks.features.online import read_latest
+from adnomaly.sinks.features.online import epoch_ms, read_fields, read_latest
 from adnomaly.spec import parse_pipeline
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -72,7 +75,7 @@ def setup(kafka: KafkaBroker, topic: str, schema: str) -> tuple[ComponentConfig,
         events=events_config(PIPELINE),
         metrics_port=None,
     )
-    section = FeatureSinkConfig(group_id=f"{topic}-fs", db_schema=schema, key_prefix=f"adnomaly:{schema}",
+    section = FeatureSinkConfig(group_id=f"{topic}-fs", db_schema=schema, feast_project=schema,
                                 features=[TRAFFIC, PROBES], batch_size=50, batch_timeout_s=0.2)  # fmt: skip
     return config, section
 
@@ -104,9 +107,10 @@ def history(dsn: str, schema: str) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
-def online(redis: RedisServer, key: str) -> dict[str, Any] | None:
+def online(redis: RedisServer, project: str, view: FeatureView, dims: dict[str, str]) -> dict[str, Any] | None:
+    """The window the serving API would answer (Feast's hash of the entity, the only online copy)."""
     with redis.client() as client:
-        return read_latest(client.hgetall(key))
+        return read_latest(view, client.hmget(redis_key(project, dims), read_fields(view)), round(time.time() * 1000))
 
 
 def rewind(kafka: KafkaBroker, section: FeatureSinkConfig, topic: str, partitions: int) -> None:
@@ -145,19 +149,28 @@ def test_latest_window_wins_out_of_order_with_ttl_history_kept_and_replay_idempo
     produce(kafka, topic, [record(TRAFFIC, us, t3, 0.33, 31), record(TRAFFIC, us, t2, 0.99, 99)])
     wait_for(lambda: lag(kafka, section, topic) == 0, 60, "the late records committed", sink)
 
-    key = f"adnomaly:{schema}:traffic:geo=US|platform=ios"
-    latest = online(redis, key)
+    key = redis_key(schema, us)
+    latest = online(redis, schema, TRAFFIC, us)
     assert latest == {
         "window_start": (t3 - timedelta(minutes=5)).isoformat().replace("+00:00", "Z"),
         "window_end": t3.isoformat().replace("+00:00", "Z"),
         "event_count": 31,
         "metrics": {"ctr_avg": 0.33, "clicks": 31.0},
     }
-    assert online(redis, f"adnomaly:{schema}:traffic:geo=DE|platform=web")["metrics"] == {  # type: ignore[index]
+    assert online(redis, schema, TRAFFIC, de)["metrics"] == {  # type: ignore[index]
         "ctr_avg": None, "clicks": 0.0,
     }  # fmt: skip
+    assert online(redis, schema, PROBES, {"region": "eu"})["metrics"] == {"p99": 812.5}  # type: ignore[index]
+    # the reliability suite's reader: SCANs the project's hashes, decodes their entities
+    assert online_windows(redis.url, schema, [TRAFFIC, PROBES], round(time.time() * 1000)) == {
+        ("traffic", "geo=US|platform=ios"): (epoch_ms(t3), WindowValue(31, {"ctr_avg": 0.33, "clicks": 31.0})),
+        ("traffic", "geo=DE|platform=web"): (epoch_ms(t2), WindowValue(0, {"ctr_avg": None, "clicks": 0.0})),
+        ("latency", "region=eu"): (epoch_ms(t1), WindowValue(99, {"p99": 812.5})),
+    }
     with redis.client() as client:
         ttl_ms = client.pttl(key)
+        # one hash per entity, Feast's, and nothing else
+        assert set(client.scan_iter(match=f"*{schema}*")) == {redis_key(schema, d) for d in (us, de, {"region": "eu"})}
     expected_ms = (t3 + timedelta(seconds=TRAFFIC.ttl_s) - datetime.now(UTC)).total_seconds() * 1000
     assert 0 < ttl_ms <= expected_ms + 1000 and ttl_ms > expected_ms - 30_000  # expires ttl after the window end
 
@@ -206,7 +219,7 @@ def test_redis_then_postgres_down_nothing_committed_until_both_written(
         assert lag(kafka, section, topic) == 1, f"committed while {outage} was down"
         server.start()
         wait_for(lambda: lag(kafka, section, topic) == 0, 60, f"catching up after the {outage} outage", sink)
-        assert online(redis, "adnomaly:fs_outage:traffic:geo=FR|platform=web")["window_end"].startswith(  # type: ignore[index]
+        assert online(redis, "fs_outage", TRAFFIC, {"geo": "FR", "platform": "web"})["window_end"].startswith(  # type: ignore[index]
             end.isoformat()[:19]
         )
         assert history(postgres.dsn, "fs_outage")[-1][4] == end

@@ -1,7 +1,7 @@
 """The online feature API (`python -m adnomaly.serving`) against a real Redis.
 
-The values are written with the feature sink's own store (the Lua last-write-wins script), out of
-order, so what the API answers is what the sink would have left there.
+The values are written with the feature sink's own store (the Lua last-write-wins script, Feast's layout),
+out of order, so what the API answers is what the sink would have left there.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from typing import Any
 import httpx
 import pytest
 from adnomaly.config import ComponentConfig, KafkaConfig, SecretEnv, TopicNames
+from adnomaly.feast.layout import redis_key
 from adnomaly.features.record import FeatureRecord
 from adnomaly.plan import events_config
 from adnomaly.services.base import ManagedProcess, free_port
 from adnomaly.services.redis import RedisServer
 from adnomaly.sinks.config import SERVING_SECTION, FeatureView, ServingConfig, render_config
-from adnomaly.sinks.features.online import online_write
+from adnomaly.sinks.features.online import feast_targets, online_write, read_fields
 from adnomaly.sinks.features.stores import OnlineStore
 from adnomaly.spec import parse_pipeline
 
@@ -38,7 +39,7 @@ NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
 class ApiProcess:
     def __init__(
-        self, workdir: Path, prefix: str, redis_url: str, features: list[FeatureView] | None = None
+        self, workdir: Path, project: str, redis_url: str, features: list[FeatureView] | None = None
     ) -> None:
         self.port = free_port()
         config = ComponentConfig(
@@ -47,7 +48,7 @@ class ApiProcess:
                                                                                  anomalies="a")),
             events=events_config(PIPELINE), metrics_port=None,
         )  # fmt: skip
-        section = ServingConfig(host="127.0.0.1", port=self.port, key_prefix=prefix,
+        section = ServingConfig(host="127.0.0.1", port=self.port, feast_project=project,
                                 features=features or [TRAFFIC, LATENCY])
         workdir.mkdir(parents=True, exist_ok=True)
         path = workdir / "serving.json"
@@ -83,20 +84,20 @@ def apis() -> Iterator[list[ApiProcess]]:
 
 
 def write(
-    redis: RedisServer, prefix: str, view: FeatureView, dims: dict[str, str], end: datetime, value: float
+    redis: RedisServer, project: str, view: FeatureView, dims: dict[str, str], end: datetime, value: float | None
 ) -> None:
-    record = FeatureRecord(feature=view.name, dimensions=dims, window_start=end - timedelta(minutes=5),
-                           window_end=end, metrics={view.metrics[0]: value}, event_count=int(value * 100))  # fmt: skip
-    OnlineStore(redis.client()).write([online_write(prefix, record, view.dimensions, view.ttl_s)])
+    record = FeatureRecord(feature=view.name, dimensions=dims, window_start=end - timedelta(minutes=5), window_end=end,
+                           metrics={view.metrics[0]: value}, event_count=int((value or 0) * 100))  # fmt: skip
+    OnlineStore(redis.client()).write([online_write(feast_targets({view.name: view}, project)[view.name], record)])
 
 
 def test_latest_values_and_clear_errors(redis: RedisServer, tmp_path: Path, apis: list[ApiProcess]) -> None:
-    prefix = f"adnomaly:online-{time.time_ns()}"
+    project = f"online_{time.time_ns()}"
     us = {"geo": "US", "platform": "ios"}
-    write(redis, prefix, TRAFFIC, us, NOW - timedelta(minutes=1), 0.4)
-    write(redis, prefix, TRAFFIC, us, NOW - timedelta(minutes=3), 0.1)  # older, arrives later: ignored
-    write(redis, prefix, LATENCY, {"region": "eu"}, NOW - timedelta(minutes=2), 120.5)
-    api = ApiProcess(tmp_path, prefix, redis.url).start()
+    write(redis, project, TRAFFIC, us, NOW - timedelta(minutes=1), 0.4)
+    write(redis, project, TRAFFIC, us, NOW - timedelta(minutes=3), 0.1)  # older, arrives later: ignored
+    write(redis, project, LATENCY, {"region": "eu"}, NOW - timedelta(minutes=2), 120.5)
+    api = ApiProcess(tmp_path, project, redis.url).start()
     apis.append(api)
     with httpx.Client(base_url=api.base, timeout=5) as client:
         answer = client.get("/v1/features/traffic", params={"platform": "ios", "geo": "US"})
@@ -133,13 +134,36 @@ def test_latest_values_and_clear_errors(redis: RedisServer, tmp_path: Path, apis
     assert api.process.process.wait(timeout=20) == 0  # type: ignore[union-attr]
 
 
+def test_the_views_ttl_holds_in_a_hash_another_view_keeps_alive(
+    redis: RedisServer, tmp_path: Path, apis: list[ApiProcess]
+) -> None:
+    """Views of the same dimensions share Feast's hash, whose expiry only moves later: the API answers a window
+    until its view's TTL after its end, as an expired hash of its own did, whatever the other view keeps."""
+    project = f"online_ttl_{time.time_ns()}"
+    short = FeatureView(name="traffic_short", dimensions=["platform", "geo"], metrics=["ctr_avg"], ttl_s=120)
+    us = {"geo": "US", "platform": "ios"}
+    write(redis, project, TRAFFIC, us, NOW - timedelta(minutes=1), 0.4)  # keeps the shared hash alive
+    write(redis, project, short, us, NOW - timedelta(minutes=3), 0.7)  # expired 1 minute ago
+    with redis.client() as client:
+        assert client.hmget(redis_key(project, us), read_fields(short))[0] is not None  # still in the hash
+    write(redis, project, short, {"geo": "DE", "platform": "ios"}, NOW + timedelta(minutes=1), None)
+    api = ApiProcess(tmp_path, project, redis.url, features=[TRAFFIC, short]).start()
+    apis.append(api)
+    with httpx.Client(base_url=api.base, timeout=5) as client:
+        expired = client.get("/v1/features/traffic_short", params=us)
+        assert expired.status_code == 404 and "no current values" in expired.json()["detail"]
+        assert client.get("/v1/features/traffic", params=us).json()["metrics"] == {"ctr_avg": 0.4}
+        undefined = client.get("/v1/features/traffic_short", params={"geo": "DE", "platform": "ios"})
+        assert undefined.status_code == 200 and undefined.json()["metrics"] == {"ctr_avg": None}  # null stays null
+
+
 def test_redis_down_is_not_ready_and_lookups_answer_503(
     make_redis: Any, tmp_path: Path, apis: list[ApiProcess]
 ) -> None:
     redis = make_redis()
-    prefix = "adnomaly:online-outage"
-    write(redis, prefix, LATENCY, {"region": "us"}, NOW - timedelta(minutes=1), 9.0)
-    api = ApiProcess(tmp_path, prefix, redis.url).start()
+    project = "online_outage"
+    write(redis, project, LATENCY, {"region": "us"}, NOW - timedelta(minutes=1), 9.0)
+    api = ApiProcess(tmp_path, project, redis.url).start()
     apis.append(api)
     with httpx.Client(base_url=api.base, timeout=10) as client:
         assert client.get("/v1/features/latency?region=us").status_code == 200

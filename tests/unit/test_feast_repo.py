@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from adnomaly.feast import layout
 from adnomaly.feast.repo import ENV_CONNECTIONS, FeastConnections, feast_repo, source_query
@@ -36,13 +37,30 @@ def test_entity_key_sorts_join_keys_and_ends_with_the_project() -> None:
     assert key.startswith(b"\x02\x00\x00\x00\x02\x00\x00\x00\x03\x00\x00\x00geo") and key.endswith(b"ad_fraud")
 
 
-def test_fields_keep_our_end_ms_first_then_feasts_ts_and_typed_metrics() -> None:
+def test_the_entity_key_decodes_back_to_the_entity() -> None:
+    for entity in ({"geo": "US", "platform": "ios"}, {"region": "DÉ"}, {"a": "", "b": "x" * 300}, {}):
+        assert layout.decode_entity_key(layout.entity_key_bytes(entity)) == entity
+        key = layout.redis_key("ad_fraud", entity)
+        assert layout.entity_of(key, "ad_fraud") == entity
+    key = layout.redis_key("x_ad_fraud", {"geo": "US"})  # ends like "ad_fraud" but is another project's
+    assert layout.entity_of(key, "ad_fraud") is None and layout.entity_of(key, "x_ad_fraud") == {"geo": "US"}
+    assert layout.entity_of(b"adnomaly:ad_fraud", "ad_fraud") is None  # not Feast's layout
+    whole = layout.entity_key_bytes({"geo": "US"})
+    for bad in (whole[:-1], whole + b"!", whole[:3], b""):
+        with pytest.raises(ValueError):
+            layout.decode_entity_key(bad)
+    with pytest.raises(ValueError):  # an int64 value (type 4): not a key the sink writes
+        layout.decode_entity_key(whole[:-10] + b"\x04" + whole[-9:])
+
+
+def test_fields_keep_our_end_ms_first_then_our_window_feasts_ts_and_typed_metrics() -> None:
     view = layout.FeastView("v", frozenset({"event_count"}))
-    fields = layout.feast_fields(view, 60_000, {"event_count": 7.0, "ctr_avg": None})
+    fields = layout.feast_fields(view, 60_000, b"{}", {"event_count": 7.0, "ctr_avg": None})
     assert fields == [
-        (b"_adnomaly_end_ms:v", b"60000"), (b"_ts:v", b"\x08\x3c"),
+        (b"_adnomaly_end_ms:v", b"60000"), (b"_adnomaly_window:v", b"{}"), (b"_ts:v", b"\x08\x3c"),
         (layout.feature_field("v", "ctr_avg"), b""), (layout.feature_field("v", "event_count"), b"\x20\x07"),
     ]
+    assert [name.startswith(layout.OWN_FIELD_PREFIX) for name, _ in fields] == [True, True, False, False, False]
 
 
 def test_the_sink_writes_feasts_layout_by_default() -> None:

@@ -134,7 +134,7 @@ def make(
     log: list[Any] = []
     consumer, online, history = FakeConsumer(log, queued), FakeOnline(log), FakeHistory(log)
     sink = FeatureSink(
-        FeatureSinkSettings(topic=TOPIC, key_prefix="k", batch_size=10, batch_timeout_s=0.01),
+        FeatureSinkSettings(topic=TOPIC, feast_project="p", batch_size=10, batch_timeout_s=0.01),
         {VIEW.name: VIEW}, consumer, online, history,  # type: ignore[arg-type]
         FeatureSinkMetrics.create(CollectorRegistry()), backoff=lambda _n: 0.001, clock=clock,
     )  # fmt: skip

@@ -1,8 +1,9 @@
-"""Which Redis hash an online API request asks for, and its 400/404 answers (adnomaly.serving.lookup)."""
+"""Which Redis hash (Feast's) an online API request asks for, and its 400/404 answers (adnomaly.serving.lookup)."""
 
 from __future__ import annotations
 
 import pytest
+from adnomaly.feast.layout import redis_key
 from adnomaly.serving.lookup import BadLookup, resolve
 from adnomaly.sinks.config import FeatureView
 
@@ -12,10 +13,10 @@ VIEWS = {
 }
 
 
-def test_the_key_follows_the_view_dimension_order() -> None:
-    lookup = resolve(VIEWS, "adnomaly:p", "traffic", [("platform", "ios"), ("geo", "US")])
-    assert lookup.key == "adnomaly:p:traffic:geo=US|platform=ios"
-    assert lookup.entity == {"geo": "US", "platform": "ios"}
+def test_the_key_is_feasts_hash_of_the_entity_and_the_entity_follows_the_view_order() -> None:
+    lookup = resolve(VIEWS, "p", "traffic", [("platform", "ios"), ("geo", "US")])
+    assert lookup.key == redis_key("p", {"geo": "US", "platform": "ios"})  # what the sink writes
+    assert list(lookup.entity.items()) == [("geo", "US"), ("platform", "ios")]
 
 
 def test_unknown_view_is_404_and_lists_the_known_ones() -> None:

@@ -67,13 +67,14 @@ def test_feature_sections_come_from_the_features() -> None:
     spec = pipeline(events={"schema": "clickstream"}, features=[FEATURE])
     sink = feature_sink_section(spec, db_schema="p_shop")
     assert sink is not None
-    assert (sink.group_id, sink.db_schema, sink.key_prefix) == ("shop-feature-sink", "p_shop", "adnomaly:shop")
+    assert (sink.group_id, sink.db_schema, sink.feast_project) == ("shop-feature-sink", "p_shop", "shop")
     (view,) = sink.features
     assert (view.name, view.dimensions, view.metrics, view.ttl_s) == (
         "traffic_5m", ["geo", "platform"], ["ctr_avg", "n"], 7200.0,
     )  # fmt: skip
     serving = serving_section(spec, port=8123)
     assert serving is not None and serving.port == 8123 and serving.features == sink.features
+    assert serving.feast_project == sink.feast_project  # the API reads the hashes the sink writes
     assert feature_sink_section(pipeline(), db_schema="x") is None
     assert serving_section(pipeline()) is None
 

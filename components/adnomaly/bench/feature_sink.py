@@ -1,12 +1,11 @@
-"""`adnomaly bench feature-sink`: records/s of the feature sink's online path, with and without Feast's layout.
+"""`adnomaly bench feature-sink`: records/s of the feature sink's online path (Feast's layout in Redis).
 
 Starts a real Redis in a temporary directory and runs the sink's own per-batch work on `--records` feature
 windows (the architecture's example view: 600 entities, 200 geos by 3 platforms, one window end per 600 records):
 decode and check (`prepare`), then the last-write-wins Lua script per record, pipelined (`OnlineStore.write`),
-in batches of `--batch`. Both variants run `--rounds` times, alternating, on fresh Redis databases, so a busy
-machine weighs on both alike; the best round of each is reported, with the client's CPU per record.
-`feast` is what the pipeline runs (the sink writes its own hash and Feast's in one script); `own_only` is the
-sink without Feast's layout (the layout before it existed).
+in batches of `--batch`, `--rounds` times on fresh Redis databases; the best round is reported, with the
+client's CPU per record. To compare two trees (e.g. before and after a layout change), alternate
+`bench/feature_sink_ab.py` with either tree's `components/` on PYTHONPATH (bench/README.md).
 """
 
 from __future__ import annotations
@@ -22,7 +21,8 @@ from typing import Any
 from adnomaly.bench.online import VIEW
 from adnomaly.features.record import ENCODER, FeatureRecord
 from adnomaly.kafka_record import HeldRecord
-from adnomaly.sinks.features.batch import feast_targets, prepare
+from adnomaly.sinks.features.batch import prepare
+from adnomaly.sinks.features.online import feast_targets
 from adnomaly.sinks.features.stores import OnlineStore
 
 
@@ -39,14 +39,14 @@ def messages(count: int) -> list[HeldRecord]:
     return out
 
 
-def one_round(client: Any, batch: list[HeldRecord], size: int, feast_project: str | None) -> tuple[float, float]:
+def one_round(client: Any, batch: list[HeldRecord], size: int) -> tuple[float, float]:
     """(wall seconds, client CPU seconds) to prepare and write every message."""
     views = {VIEW.name: VIEW}
-    feast = feast_targets(views, feast_project)
+    targets = feast_targets(views, "bench")
     store = OnlineStore(client)
     wall, cpu = time.perf_counter(), time.process_time()
     for start in range(0, len(batch), size):
-        store.write(prepare(batch[start:start + size], views, "adnomaly:bench", feast).online)
+        store.write(prepare(batch[start:start + size], views, targets).online)
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -55,35 +55,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     root = Path(tempfile.mkdtemp(prefix="adnomaly-bench-feature-sink-"))
     redis = RedisServer(root / "redis")
-    best: dict[str, tuple[float, float]] = {}
+    rounds: list[tuple[float, float]] = []
     batch = messages(args.records)
     try:
         redis.start()
         with redis.client() as client:
             for _ in range(args.rounds):
-                for variant, project in (("own_only", None), ("feast", "bench")):
-                    client.flushdb()
-                    wall, cpu = one_round(client, batch, args.batch, project)
-                    if variant not in best or wall < best[variant][0]:
-                        best[variant] = (wall, cpu)
+                client.flushdb()
+                rounds.append(one_round(client, batch, args.batch))
     finally:
         redis.stop()
         shutil.rmtree(root, ignore_errors=True)
-    result: dict[str, Any] = {"records": args.records}
-    for variant, (wall, cpu) in best.items():
-        result[f"{variant}_records_per_second"] = round(args.records / wall)
-        result[f"{variant}_client_cpu_us_per_record"] = round(cpu / args.records * 1e6, 1)
-    result["feast_vs_own_only"] = round(best["own_only"][0] / best["feast"][0], 3)
-    return result
+    wall, cpu = min(rounds)
+    return {
+        "records": args.records,
+        "records_per_second": round(args.records / wall),
+        "client_cpu_us_per_record": round(cpu / args.records * 1e6, 1),
+    }
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
-        "feature-sink", help="records/s of the feature sink's Redis path, with and without Feast's layout",
+        "feature-sink", help="records/s of the feature sink's Redis path (Feast's layout)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("--records", type=int, default=60_000, help="feature windows per round")
     parser.add_argument("--batch", type=int, default=1000, help="records per batch (the sink's default)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each variant, alternating")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (the best is reported)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)

@@ -11,10 +11,14 @@ We encode those bytes here, without feast, protobuf or mmh3 in the main environm
 and stable (a test in Feast's own environment compares every byte with Feast's functions, so a Feast upgrade
 that changes them fails loudly). Entity values are strings: a dimension is always read as text.
 
-Besides Feast's fields the sink keeps one of its own per view, `_adnomaly_end_ms:<view>` (the window end in
-epoch milliseconds), next to `_ts:<view>` in the same hash: last-write-wins compares it on the server (see
-`adnomaly.sinks.features.online`), so Feast's `_ts` never goes backwards and, like Feast's own writer, an
-older window never replaces a newer one.
+Feast's hash is the pipeline's only online copy of a window: the serving API and the reliability suite read it
+too. Besides Feast's fields the sink keeps two of its own per view, next to `_ts:<view>` in the same hash (Feast
+reads only the fields it asks for, so it never sees them); both names start with `_adnomaly_`:
+    "_adnomaly_end_ms:<view>"   the window end in epoch milliseconds: last-write-wins compares it on the server
+                                (see `adnomaly.sinks.features.online`), so Feast's `_ts` never goes backwards and,
+                                like Feast's own writer, an older window never replaces a newer one;
+    "_adnomaly_window:<view>"   what the serving API answers beside the metrics (window start/end, event count).
+The decoders (`decode_value`, `decode_entity_key`) are the encoders' inverses, for those readers.
 """
 
 from __future__ import annotations
@@ -66,9 +70,17 @@ def ts_field(view: str) -> bytes:
     return f"_ts:{view}".encode()
 
 
+OWN_FIELD_PREFIX = b"_adnomaly_"  # our fields in Feast's hash (Feast's own never start so)
+
+
 def end_ms_field(view: str) -> bytes:
     """Our own field next to Feast's `_ts:<view>`: the window end in ms, what last-write-wins compares."""
-    return f"_adnomaly_end_ms:{view}".encode()
+    return OWN_FIELD_PREFIX + f"end_ms:{view}".encode()
+
+
+def window_field(view: str) -> bytes:
+    """Our own field holding what the serving API answers besides the metrics (its value is opaque here)."""
+    return OWN_FIELD_PREFIX + f"window:{view}".encode()
 
 
 def entity_key_bytes(entity: Mapping[str, str]) -> bytes:
@@ -82,6 +94,38 @@ def entity_key_bytes(entity: Mapping[str, str]) -> bytes:
         encoded = entity[name].encode()
         out += [struct.pack("<II", VALUE_TYPE_STRING, len(encoded)), encoded]
     return b"".join(out)
+
+
+def decode_entity_key(data: bytes) -> dict[str, str]:
+    """The join keys → values of a key serialized by `entity_key_bytes` (string values only); ValueError when
+    `data` is not exactly one such key."""
+    try:
+        (count,) = struct.unpack_from("<I", data)
+        offset, parts = 4, []
+        for _ in range(2 * count):
+            kind, size = struct.unpack_from("<II", data, offset)
+            offset += 8
+            if kind != VALUE_TYPE_STRING or offset + size > len(data):
+                raise ValueError(f"not a string of {size} bytes at {offset}")
+            parts.append(data[offset:offset + size].decode())
+            offset += size
+    except struct.error as exc:
+        raise ValueError(f"truncated entity key: {exc}") from None
+    if offset != len(data):
+        raise ValueError(f"{len(data) - offset} bytes after the entity key")
+    return dict(zip(parts[:count], parts[count:], strict=True))
+
+
+def entity_of(key: bytes, project: str) -> dict[str, str] | None:
+    """The entity of a Redis key written by `redis_key(project, ...)`; None for any other key (another project's
+    whose name merely ends like this one's, or not Feast's layout)."""
+    suffix = project.encode()
+    if not key.endswith(suffix):
+        return None
+    try:
+        return decode_entity_key(key[: len(key) - len(suffix)])
+    except ValueError:
+        return None
 
 
 def redis_key(project: str, entity: Mapping[str, str]) -> bytes:
@@ -134,20 +178,22 @@ class FeastView:
     int64_metrics: frozenset[str]  # metric names typed Int64 (counts); the others are Float64
 
     @cached_property
-    def names(self) -> tuple[bytes, bytes]:
-        """(our end-ms field, Feast's `_ts` field)."""
-        return end_ms_field(self.name), ts_field(self.name)
+    def names(self) -> tuple[bytes, bytes, bytes]:
+        """(our end-ms field, our window field, Feast's `_ts` field)."""
+        return end_ms_field(self.name), window_field(self.name), ts_field(self.name)
 
     def metric(self, name: str) -> tuple[bytes, Callable[[float | None], bytes]]:
         """A metric's hash field and value encoder."""
         return feature_field(self.name, name), int64_value if name in self.int64_metrics else double_value
 
 
-def feast_fields(view: FeastView, end_ms: int, metrics: Mapping[str, float | None]) -> list[tuple[bytes, bytes]]:
-    """The hash fields of one window of `view`: our end-ms field first (the write script finds it there),
-    Feast's `_ts`, then one per metric (sorted)."""
-    end_name, ts_name = view.names
-    fields = [(end_name, str(end_ms).encode()), (ts_name, timestamp(end_ms))]
+def feast_fields(
+    view: FeastView, end_ms: int, window: bytes, metrics: Mapping[str, float | None]
+) -> list[tuple[bytes, bytes]]:
+    """The hash fields of one window of `view`: our end-ms field first (the write script finds it there), our
+    window field (`window`, opaque here), Feast's `_ts`, then one per metric (sorted)."""
+    end_name, window_name, ts_name = view.names
+    fields = [(end_name, str(end_ms).encode()), (window_name, window), (ts_name, timestamp(end_ms))]
     for name, value in sorted(metrics.items()):
         field, encode = view.metric(name)
         fields.append((field, encode(value)))

@@ -4,7 +4,7 @@ feature windows in PostgreSQL and Redis. Thin I/O; the comparisons are in `verif
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +15,11 @@ import pyarrow.parquet as pq
 import redis as redis_py
 from psycopg import sql
 
+from adnomaly.feast.layout import entity_of
+from adnomaly.features.record import entity_key
 from adnomaly.reliability.verify import WindowKey, WindowValue
-from adnomaly.sinks.features.online import read_latest
+from adnomaly.sinks.config import FeatureView
+from adnomaly.sinks.features.online import read_fields, read_latest
 from adnomaly.sinks.features.stores import TABLE
 from adnomaly.sinks.lake.layout import parse_file_name
 from adnomaly.sinks.lake.storage import LakeStore
@@ -67,17 +70,24 @@ def stored_windows(dsn: str, db_schema: str) -> dict[WindowKey, WindowValue]:
         return {(f, e, int(end)): WindowValue(int(n), metrics) for f, e, end, n, metrics in conn.execute(query)}
 
 
-def online_windows(url: str, key_prefix: str) -> dict[tuple[str, str], tuple[int, WindowValue]]:
-    """Redis: (feature, entity key) → (window end ms, value) of every entity hash under `key_prefix`."""
+def online_windows(
+    url: str, project: str, views: Sequence[FeatureView], now_ms: int
+) -> dict[tuple[str, str], tuple[int, WindowValue]]:
+    """Redis: (feature, entity key) → (window end ms, value) of every view's window in Feast's hashes of
+    `project` (the keys end with its name), as the serving API would answer it at `now_ms`."""
     out: dict[tuple[str, str], tuple[int, WindowValue]] = {}
     with redis_py.Redis.from_url(url) as client:
-        for raw_key in client.scan_iter(match=f"{key_prefix}:*", count=1000):
-            key = raw_key.decode()
-            feature, _, entity = key.removeprefix(f"{key_prefix}:").partition(":")
-            fields = client.hgetall(raw_key)
-            latest = read_latest(fields)
-            if latest is None:
+        for key in client.scan_iter(match=f"*{project}", count=1000):
+            entity = entity_of(key, project)
+            if entity is None:
                 continue
-            end_ms = int(fields[b"window_end_ms"])
-            out[(feature, entity)] = (end_ms, WindowValue(latest["event_count"], latest["metrics"]))
+            for view in views:
+                if set(view.dimensions) != set(entity):
+                    continue
+                values = client.hmget(key, read_fields(view))
+                latest = read_latest(view, values, now_ms)
+                if latest is not None:
+                    out[(view.name, entity_key(entity, view.dimensions))] = (
+                        int(values[0]), WindowValue(latest["event_count"], latest["metrics"])
+                    )  # fmt: skip
     return out

@@ -19,7 +19,7 @@ from adnomaly.reliability.schedule import ALL_TARGETS, build_schedule
 from adnomaly.reliability.spec import reliability_pipeline
 from adnomaly.reliability.verify import check_events, check_features, lake_id_counts, recompute
 from adnomaly.sinks.lake.storage import LakeStore, S3Credentials
-from adnomaly.sinks.sections import key_prefix
+from adnomaly.sinks.sections import feast_project, feature_views
 
 DRAIN_TIMEOUT_S = 300.0
 FEATURE_FIELDS = ["geo", "platform", "CTR", "CPC"]
@@ -134,7 +134,9 @@ def verify(harness: Harness, produced: Produced) -> dict[str, Any]:
     margin_ms = max(int((parse_duration(f.allowed_lateness) + parse_duration(f.window.size)) * 1000) for f in features)
     report = check_features(
         expected, stored_windows(services.postgres.dsn, pipe.plan.db_schema),
-        online_windows(services.redis.url, key_prefix(pipe.name)), cutoff_ms=last_ms - margin_ms,
+        online_windows(services.redis.url, feast_project(pipe.name), feature_views(harness.pipeline),
+                       round(time.time() * 1000)),
+        cutoff_ms=last_ms - margin_ms,
     )  # fmt: skip
     return {
         "events": events.events,

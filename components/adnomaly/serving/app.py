@@ -14,7 +14,9 @@ Reads the component config's `serving` section (ServingConfig); the Redis URL co
 $ADNOMALY_REDIS_URL and the PostgreSQL DSN from $ADNOMALY_POSTGRES_DSN (never from the config or the command
 line). Anomalies are read from the `anomalies` table of the pipeline's schema (`adnomaly.anomalies`); the
 readiness probe does not depend on PostgreSQL, so an outage there leaves feature lookups served (the anomaly
-routes answer 503 meanwhile). A feature lookup's 200 answer looks like
+routes answer 503 meanwhile). A feature lookup is one HMGET of the view's fields in Feast's hash of the entity
+(the sink's only online copy, `adnomaly.sinks.features.online`); a window older than the view's TTL is a 404, as
+Feast's TTL means. Its 200 answer looks like
     {"view": "traffic_5m", "entity": {"geo": "US", "platform": "ios"}, "window_start": "...Z",
      "window_end": "...Z", "event_count": 412, "metrics": {"ctr_avg": 0.031, ...}}
 """
@@ -50,7 +52,7 @@ from adnomaly.observability import serve_metrics
 from adnomaly.serving import chart, console
 from adnomaly.serving.lookup import BadLookup, resolve
 from adnomaly.sinks.config import SERVING_SECTION, FeatureView, ServingConfig, load_section
-from adnomaly.sinks.features.online import read_latest
+from adnomaly.sinks.features.online import read_fields, read_latest
 
 _log = logging.getLogger("adnomaly.serving")
 
@@ -120,6 +122,7 @@ def create_app(
     anomalies: AnomalyStore | None = None, pipeline: str = "",
 ) -> FastAPI:  # fmt: skip
     views = {view.name: view for view in config.features}
+    fields = {view.name: read_fields(view) for view in config.features}
     metrics = ServingMetrics.create(registry)
     state: dict[str, redis_async.Redis] = {}
 
@@ -154,8 +157,9 @@ def create_app(
         view: str = request.path_params["view"]
         label = view if view in views else UNKNOWN_VIEW
         try:
-            lookup = resolve(views, config.key_prefix, view, request.query_params.multi_items())
-            stored = read_latest(await state["redis"].hgetall(lookup.key), views[view].metrics)
+            lookup = resolve(views, config.feast_project, view, request.query_params.multi_items())
+            values = await state["redis"].hmget(lookup.key, fields[view])
+            stored = read_latest(views[view], values, round(time.time() * 1000))
             if stored is None:
                 raise BadLookup(404, f"no current values of `{view}` for {lookup.entity}")
             status, body = 200, {"view": view, "entity": lookup.entity, **stored}

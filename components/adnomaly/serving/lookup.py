@@ -1,13 +1,12 @@
-"""Which Redis hash a request asks for, or why it cannot be answered (pure)."""
+"""Which Redis hash a request asks for (Feast's hash of the entity), or why it cannot be answered (pure)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from adnomaly.features.record import entity_key
+from adnomaly.feast.layout import redis_key
 from adnomaly.sinks.config import FeatureView
-from adnomaly.sinks.features.online import redis_key
 
 
 class BadLookup(ValueError):
@@ -23,13 +22,14 @@ class BadLookup(ValueError):
 class Lookup:
     view: str
     entity: dict[str, str]
-    key: str
+    key: bytes
 
 
 def resolve(
-    views: Mapping[str, FeatureView], key_prefix: str, view: str, params: Sequence[tuple[str, str]]
+    views: Mapping[str, FeatureView], project: str, view: str, params: Sequence[tuple[str, str]]
 ) -> Lookup:
-    """The hash for `view` and the query parameters `params` (every dimension once, nothing else)."""
+    """The hash for `view` of Feast project `project` and the query parameters `params` (every dimension once,
+    nothing else)."""
     spec = views.get(view)
     if spec is None:
         raise BadLookup(404, f"unknown feature view `{view}`; known views: {', '.join(sorted(views)) or 'none'}")
@@ -55,4 +55,4 @@ def resolve(
         expected = ", ".join(spec.dimensions)
         raise BadLookup(400, f"{'; '.join(problems)} (view `{view}` is keyed by {expected})")
     entity = {d: given[d] for d in spec.dimensions}
-    return Lookup(view, entity, redis_key(key_prefix, view, entity_key(entity, spec.dimensions)))
+    return Lookup(view, entity, redis_key(project, entity))

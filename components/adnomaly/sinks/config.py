@@ -70,11 +70,8 @@ class FeatureSinkConfig(_Section):
 
     group_id: str
     db_schema: str
-    key_prefix: str = Field(description="Redis keys are <key_prefix>:<feature>:<entity key>")
     features: list[FeatureView]
-    feast_project: str | None = Field(
-        default=None, description="Also write Feast's Redis layout for this Feast project (adnomaly.feast.layout)"
-    )
+    feast_project: str = Field(description="Redis holds the latest windows in Feast's layout for this Feast project")
     batch_size: int = Field(default=1000, ge=1)
     batch_timeout_s: float = Field(default=0.5, gt=0)
 
@@ -85,7 +82,7 @@ class ServingConfig(_Section):
 
     host: str = "0.0.0.0"
     port: int = Field(default=8090, ge=1, le=65535)
-    key_prefix: str
+    feast_project: str = Field(description="Redis holds the latest windows in Feast's layout for this Feast project")
     features: list[FeatureView]
     db_schema: str | None = Field(default=None, description="None: features only, no anomalies API or console")
 

@@ -14,10 +14,6 @@ from adnomaly.spec import Pipeline
 TABLE = "events"
 
 
-def key_prefix(pipeline: str) -> str:
-    return f"adnomaly:{pipeline}"
-
-
 def feast_project(pipeline: str) -> str:
     """The Feast project of a pipeline's features: its name with `_` for `-` (Feast 0.67 refuses hyphens in a
     project name; pipeline names have no `_`, so two pipelines never share a project)."""
@@ -75,8 +71,8 @@ def feature_sink_section(pipeline: Pipeline, *, db_schema: str) -> FeatureSinkCo
     if not views:
         return None
     return FeatureSinkConfig(
-        group_id=f"{pipeline.name}-feature-sink", db_schema=db_schema, key_prefix=key_prefix(pipeline.name),
-        features=views, feast_project=feast_project(pipeline.name),
+        group_id=f"{pipeline.name}-feature-sink", db_schema=db_schema, features=views,
+        feast_project=feast_project(pipeline.name),
     )  # fmt: skip
 
 
@@ -88,5 +84,5 @@ def serving_section(
     if not views:
         return None
     return ServingConfig(
-        host=host, port=port, key_prefix=key_prefix(pipeline.name), features=views, db_schema=db_schema
+        host=host, port=port, feast_project=feast_project(pipeline.name), features=views, db_schema=db_schema
     )

@@ -48,8 +48,8 @@ def build_feature_sink(
         )
     )  # fmt: skip
     settings = FeatureSinkSettings(
-        topic=config.kafka.topics.features, key_prefix=section.key_prefix,
-        batch_size=section.batch_size, batch_timeout_s=section.batch_timeout_s, feast_project=section.feast_project,
+        topic=config.kafka.topics.features, feast_project=section.feast_project,
+        batch_size=section.batch_size, batch_timeout_s=section.batch_timeout_s,
     )  # fmt: skip
     return FeatureSink(
         settings,
@@ -80,8 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     serve_metrics(config.metrics_port)
     _log.info(
-        "feature sink for pipeline %s: %s → Redis (%s:*) and %s.feature_aggregates (group %s)", config.pipeline,
-        config.kafka.topics.features, section.key_prefix, section.db_schema, section.group_id,
+        "feature sink for pipeline %s: %s → Redis (Feast project %s) and %s.feature_aggregates (group %s)",
+        config.pipeline, config.kafka.topics.features, section.feast_project, section.db_schema, section.group_id,
     )  # fmt: skip
     sink.run()
     _log.info("feature sink stopped")

@@ -15,7 +15,6 @@ from typing import Any
 
 import msgspec
 
-from adnomaly.feast.layout import FeastView
 from adnomaly.features.record import DECODER, FeatureRecord, entity_key
 from adnomaly.sinks.config import FeatureView
 from adnomaly.sinks.features.online import FeastTarget, OnlineWrite, online_write, utc
@@ -65,20 +64,11 @@ def check_record(record: FeatureRecord, views: Mapping[str, FeatureView]) -> str
     return None
 
 
-def feast_targets(views: Mapping[str, FeatureView], project: str | None) -> dict[str, FeastTarget]:
-    """Each view's place in Feast's layout (none without a Feast project)."""
-    if project is None:
-        return {}
-    return {name: FeastTarget(project, FeastView(name, frozenset(view.int64_metrics))) for name, view in views.items()}
-
-
 def prepare(
-    messages: Sequence[Any], views: Mapping[str, FeatureView], key_prefix: str,
-    feast: Mapping[str, FeastTarget] | None = None,
-) -> FeatureBatch:  # fmt: skip
-    """The writes for a batch of Kafka messages (objects with value/topic/partition/offset/error); `feast`
-    (from `feast_targets`) adds Feast's layout to each online write."""
-    feast = feast or {}
+    messages: Sequence[Any], views: Mapping[str, FeatureView], targets: Mapping[str, FeastTarget]
+) -> FeatureBatch:
+    """The writes for a batch of Kafka messages (objects with value/topic/partition/offset/error); `targets`
+    (`online.feast_targets(views, project)`) place each view's windows in Feast's layout."""
     batch = FeatureBatch(size=len(messages))
     rows: dict[tuple[str, str, Any], HistoryRow] = {}
     for message in messages:
@@ -95,7 +85,7 @@ def prepare(
             batch.skipped[reason] = batch.skipped.get(reason, 0) + 1
             continue
         view = views[record.feature]
-        batch.online.append(online_write(key_prefix, record, view.dimensions, view.ttl_s, feast.get(record.feature)))
+        batch.online.append(online_write(targets[record.feature], record))
         row = HistoryRow(
             feature=record.feature,
             entity_key=entity_key(record.dimensions, view.dimensions),

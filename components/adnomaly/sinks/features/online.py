@@ -1,83 +1,79 @@
-"""The online store's layout in Redis, shared by the feature sink (writer) and the online API (reader).
+"""The online store's layout in Redis, shared by the feature sink (writer), the online API and the reliability
+suite (readers): Feast's own Redis layout (`adnomaly.feast.layout`), the only online copy of a window.
 
-One hash per entity: `<key prefix>:<feature>:<entity key>`, e.g. `adnomaly:clickstream:traffic_5m:geo=US|platform=ios`,
-holding the latest window of that entity:
-    window_start, window_end   RFC 3339 (UTC)
-    window_end_ms              the window end in epoch milliseconds (what last-write-wins compares)
-    event_count                events in the window
-    metric:<name>              each metric's value as JSON (a number, or null when undefined)
-The hash expires `ttl` after its window's end (as Feast does: a feature value is served for `ttl` past
-its event time). An older window never replaces a newer one, whatever order they arrive in: the write
-is a Lua script that compares `window_end_ms` on the server (equal window ends: the later write wins,
-a re-computed window replaces the earlier result). The write sets the hash's fields over the old ones, without
-deleting the hash first: a view writes the same fields every window, and deleting and rebuilding the hash
-was the most expensive step of the script (`adnomaly bench feature-sink`). A metric dropped from the spec
-leaves a stale field until the hash expires, so readers answer only the metrics they are configured with.
+One hash per entity and Feast project, `serialize_entity_key(join keys → values) + project`, shared by every
+view keyed by the same dimensions. Per view it holds the latest window of that entity:
+    murmur3("<view>:<metric>")   each metric as a serialized `feast.types.Value` (Int64 for counts, Float64
+                                 otherwise; empty when the metric is undefined in the window: null)
+    _ts:<view>                   the window end as a `google.protobuf.Timestamp` (Feast's event time)
+    _adnomaly_end_ms:<view>      the window end in epoch milliseconds (what last-write-wins compares)
+    _adnomaly_window:<view>      JSON {"window_start", "window_end" (RFC 3339, UTC), "event_count"}: what the
+                                 serving API answers beside the metrics, ready to use
+So `FeatureStore.get_online_features` reads what the sink writes, and the serving API answers from the same
+bytes: one HSET per window instead of a second hash of our own (which took about a third of the sink's Redis
+path's time, `adnomaly bench feature-sink`; bench/README.md).
 
-With a Feast project set (the plan always sets one: the pipeline's name), the same script also writes the
-window into Feast's own hash of the entity (`adnomaly.feast.layout`), so `FeatureStore.get_online_features`
-reads it. One writer, one script per window: both hashes change together or not at all, and the serving
-API and Feast answer from the same write. Last-write-wins is checked on both hashes (ours: `window_end_ms`;
-Feast's: `_adnomaly_end_ms:<view>`, kept next to `_ts:<view>`), so neither ever goes back to an older window.
-Feast's hash is shared by the views keyed by the same dimensions, so it is never deleted, only its view's
-fields are set, and its expiry only ever moves later (`PEXPIREAT ... GT`; a new hash gets the window's).
+An older window never replaces a newer one, whatever order they arrive in: the write is a Lua script that
+compares `_adnomaly_end_ms:<view>` on the server (equal window ends: the later write wins, a re-computed window
+replaces the earlier result). It sets the view's fields over the old ones, never deleting the hash (other views
+share it), and the hash's expiry only ever moves later (`PEXPIREAT ... GT`; a new hash gets the window's end
+plus the view's TTL, Feast's `key_ttl_seconds`). Since another view can keep the shared hash alive past this
+view's TTL, readers enforce the TTL themselves (`read_latest`: a window is served until `ttl` after its end, as
+Feast's TTL means). A metric dropped from the spec leaves a stale field until the hash expires; readers ask only
+for the metrics they are configured with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
-from adnomaly.feast.layout import FeastView, feast_fields, flatten
-from adnomaly.feast.layout import redis_key as feast_redis_key
-from adnomaly.features.record import FeatureRecord, entity_key
+from adnomaly.feast.layout import (
+    FeastView,
+    decode_value,
+    end_ms_field,
+    feast_fields,
+    feature_field,
+    flatten,
+    redis_key,
+    window_field,
+)  # fmt: skip
+from adnomaly.features.record import FeatureRecord
+from adnomaly.sinks.config import FeatureView
 
-WINDOW_START = "window_start"
-WINDOW_END = "window_end"
-WINDOW_END_MS = "window_end_ms"
-EVENT_COUNT = "event_count"
-METRIC_PREFIX = "metric:"
-
-# KEYS[1]: our hash; KEYS[2] (optional): Feast's hash of the entity.
-# ARGV[1]: window_end_ms; ARGV[2]: expire-at (epoch ms); ARGV[3]: n, the count of our field/value args that
-# follow (ARGV[4..3+n]); ARGV[4+n..]: Feast's field/value pairs, the first being `_adnomaly_end_ms:<view>`.
-# Returns 1 when written, 0 when a stored window is newer (the write is skipped).
+# KEYS[1]: Feast's hash of the entity. ARGV[1]: expire-at (epoch ms); ARGV[2..]: field/value pairs, the first
+# being `_adnomaly_end_ms:<view>` and the window end in ms. Returns 1 when written, 0 when a stored window of
+# the view is newer (the write is skipped).
 WRITE_LATEST_LUA = """
-local end_ms = tonumber(ARGV[1])
-local n = tonumber(ARGV[3])
-local current = redis.call('HGET', KEYS[1], 'window_end_ms')
-if current and tonumber(current) > end_ms then
+local current = redis.call('HGET', KEYS[1], ARGV[2])
+if current and tonumber(current) > tonumber(ARGV[3]) then
   return 0
 end
-if KEYS[2] then
-  local feast = redis.call('HGET', KEYS[2], ARGV[4 + n])
-  if feast and tonumber(feast) > end_ms then
-    return 0
-  end
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + n))
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-if KEYS[2] then
-  local existed = redis.call('EXISTS', KEYS[2])
-  redis.call('HSET', KEYS[2], unpack(ARGV, 4 + n))
-  if existed == 1 then
-    redis.call('PEXPIREAT', KEYS[2], ARGV[2], 'GT')
-  else
-    redis.call('PEXPIREAT', KEYS[2], ARGV[2])
-  end
+local existed = current or redis.call('EXISTS', KEYS[1]) == 1
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if existed then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[1], 'GT')
+else
+  redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 end
 return 1
 """
 
-_json = msgspec.json.Encoder()
+
+class Window(msgspec.Struct, frozen=True):
+    """The value of `_adnomaly_window:<view>`, as the serving API answers it."""
+
+    window_start: str
+    window_end: str
+    event_count: int
 
 
-def redis_key(prefix: str, feature: str, entity: str) -> str:
-    return f"{prefix}:{feature}:{entity}"
+_window_encoder = msgspec.json.Encoder()
+_window_decoder = msgspec.json.Decoder(Window)
 
 
 def utc(value: datetime) -> datetime:
@@ -95,73 +91,55 @@ def rfc3339(value: datetime) -> str:
 
 @dataclass(frozen=True)
 class OnlineWrite:
-    key: str
-    window_end_ms: int
+    key: bytes  # Feast's hash of the entity
     expire_at_ms: int
-    fields: tuple[tuple[str, str], ...]
-    feast_key: bytes | None = None  # Feast's hash of the entity (None: no Feast layout)
-    feast_fields: tuple[tuple[bytes, bytes], ...] = ()
+    fields: tuple[tuple[bytes, bytes], ...]  # `_adnomaly_end_ms:<view>` first (the script compares it)
 
-    def keys(self) -> list[str | bytes]:
-        return [self.key] if self.feast_key is None else [self.key, self.feast_key]
-
-    def args(self) -> list[str | int | bytes]:
-        flat: list[str | int | bytes] = [self.window_end_ms, self.expire_at_ms, 2 * len(self.fields)]
-        for name, value in self.fields:
-            flat += [name, value]
-        return flat + flatten(self.feast_fields)
+    def args(self) -> list[int | bytes]:
+        return [self.expire_at_ms, *flatten(self.fields)]
 
 
 @dataclass(frozen=True)
 class FeastTarget:
-    """Where a view's windows go in Feast's layout: the Feast project and the view's typing."""
+    """Where a view's windows go: the Feast project, the view's typing and its TTL."""
 
     project: str
     view: FeastView
+    ttl_ms: int
 
 
-def online_write(
-    prefix: str, record: FeatureRecord, dimensions: list[str], ttl_s: float, feast: FeastTarget | None = None
-) -> OnlineWrite:
+def feast_targets(views: Mapping[str, FeatureView], project: str) -> dict[str, FeastTarget]:
+    """Each view's place in Feast's layout."""
+    return {
+        name: FeastTarget(project, FeastView(name, frozenset(view.int64_metrics)), round(view.ttl_s * 1000))
+        for name, view in views.items()
+    }
+
+
+def online_write(target: FeastTarget, record: FeatureRecord) -> OnlineWrite:
     end_ms = epoch_ms(record.window_end)
-    fields = [
-        (WINDOW_START, rfc3339(record.window_start)),
-        (WINDOW_END, rfc3339(record.window_end)),
-        (WINDOW_END_MS, str(end_ms)),
-        (EVENT_COUNT, str(record.event_count)),
-    ]
-    fields += [(METRIC_PREFIX + name, _json.encode(value).decode()) for name, value in sorted(record.metrics.items())]
+    window = Window(rfc3339(record.window_start), rfc3339(record.window_end), record.event_count)
     return OnlineWrite(
-        key=redis_key(prefix, record.feature, entity_key(record.dimensions, dimensions)),
-        window_end_ms=end_ms,
-        expire_at_ms=end_ms + round(ttl_s * 1000),
-        fields=tuple(fields),
-        feast_key=None if feast is None else feast_redis_key(feast.project, record.dimensions),
-        feast_fields=() if feast is None else tuple(feast_fields(feast.view, end_ms, record.metrics)),
+        key=redis_key(target.project, record.dimensions),
+        expire_at_ms=end_ms + target.ttl_ms,
+        fields=tuple(feast_fields(target.view, end_ms, _window_encoder.encode(window), record.metrics)),
     )
 
 
-def read_latest(
-    fields: Mapping[bytes | str, bytes | str], metrics_wanted: Collection[str] | None = None
-) -> dict[str, Any] | None:
-    """A stored hash as the online API answers it, with the metrics in `metrics_wanted` (None: all stored);
-    None when the hash is empty (absent or expired)."""
-    if not fields:
+def read_fields(view: FeatureView) -> list[bytes]:
+    """The fields to HMGET for `read_latest`: our end-ms and window fields, then each configured metric's."""
+    return [end_ms_field(view.name), window_field(view.name), *(feature_field(view.name, m) for m in view.metrics)]
+
+
+def read_latest(view: FeatureView, values: Sequence[bytes | None], now_ms: int) -> dict[str, Any] | None:
+    """The window as the online API answers it, from the HMGET of `read_fields(view)`; None when the hash has
+    no window of the view or it expired (its end plus the view's TTL is before `now_ms`). A metric whose field
+    is absent (added to the spec since the window was written) is left out; an undefined one is None."""
+    end_ms, window, *metrics = values
+    if end_ms is None or window is None or int(end_ms) + round(view.ttl_s * 1000) < now_ms:
         return None
-    text = {_text(name): _text(value) for name, value in fields.items()}
-    metrics = {
-        name.removeprefix(METRIC_PREFIX): msgspec.json.decode(value)
-        for name, value in text.items()
-        if name.startswith(METRIC_PREFIX)
-        and (metrics_wanted is None or name.removeprefix(METRIC_PREFIX) in metrics_wanted)
+    answer = msgspec.structs.asdict(_window_decoder.decode(window))
+    answer["metrics"] = {
+        name: decode_value(value) for name, value in zip(view.metrics, metrics, strict=True) if value is not None
     }
-    return {
-        "window_start": text.get(WINDOW_START),
-        "window_end": text.get(WINDOW_END),
-        "event_count": int(text.get(EVENT_COUNT, "0")),
-        "metrics": metrics,
-    }
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return answer

@@ -20,8 +20,9 @@ from confluent_kafka import TopicPartition
 from adnomaly.owed_offsets import CommitFailed, OwedOffsets
 from adnomaly.sinks.config import FeatureView
 from adnomaly.sinks.consume import Consumer, Waiter, describe, forget_lag, update_lag
-from adnomaly.sinks.features.batch import FeatureBatch, feast_targets, prepare
+from adnomaly.sinks.features.batch import FeatureBatch, prepare
 from adnomaly.sinks.features.metrics import ONLINE_STALE, ONLINE_WRITTEN, FeatureSinkMetrics
+from adnomaly.sinks.features.online import feast_targets
 from adnomaly.sinks.features.stores import POSTGRES_ERRORS, REDIS_ERRORS, HistoryStore, OnlineStore
 
 _log = logging.getLogger(__name__)
@@ -30,11 +31,10 @@ _log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FeatureSinkSettings:
     topic: str
-    key_prefix: str
+    feast_project: str  # the Redis layout's project (adnomaly.feast.layout)
     batch_size: int
     batch_timeout_s: float
     lag_interval_s: float = 5.0
-    feast_project: str | None = None  # also write Feast's Redis layout (adnomaly.feast.layout)
 
 
 @dataclass
@@ -127,7 +127,7 @@ class FeatureSink:
             self._owed.retry(self._consumer)  # an idle topic still gets the commit a refused one left owed
             return 0
         started = self._clock()
-        batch = prepare(messages, self._views, self.settings.key_prefix, self._feast)
+        batch = prepare(messages, self._views, self._feast)
         written = self._waiter.retry(lambda: self._write_online(batch), "writing to Redis", REDIS_ERRORS)
         if written is None:
             return 0

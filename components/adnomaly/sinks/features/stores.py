@@ -1,7 +1,8 @@
 """The feature sink's two stores: Redis (latest window per entity) and PostgreSQL (every window).
 
 Both writes are idempotent, so a batch replayed after a crash or a rebalance changes nothing:
-- Redis: the last-write-wins Lua script of `online.py` (our hash and Feast's), one call per record, pipelined;
+- Redis: the last-write-wins Lua script of `online.py` (Feast's hash of the entity), one call per record,
+  pipelined;
 - PostgreSQL: `<schema>.feature_aggregates`, primary key (feature, entity_key, window_end), one
   `INSERT ... ON CONFLICT DO UPDATE` per batch that only touches rows whose values changed.
 """
@@ -74,7 +75,7 @@ class OnlineStore:
             return 0
         pipe = self._client.pipeline(transaction=False)
         for write in writes:
-            self._script(keys=write.keys(), args=write.args(), client=pipe)
+            self._script(keys=[write.key], args=write.args(), client=pipe)
         return sum(int(result) for result in pipe.execute())
 
     def close(self) -> None:
