@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AclBinding,
     AclOperation,
@@ -591,3 +591,38 @@ def upsert_scram_user(
             future.result(timeout=timeout)
         except KafkaException as exc:
             raise KafkaAdminError(f"cannot set the SCRAM credential of {name}: {exc}") from None
+
+
+def readable_ends(
+    bootstrap: str, topic: str, partitions: int, *, timeout: float = 30.0, client: Mapping[str, Any] | None = None
+) -> dict[int, int]:
+    """Per partition, the offset just after the last record a read_committed consumer gets (0: none).
+
+    That is where a consumer group that has taken everything commits, and on a transactional topic it is not
+    the high watermark: the partition ends with a commit marker, and after a producer failover possibly with
+    aborted records and their abort marker, none of which is ever delivered. So the partition is read to its
+    end (the whole partition: meant for small topics such as features, in tests and drains). Raises
+    KafkaAdminError when the end is not reached within `timeout`."""
+    consumer = Consumer(_client_config(
+        {"bootstrap.servers": bootstrap, "group.id": f"adnomaly-probe-{os.getpid()}-{time.monotonic_ns()}",
+         **CONSUMER_DEFAULTS, "enable.partition.eof": True, "log_level": 3}, client or {}, None,
+    ))  # fmt: skip
+    ends = dict.fromkeys(range(partitions), 0)
+    pending = set(ends)
+    deadline = time.monotonic() + timeout
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        while pending:
+            if time.monotonic() > deadline:
+                raise KafkaAdminError(f"no end of {topic} partitions {sorted(pending)} reached in {timeout:.0f}s")
+            for message in consumer.consume(num_messages=10_000, timeout=1.0):
+                error = message.error()
+                if error is None:
+                    ends[message.partition()] = message.offset() + 1
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(message.partition())
+                else:
+                    raise KafkaAdminError(f"cannot read {topic}[{message.partition()}]: {error}")
+    finally:
+        consumer.close()
+    return ends

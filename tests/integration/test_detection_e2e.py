@@ -33,7 +33,7 @@ from adnomaly.detector.config import DETECTOR_SECTION
 from adnomaly.features.sql import JobOptions, compile_pipeline
 from adnomaly.generator.scenarios import ScenarioLabel, ScheduleSettings
 from adnomaly.generator.stream import EventStream, GeneratedEvent, GeneratorSettings
-from adnomaly.kafka_client import committed_offsets, consumer_config, producer_config
+from adnomaly.kafka_client import committed_offsets, producer_config, readable_ends
 from adnomaly.plan import Endpoints, plan
 from adnomaly.services.base import ManagedProcess, free_port
 from adnomaly.services.flink import FeaturesJob, ensure_flink
@@ -41,7 +41,7 @@ from adnomaly.services.kafka import KafkaBroker
 from adnomaly.services.postgres import PostgresServer
 from adnomaly.sinks.config import render_config
 from adnomaly.spec import Pipeline, parse_pipeline
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.test_detector import read_anomalies
@@ -120,24 +120,6 @@ def produce_events(bootstrap: str, topic: str, events: list[GeneratedEvent]) -> 
     assert producer.flush(60) == 0
 
 
-def last_offset(bootstrap: str, topic: str) -> int:
-    """The offset of the last committed record of partition 0 of `topic` (read_committed, read to the end)."""
-    consumer = Consumer(consumer_config(bootstrap, f"probe-{uuid.uuid4().hex[:8]}", **{"enable.partition.eof": True}))
-    consumer.assign([TopicPartition(topic, 0, 0)])
-    last = -1
-    try:
-        while True:
-            message = consumer.poll(10)
-            if message is None:
-                raise AssertionError(f"no end of partition reached in {topic}")
-            if message.error() is None:
-                last = message.offset()
-            elif message.error().code() == KafkaError._PARTITION_EOF:
-                return last
-    finally:
-        consumer.close()
-
-
 def rows(dsn: str, schema: str) -> list[tuple]:
     with psycopg.connect(dsn) as conn:
         if conn.execute("SELECT to_regclass(%s)", (f'"{schema}".anomalies',)).fetchone()[0] is None:
@@ -208,7 +190,7 @@ def test_labelled_click_fraud_burst_detected_end_to_end(
         job.wait_checkpoints(checkpoints + 2)  # every window the job fired is committed by now
         # The features topic is transactional: its high watermark sits past a commit marker the detector
         # never consumes, so "caught up" is: committed past the last committed feature record.
-        end = last_offset(bootstrap, topics.features) + 1
+        end = readable_ends(bootstrap, topics.features, 1)[0]
         wait_for(lambda: committed_offsets(bootstrap, group, [TopicPartition(topics.features, 0)]).get(0, -1) >= end,
                  60, "the detector to catch up", diagnostics)  # fmt: skip
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, TopicPartition
 
-from adnomaly.kafka_client import committed_offsets, consumer_lag
+from adnomaly.kafka_client import committed_offsets, consumer_lag, readable_ends
 from adnomaly.local.state import open_state_dir
 from adnomaly.local.up import LocalPipeline, Services, local_services, start_pipeline
 from adnomaly.plan import managed_stores
@@ -184,6 +184,11 @@ class Harness:
                 pass
             time.sleep(interval)
         return False
+
+    def readable_ends(self, role: str) -> dict[int, int]:
+        """Per partition, just past the last record a consumer can read (what a drained group has committed)."""
+        topic = self.pipe.plan.topics[role]
+        return readable_ends(self.bootstrap, topic.name, topic.partitions)
 
     def high_watermarks(self, role: str) -> dict[int, int]:
         """The end offset of each partition of a topic (raises while the broker is down)."""
