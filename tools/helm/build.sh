@@ -27,26 +27,6 @@ present() { [[ -x "$BIN/helm" && -f "$BIN/.versions" && "$(cat "$BIN/.versions")
 gobuild_args "$@"
 gobuild_begin helm
 
-if [[ $UPDATE -eq 1 ]]; then
-  log "regenerating go.mod for helm.sh/helm/v3 $HELM_VERSION"
-  rm -f "$HERE/go.mod" "$HERE/go.sum"
-  (cd "$HERE" && GOFLAGS=-mod=mod go mod init adnomaly/tools/helm >/dev/null 2>&1)
-  (cd "$HERE" && go mod edit -go="$GO_LANG_VERSION" -require="helm.sh/helm/v3@$HELM_VERSION")
-  (cd "$HERE" && GOFLAGS=-mod=mod go mod tidy)
-fi
-
-if ! grep -Eq "^[[:space:]]*(require )?helm\.sh/helm/v3 ${HELM_VERSION//./\\.}( |$)" "$HERE/go.mod" 2>/dev/null; then
-  echo "tools/helm/go.mod does not pin helm.sh/helm/v3 $HELM_VERSION; run: tools/helm/build.sh --update" >&2
-  exit 1
-fi
-
-TMP="$(mktemp -d "$OUT/bin.tmp.XXXXXX")"
-trap 'rm -rf "$TMP"' EXIT
-start=$SECONDS
-log "building helm ($HELM_VERSION)"
+gobuild_pin_module "$HERE" helm.sh/helm/v3 "$HELM_VERSION" "$GO_LANG_VERSION"
 X="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
-(cd "$HERE" && go build -ldflags="-s -w $X" -o "$TMP/helm" helm.sh/helm/v3/cmd/helm)
-mkdir -p "$BIN"
-mv -f "$TMP/helm" "$BIN/helm"
-echo "$STAMP" > "$BIN/.versions"
-log "built in $((SECONDS - start))s into $BIN: helm $(du -h "$BIN/helm" | cut -f1)"
+gobuild_install helm "$HERE" helm.sh/helm/v3/cmd/helm -ldflags="-s -w $X"

@@ -41,18 +41,8 @@ gobuild_args "$@"
 gobuild_begin keda
 
 DIR="$HERE/module"
-if [[ $UPDATE -eq 1 ]]; then
-  log "regenerating tools/keda/module/go.mod for $MODULE $KEDA_VERSION"
-  rm -f "$DIR/go.mod" "$DIR/go.sum"
-  (cd "$DIR" && GOFLAGS=-mod=mod go mod init adnomaly/tools/keda/module >/dev/null 2>&1)
-  (cd "$DIR" && go mod edit -go="$GO_LANG_VERSION" -require="$MODULE@$KEDA_VERSION" \
-    -replace="github.com/nexus-rpc/nexus-proto-annotations@v0.1.0=github.com/nexus-rpc/nexus-proto-annotations@$NEXUS_ANNOTATIONS_REPLACE")
-  (cd "$DIR" && GOFLAGS=-mod=mod go mod tidy)
-fi
-if ! grep -Eq "^[[:space:]]*(require )?${MODULE//./\\.} ${KEDA_VERSION//./\\.}( |$)" "$DIR/go.mod" 2>/dev/null; then
-  echo "tools/keda/module/go.mod does not pin $MODULE $KEDA_VERSION; run: tools/keda/build.sh --update" >&2
-  exit 1
-fi
+gobuild_pin_module "$DIR" "$MODULE" "$KEDA_VERSION" "$GO_LANG_VERSION" \
+  -replace="github.com/nexus-rpc/nexus-proto-annotations@v0.1.0=github.com/nexus-rpc/nexus-proto-annotations@$NEXUS_ANNOTATIONS_REPLACE"
 
 TMP="$(mktemp -d "$OUT/bin.tmp.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT

@@ -54,12 +54,14 @@ gobuild_begin() {
 # The repository's root, for messages and module paths (this file is tools/lib/gobuild.sh).
 GOBUILD_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
-# gobuild_pin_module DIR MODULE VERSION GO_LANG_VERSION: DIR (a folder of tools/ whose tools.go imports
-# MODULE) has a generated go.mod that pins MODULE at VERSION. With --update, regenerate DIR/go.mod and
-# go.sum from that pin first (module adnomaly/<DIR>, `go GO_LANG_VERSION`, then go mod tidy); in any
+# gobuild_pin_module DIR MODULE VERSION GO_LANG_VERSION [GO MOD EDIT FLAGS...]: DIR (a folder of tools/
+# whose tools.go imports MODULE) has a generated go.mod that pins MODULE at VERSION. With --update,
+# regenerate DIR/go.mod and go.sum from that pin first (module adnomaly/<DIR>, `go GO_LANG_VERSION`, the
+# extra `go mod edit` flags such as a -replace the module's own go.mod carries, then go mod tidy); in any
 # case exit with an error when go.mod does not pin MODULE at VERSION.
 gobuild_pin_module() {
   local dir="$1" mod="$2" version="$3" golang="$4"
+  shift 4
   local rel="${dir#"$GOBUILD_REPO"/}" script
   script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
   script="${script#"$GOBUILD_REPO"/}"
@@ -67,7 +69,7 @@ gobuild_pin_module() {
     log "regenerating $rel/go.mod for $mod $version"
     rm -f "$dir/go.mod" "$dir/go.sum"
     (cd "$dir" && GOFLAGS=-mod=mod go mod init "adnomaly/$rel" >/dev/null 2>&1)
-    (cd "$dir" && go mod edit -go="$golang" -require="$mod@$version")
+    (cd "$dir" && go mod edit -go="$golang" -require="$mod@$version" "$@")
     (cd "$dir" && GOFLAGS=-mod=mod go mod tidy)
   fi
   if ! grep -Eq "^[[:space:]]*(require )?${mod//./\\.} ${version//./\\.}( |$)" "$dir/go.mod" 2>/dev/null; then
