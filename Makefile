@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PIPELINE ?= manifests/pipeline.yaml
 PYTEST_ARGS ?=
 
-.PHONY: run test test-unit test-integration test-operator test-security test-bad-input test-reliability lint deps venv services k8s k8s-node keda helm images crds manifests e2e e2e-node cluster-up cluster-down clean
+.PHONY: run test compiled test-unit test-integration test-operator test-security test-bad-input test-reliability lint deps venv services k8s k8s-node keda helm images crds manifests e2e e2e-node cluster-up cluster-down clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -17,6 +17,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/pip install -q -r requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
+
+# The detector's hot path compiled by mypyc beside its sources (adnomaly/compiled.py); a no-op when the
+# extensions match the sources, and without a C compiler the sources simply run.
+compiled: venv
+	$(BIN)/python -m adnomaly.compiled
 
 services: venv
 	$(BIN)/python -m adnomaly.services.install
@@ -61,7 +66,7 @@ crds: venv
 manifests: venv helm
 	$(BIN)/python -m adnomaly.services.helm
 
-deps: venv services
+deps: venv compiled services
 
 run: deps
 	$(BIN)/adnomaly up -f $(PIPELINE)
@@ -69,7 +74,7 @@ run: deps
 lint: venv
 	$(BIN)/ruff check .
 
-test-unit: venv
+test-unit: venv compiled
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: deps
@@ -110,3 +115,4 @@ test: deps k8s k8s-node keda helm images lint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .adnomaly
+	rm -f components/adnomaly/*/*.so components/adnomaly/*/_compiled.stamp

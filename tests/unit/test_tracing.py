@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import timeit
-
 import pytest
 from adnomaly.tracing import DISABLED, MAX_LINKS, configure, tracing_requested
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -37,13 +35,17 @@ def test_off_by_default_is_a_no_op() -> None:
     assert tracing.links([[("traceparent", b"x")]]) == []
 
 
-def test_disabled_span_costs_well_under_a_microsecond() -> None:
-    def one() -> None:
-        with DISABLED.span("x"):
-            pass
-
-    per_call = min(timeit.repeat(one, number=20_000, repeat=3)) / 20_000
-    assert per_call < 2e-6, per_call  # generous for a loaded 2-core CI machine; typically ~0.1 µs
+def test_disabled_span_is_one_shared_no_op() -> None:
+    """Off, every span is the same no-op context manager: nothing is built per call and OpenTelemetry is never
+    reached (checked by structure, not by timing: a loaded CI machine makes a per-call timing meaningless;
+    `adnomaly bench` measures the hot paths that carry these calls)."""
+    assert DISABLED.tracer is None
+    first = DISABLED.span("x")
+    assert first is DISABLED.span("y", attributes={"rows": 1}, links=()) is DISABLED.span("z", parent=None)
+    with first as span:
+        assert span is None
+    assert DISABLED.start("x") is None
+    assert DISABLED.context_of(None) is None
 
 
 def test_context_crosses_kafka_headers_from_ingest_to_processor_and_database() -> None:

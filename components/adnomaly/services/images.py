@@ -73,6 +73,10 @@ class ImageArchive:
     digest: str
 
 
+# Files .dockerignore keeps out of every build context, so they are not inputs of an image's digest either.
+IGNORED_SUFFIXES = (".pyc", ".so", "_compiled.stamp")
+
+
 def images_dir(cache: Path | None = None) -> Path:
     return (cache or CACHE_DIR) / "images"
 
@@ -107,12 +111,13 @@ class Digest:
         self._hash.update(b"\0")
 
     def tree(self, label: str, path: Path) -> None:
-        """Every regular file under `path` (a file or a directory), skipping Python's byte-code caches."""
+        """Every regular file under `path` (a file or a directory), skipping what .dockerignore keeps out of
+        every context: Python's byte-code caches and the venv's compiled extensions (adnomaly.compiled)."""
         if path.is_file():
             self.file(label, path)
             return
         for child in sorted(path.rglob("*")):
-            if child.is_file() and "__pycache__" not in child.parts and not child.name.endswith(".pyc"):
+            if child.is_file() and "__pycache__" not in child.parts and not child.name.endswith(IGNORED_SUFFIXES):
                 self.file(f"{label}/{child.relative_to(path)}", child)
 
     def hexdigest(self) -> str:
