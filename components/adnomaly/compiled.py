@@ -18,8 +18,9 @@ extension beside it would silently run the old code: the group's package calls `
 or when `ADNOMALY_PURE_PYTHON=1`. A group is compiled together (its modules call each other natively), so it
 is used whole or not at all.
 
-Images: the extensions are built for the interpreter that compiles them, so they never travel into an image
-(`.dockerignore`); the images run the sources.
+Images: an extension is built for the interpreter that compiles it, so none travels from a checkout into
+an image (`.dockerignore`); docker/Dockerfile's build stage compiles the group for the image's own Python
+and fails when it did not compile.
 """
 
 from __future__ import annotations

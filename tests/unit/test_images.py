@@ -54,6 +54,9 @@ def test_digest_follows_what_the_image_copies_and_nothing_else(tmp_path: Path) -
     (tmp_path / "other.txt").write_text("changed, but never copied\n")
     (tmp_path / "app" / "__pycache__").mkdir()
     (tmp_path / "app" / "__pycache__" / "main.cpython-311.pyc").write_bytes(b"\0")
+    # a checkout's compiled extensions and their stamp (adnomaly.compiled): .dockerignore keeps them out
+    (tmp_path / "app" / "main.cpython-311-x86_64-linux-gnu.so").write_bytes(b"\0")
+    (tmp_path / "app" / "_compiled.stamp").write_text("{}")
     assert dockerfile_inputs_digest(image, {}) == first
     (tmp_path / "app" / "main.py").write_text("print('changed')\n")
     changed = dockerfile_inputs_digest(image, {})
