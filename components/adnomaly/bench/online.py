@@ -4,7 +4,10 @@ Starts a real Redis in a temporary directory, writes the latest window of `--ent
 feature sink's own store (Feast's layout, the only online copy), starts the API as its own process
 (`python -m adnomaly.serving`, uvicorn with uvloop + httptools, as deployed), warms it up, then sends
 `--requests` lookups one after another over one keep-alive connection, each for a random entity, and times
-each from send to the last byte received.
+each from send to the last byte received. With `--rate R` the lookups go open loop instead, as wrk2 sends
+them: lookup n is due at n / R seconds, whatever the earlier ones did, on one of `--connections` keep-alive
+connections, and its latency runs from when it was due (a stalled API cannot hide its queue by slowing the
+client down); `from_send_…` are the same lookups timed from when they were sent.
 Every answer must be a 200 holding the entity asked for.
 
 `--via feast` also times Feast's own `get_online_features` (Feast 0.67 in its own venv, on a repository
@@ -21,6 +24,7 @@ the same way.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import os
@@ -151,6 +155,77 @@ def measure(
     return timings
 
 
+def _request_bytes(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
+
+
+async def _measure_at_rate(
+    port: int, keys: list[dict[str, str]], requests: int, rate: float, connections: int,
+    answers: dict[int, Any] | None,
+) -> tuple[list[float], list[float], float]:  # fmt: skip
+    paths = [_request_bytes(f"/v1/features/{VIEW.name}?{urlencode(dims)}") for dims in keys]
+    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(connections):
+        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    from_due: list[float] = []
+    from_send: list[float] = []
+    clock = time.perf_counter
+
+    async def one(n: int, index: int, due: float) -> None:
+        reader, writer = await pool.get()  # waiting for a free connection counts: the lookup is due
+        sent = clock()
+        writer.write(paths[index])
+        status, body = await _read_response(reader)
+        done = clock()
+        pool.put_nowait((reader, writer))
+        answer = json.loads(body)
+        if status != 200 or answer["entity"] != keys[index]:
+            raise RuntimeError(f"unexpected answer {status}: {body[:200]!r}")
+        if answers is not None:
+            answers[index] = answer["metrics"]
+        if n >= WARMUP:
+            from_due.append(done - due)
+            from_send.append(done - sent)
+
+    tasks = []
+    start = clock() + 0.05
+    for n, index in enumerate(lookup_order(len(keys), requests)):
+        due = start + n / rate
+        if (delay := due - clock()) > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(n, index, due)))
+    timed_from = start + WARMUP / rate
+    await asyncio.gather(*tasks)
+    achieved = requests / (clock() - timed_from)
+    while not pool.empty():
+        _, writer = pool.get_nowait()
+        writer.close()
+    return from_due, from_send, achieved
+
+
+def measure_at_rate(
+    port: int, keys: list[dict[str, str]], requests: int, rate: float, connections: int,
+    answers: dict[int, Any] | None = None,
+) -> tuple[list[float], list[float], float]:  # fmt: skip
+    """Open loop, as wrk2 measures: lookup n is due at start + n / rate whatever the earlier ones did, sent on
+    one of `connections` keep-alive connections (waiting for a free one counts against the API). Returns
+    the timed lookups' seconds from when each was due, from when it was sent, and the rate achieved."""
+    import uvloop
+
+    return uvloop.run(_measure_at_rate(port, keys, requests, rate, connections, answers))
+
+
 def measure_redis(client: Any, keys: list[bytes], requests: int, seed: int = 7) -> list[float]:
     """Seconds per bare HMGET of the API's fields of a random one of `keys`, one after another on one
     connection."""
@@ -220,9 +295,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         api = start_api(root, redis.url, port)
         wait_ready(api, port)
         answers: dict[int, Any] = {}
-        started = time.perf_counter()
-        timings = sorted(measure(port, keys, args.requests, answers))
-        seconds = time.perf_counter() - started
+        sent: list[float] | None = None
+        if args.rate:
+            timings, sent, achieved = measure_at_rate(port, keys, args.requests, args.rate, args.connections, answers)
+        else:
+            started = time.perf_counter()
+            timings = measure(port, keys, args.requests, answers)
+            achieved = args.requests / (time.perf_counter() - started)
         with redis.client() as client:
             bare = [t * 1000 for t in measure_redis(client, redis_keys, args.requests)]
         feast = feast_lookups(root, redis, keys, args.requests) if args.via == "feast" else None
@@ -237,11 +316,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "entities": len(keys),
         **api_latency,
         **with_ceiling("p99_ms", api_latency["p99_ms"], round(percentile(bare, 0.99), 3), higher_is_better=False),
-        "requests_per_second": round(args.requests / seconds),
+        "requests_per_second": round(achieved),
         "ceiling_p50_ms": round(percentile(bare, 0.50), 3),
         **load,
         "load_average_1m_after": machine_load()["load_average_1m"],
     }
+    if args.rate:
+        result.update(rate_requested=args.rate, connections=args.connections, **latency(sent or [], "from_send_"))
     if feast is not None:
         result.update(latency(feast["seconds"], "feast_"))
         result["equal"] = feast["values"] == answers
@@ -255,6 +336,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )  # fmt: skip
     parser.add_argument("--requests", type=int, default=10_000, help="timed lookups (after a warm-up)")
     parser.add_argument("--entities", type=int, default=1000, help="entities stored in Redis")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="requests/s, open loop over --connections (latency from when each was due); "
+                             "0: one after another on one connection")
+    parser.add_argument("--connections", type=int, default=8, help="keep-alive connections for --rate")
     parser.add_argument("--via", choices=["api", "feast"], default="api",
                         help="feast: also time Feast's get_online_features on the same data (and compare)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

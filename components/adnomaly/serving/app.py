@@ -27,7 +27,7 @@ import argparse
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,6 +40,7 @@ from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adnomaly.anomalies.filters import AnomalyFilters, BadFilter
 from adnomaly.anomalies.filters import resolve as resolve_filters
@@ -117,6 +118,38 @@ def _series_key(views: dict[str, FeatureView], a: AnomalyOut) -> str:
     return entity_key(a.key, order)
 
 
+class CountAnomalyRequests:
+    """Counts the anomaly and console requests by route and status, as plain ASGI. Starlette's
+    `@app.middleware("http")` would run every request, the feature lookups included, through a task and a
+    memory stream of its own, a cost the hot path (which has its own metrics) should not pay; here a
+    feature lookup passes through with one prefix check."""
+
+    PREFIXES = ("/v1/anomalies", "/console")
+
+    def __init__(self, app: ASGIApp, counter: Counter) -> None:
+        self.app = app
+        self.counter = counter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        status = 500  # an exception before the response started: what the server will answer
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = getattr(scope.get("route"), "path", "")  # the router puts the matched route in the scope
+            if route.startswith(self.PREFIXES):
+                self.counter.labels(route, str(status)).inc()
+
+
 def create_app(
     config: ServingConfig, redis_url: str, registry: CollectorRegistry = REGISTRY,
     anomalies: AnomalyStore | None = None, pipeline: str = "",
@@ -143,14 +176,7 @@ def create_app(
     )  # fmt: skip
     app.add_exception_handler(RequestValidationError, _validation_problem)
 
-    @app.middleware("http")
-    async def count_anomaly_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]
-                                     ) -> Response:  # fmt: skip
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "")
-        if route.startswith(("/v1/anomalies", "/console")):  # the feature lookups have their own metrics
-            metrics.anomaly_requests.labels(route, str(response.status_code)).inc()
-        return response
+    app.add_middleware(CountAnomalyRequests, counter=metrics.anomaly_requests)
 
     async def get_features(request: Request) -> Response:
         started = time.perf_counter()
