@@ -38,7 +38,12 @@ PIPELINE = parse_pipeline({"kind": "Pipeline", "metadata": {"name": "fs-itest"},
                            "spec": {"events": {"schema": "clickstream"}}})  # fmt: skip
 TRAFFIC = FeatureView(name="traffic", dimensions=["geo", "platform"], metrics=["ctr_avg", "clicks"], ttl_s=3600)
 PROBES = FeatureView(name="latency", dimensions=["region"], metrics=["p99"], ttl_s=600)
-NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+
+
+def minute_now() -> datetime:
+    """The current minute, taken by each test: a module-level time goes stale over a long session, and the
+    views' TTLs count from it."""
+    return datetime.now(UTC).replace(second=0, microsecond=0)
 
 
 def record(view: FeatureView, dims: dict[str, str], end: datetime, ctr: float | None, count: int) -> FeatureRecord:
@@ -125,12 +130,13 @@ def test_latest_window_wins_out_of_order_with_ttl_history_kept_and_replay_idempo
     kafka: KafkaBroker, redis: RedisServer, postgres: PostgresServer, topic_factory: Any, tmp_path: Path,
     sinks: list[ComponentProcess],
 ) -> None:  # fmt: skip
+    now = minute_now()
     topic = topic_factory(partitions=3)
     schema = f"fs_{topic.rsplit('-', 1)[-1]}"
     config, section = setup(kafka, topic, schema)
     us = {"geo": "US", "platform": "ios"}
     de = {"platform": "web", "geo": "DE"}
-    t1, t2, t3 = NOW - timedelta(minutes=3), NOW - timedelta(minutes=2), NOW - timedelta(minutes=1)
+    t1, t2, t3 = now - timedelta(minutes=3), now - timedelta(minutes=2), now - timedelta(minutes=1)
     produce(kafka, topic, [
         record(TRAFFIC, us, t3, 0.30, 30),  # the newest window first ...
         record(TRAFFIC, us, t1, 0.10, 10),  # ... then older ones, on other partitions
@@ -202,18 +208,19 @@ def test_redis_then_postgres_down_nothing_committed_until_both_written(
     kafka: KafkaBroker, make_redis: Any, make_postgres: Any, topic_factory: Any, tmp_path: Path,
     sinks: list[ComponentProcess],
 ) -> None:  # fmt: skip
+    now = minute_now()
     redis, postgres = make_redis(), make_postgres()
     topic = topic_factory(partitions=2)
     config, section = setup(kafka, topic, "fs_outage")
     sink = feature_sink(tmp_path, config, section, secrets(redis, postgres)).start()
     sinks.append(sink)
-    produce(kafka, topic, [record(TRAFFIC, {"geo": "FR", "platform": "web"}, NOW - timedelta(minutes=1), 0.5, 5)])
+    produce(kafka, topic, [record(TRAFFIC, {"geo": "FR", "platform": "web"}, now - timedelta(minutes=1), 0.5, 5)])
     wait_for(lambda: lag(kafka, section, topic) == 0, 60, "the first record", sink)
     pid = sink.process.pid
 
     for outage, server in (("redis", redis), ("postgres", postgres)):
         server.kill()
-        end = NOW - timedelta(seconds=30 if outage == "redis" else 10)
+        end = now - timedelta(seconds=30 if outage == "redis" else 10)
         produce(kafka, topic, [record(TRAFFIC, {"geo": "FR", "platform": "web"}, end, 0.6, 6)])
         time.sleep(5)
         assert lag(kafka, section, topic) == 1, f"committed while {outage} was down"

@@ -34,7 +34,12 @@ PIPELINE = parse_pipeline({"kind": "Pipeline", "metadata": {"name": "online-ites
                            "spec": {"events": {"schema": "clickstream"}}})  # fmt: skip
 TRAFFIC = FeatureView(name="traffic", dimensions=["geo", "platform"], metrics=["ctr_avg"], ttl_s=3600)
 LATENCY = FeatureView(name="latency", dimensions=["region"], metrics=["p99"], ttl_s=3600)
-NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+
+
+def minute_now() -> datetime:
+    """The current minute, taken by each test: a module-level time goes stale over a long session, and the
+    views' TTLs count from it."""
+    return datetime.now(UTC).replace(second=0, microsecond=0)
 
 
 class ApiProcess:
@@ -92,11 +97,12 @@ def write(
 
 
 def test_latest_values_and_clear_errors(redis: RedisServer, tmp_path: Path, apis: list[ApiProcess]) -> None:
+    now = minute_now()
     project = f"online_{time.time_ns()}"
     us = {"geo": "US", "platform": "ios"}
-    write(redis, project, TRAFFIC, us, NOW - timedelta(minutes=1), 0.4)
-    write(redis, project, TRAFFIC, us, NOW - timedelta(minutes=3), 0.1)  # older, arrives later: ignored
-    write(redis, project, LATENCY, {"region": "eu"}, NOW - timedelta(minutes=2), 120.5)
+    write(redis, project, TRAFFIC, us, now - timedelta(minutes=1), 0.4)
+    write(redis, project, TRAFFIC, us, now - timedelta(minutes=3), 0.1)  # older, arrives later: ignored
+    write(redis, project, LATENCY, {"region": "eu"}, now - timedelta(minutes=2), 120.5)
     api = ApiProcess(tmp_path, project, redis.url).start()
     apis.append(api)
     with httpx.Client(base_url=api.base, timeout=5) as client:
@@ -105,8 +111,8 @@ def test_latest_values_and_clear_errors(redis: RedisServer, tmp_path: Path, apis
         assert answer.json() == {
             "view": "traffic",
             "entity": {"geo": "US", "platform": "ios"},
-            "window_start": (NOW - timedelta(minutes=6)).isoformat().replace("+00:00", "Z"),
-            "window_end": (NOW - timedelta(minutes=1)).isoformat().replace("+00:00", "Z"),
+            "window_start": (now - timedelta(minutes=6)).isoformat().replace("+00:00", "Z"),
+            "window_end": (now - timedelta(minutes=1)).isoformat().replace("+00:00", "Z"),
             "event_count": 40,
             "metrics": {"ctr_avg": 0.4},
         }
@@ -139,14 +145,15 @@ def test_the_views_ttl_holds_in_a_hash_another_view_keeps_alive(
 ) -> None:
     """Views of the same dimensions share Feast's hash, whose expiry only moves later: the API answers a window
     until its view's TTL after its end, as an expired hash of its own did, whatever the other view keeps."""
+    now = minute_now()
     project = f"online_ttl_{time.time_ns()}"
     short = FeatureView(name="traffic_short", dimensions=["platform", "geo"], metrics=["ctr_avg"], ttl_s=120)
     us = {"geo": "US", "platform": "ios"}
-    write(redis, project, TRAFFIC, us, NOW - timedelta(minutes=1), 0.4)  # keeps the shared hash alive
-    write(redis, project, short, us, NOW - timedelta(minutes=3), 0.7)  # expired 1 minute ago
+    write(redis, project, TRAFFIC, us, now - timedelta(minutes=1), 0.4)  # keeps the shared hash alive
+    write(redis, project, short, us, now - timedelta(minutes=3), 0.7)  # expired 1 minute ago
     with redis.client() as client:
         assert client.hmget(redis_key(project, us), read_fields(short))[0] is not None  # still in the hash
-    write(redis, project, short, {"geo": "DE", "platform": "ios"}, NOW + timedelta(minutes=1), None)
+    write(redis, project, short, {"geo": "DE", "platform": "ios"}, now + timedelta(minutes=1), None)
     api = ApiProcess(tmp_path, project, redis.url, features=[TRAFFIC, short]).start()
     apis.append(api)
     with httpx.Client(base_url=api.base, timeout=5) as client:
@@ -160,9 +167,10 @@ def test_the_views_ttl_holds_in_a_hash_another_view_keeps_alive(
 def test_redis_down_is_not_ready_and_lookups_answer_503(
     make_redis: Any, tmp_path: Path, apis: list[ApiProcess]
 ) -> None:
+    now = minute_now()
     redis = make_redis()
     project = "online_outage"
-    write(redis, project, LATENCY, {"region": "us"}, NOW - timedelta(minutes=1), 9.0)
+    write(redis, project, LATENCY, {"region": "us"}, now - timedelta(minutes=1), 9.0)
     api = ApiProcess(tmp_path, project, redis.url).start()
     apis.append(api)
     with httpx.Client(base_url=api.base, timeout=10) as client:
