@@ -99,9 +99,11 @@ def use_current(package: str, modules: tuple[str, ...], directory: Path | None =
     directory = directory or package_dir(package)
     files = extension_files(directory, modules)
     present = sum(path.exists() for path in files)
+    if present == 0:  # nothing compiled: the plain import runs the sources; no stamp to read, no hashing
+        return "sources"
     decision = verdict(present, len(files), read_stamp(directory).get("sources"),
                        sources_digest(directory, modules), os.environ.get(PURE_ENV) == "1")  # fmt: skip
-    if decision == "compiled" or present == 0:
+    if decision == "compiled":
         return decision
     if decision == "stale":
         log.warning("%s: the compiled %s do not match their sources; running the sources (rebuild: "
