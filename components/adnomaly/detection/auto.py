@@ -40,25 +40,28 @@ values `max(PROFILE_ALPHA, 1 / visits)` gives. The tails' own hot path is descri
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from adnomaly.detection.tail import TailPair
 from adnomaly.spec import Auto
 
-LEVEL_ALPHA = 0.02  # ~50 windows of memory for the level
-HUBER = 3.0  # a level update moves by at most 3 mean absolute deviations
-PROFILE_ALPHA = 0.1  # each seasonal bin remembers ~10 visits
-SETTLED_VISITS = round(1 / PROFILE_ALPHA)
-DAY_S, DAY_BINS = 86_400, 288
-WEEK_S, WEEK_BINS = 7 * 86_400, 168
-MEAN_WINDOWS = 24
-LONG_MEMORY, SHORT_MEMORY = 3000, 1000  # windows
-WARMUP = 100  # errors a model needs on a key before it gives evidence
-SURPRISE_SCALE = 6.0  # S at which the score is 0.9
-SIGNALS = ("level", "daily", "weekly", "mean")
+LEVEL_ALPHA: Final = 0.02  # ~50 windows of memory for the level
+HUBER: Final = 3.0  # a level update moves by at most 3 mean absolute deviations
+PROFILE_ALPHA: Final = 0.1  # each seasonal bin remembers ~10 visits
+SETTLED_VISITS: Final = round(1 / PROFILE_ALPHA)
+DAY_S: Final = 86_400
+DAY_BINS: Final = 288
+WEEK_S: Final = 7 * 86_400
+WEEK_BINS: Final = 168
+MEAN_WINDOWS: Final = 24
+LONG_MEMORY: Final = 3000  # windows
+SHORT_MEMORY: Final = 1000
+WARMUP: Final = 100  # errors a model needs on a key before it gives evidence
+SURPRISE_SCALE: Final = 6.0  # S at which the score is 0.9
+SIGNALS: Final = ("level", "daily", "weekly", "mean")
 # A seasonal bin's learning rate after `visits` visits (index 0 unused): the plain mean's 1/visits until it
 # reaches PROFILE_ALPHA. Visits stop counting at SETTLED_VISITS, so the table covers every state.
-PROFILE_GAIN = [0.0] + [max(PROFILE_ALPHA, 1.0 / visits) for visits in range(1, SETTLED_VISITS + 1)]
+PROFILE_GAIN: Final = [0.0] + [max(PROFILE_ALPHA, 1.0 / visits) for visits in range(1, SETTLED_VISITS + 1)]
 
 
 class RobustLevel:
@@ -252,7 +255,7 @@ class AutoKey:
         return key
 
 
-SIGN = {"both": 0, "above": 1, "below": -1}
+SIGN: Final = {"both": 0, "above": 1, "below": -1}
 
 
 class AutoModel:

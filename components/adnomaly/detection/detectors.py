@@ -47,7 +47,7 @@ MIN_BASELINE = 8  # windows a key needs before robustZScore judges it
 DEFAULT_THRESHOLD_MIN_COUNT = 20  # events a window needs for a threshold rule without its own `minCount`
 
 
-class Verdict(msgspec.Struct, frozen=True):
+class Verdict(msgspec.Struct, frozen=True, gc=False):  # floats and strings only: no cycle (see FeatureRecord)
     severity: Severity | None
     observed: float
     expected: float | None  # the bound crossed, or the baseline
@@ -228,17 +228,20 @@ class AutoDetector(ParamsDetector[Auto]):
     def __init__(self, params: Auto) -> None:
         super().__init__(params)
         self.model = AutoModel(params)
+        # Read per window: plain attributes, not the pydantic model's (its attribute hook costs more).
+        self._min_count = params.min_count
+        self._threshold = params.threshold
+        self._critical = params.critical_threshold
 
     def judge(self, key: tuple[str, ...], value: float | None, count: int, at: float = 0.0) -> Verdict | None:
-        p = self.params
-        if value is None or count < p.min_count:
+        if value is None or count < self._min_count:
             return None
         evidence = self.model.judge(key, at, value)
         if evidence is None:
             return None
         score = evidence.score
         severity: Severity | None = (
-            "critical" if score >= p.critical_threshold else "warning" if score >= p.threshold else None
+            "critical" if score >= self._critical else "warning" if score >= self._threshold else None
         )
         reason = evidence.reason() if severity is not None else ""
         return Verdict(severity, value, evidence.expected, score, evidence.surprise, reason)
