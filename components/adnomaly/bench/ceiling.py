@@ -6,8 +6,8 @@ thing that does the same work without our code in the way (PostgreSQL's own COPY
 rows, a bare Redis round trip, producing the same bytes straight to Kafka, ...). Load slows both alike, so
 their ratio is the steadier figure: 1.0 means our code costs nothing on top of what the machine can do.
 
-Pure, apart from `machine_load` (the load average and the CPUs this process may use) and `cpu_times`
-(the machine's busy and total CPU seconds so far).
+Pure, apart from `machine_load` (the load average and the CPUs this process may use), `cpu_times` (the
+machine's busy and total CPU seconds so far) and `process_cpu_seconds` (one process's).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -54,6 +55,17 @@ def machine_load() -> dict[str, Any]:
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
     return {"load_average_1m": round(os.getloadavg()[0], 2), "nproc": cpus}
+
+
+def process_cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+    """User + system CPU seconds process `pid` has used so far (plus those of its reaped children, if asked),
+    from `/proc/<pid>/stat`. Raises OSError when the process (or /proc) is gone."""
+    # After the command's closing parenthesis: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
+    # cmajflt utime stime cutime cstime ... (proc(5)); the command itself may hold spaces and parentheses.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
+    ticks = utime + stime + (cutime + cstime if reaped_children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_times() -> tuple[float, float]:

@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from adnomaly.bench.ceiling import machine_load, with_ceiling
+from adnomaly.bench.ceiling import machine_load, process_cpu_seconds, with_ceiling
 from adnomaly.bench.processor import sample_events
 from adnomaly.config import ComponentConfig, SecretEnv
 from adnomaly.kafka_client import TopicSettings, consumer_config, ensure_topics, producer_config
@@ -46,7 +46,6 @@ from adnomaly.spec import parse_pipeline
 PIPELINE = "bench"
 RAW_PARTITIONS = 6
 DISTINCT_BODIES = 16  # batch bodies cycled through (events repeat across cycles: fine for throughput)
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -60,13 +59,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 # -- measurement helpers ---------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process `pid` and its reaped children (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
-    return (utime + stime + cutime + cstime) / _CLK_TCK
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -179,7 +171,7 @@ async def drive(
     try:
         # Warm up: connections open, first Kafka metadata fetched, code paths hot.
         await asyncio.gather(*(c.post("/v1/events", content=bodies[0]) for c in clients for _ in range(2)))
-        cpu_before = {who: cpu_seconds(pid) for who, pid in pids.items()}
+        cpu_before = {who: process_cpu_seconds(pid, reaped_children=True) for who, pid in pids.items()}
         started = time.perf_counter()
         deadline = started + seconds
 
@@ -196,7 +188,7 @@ async def drive(
 
         await asyncio.gather(*(worker(clients[n % len(clients)]) for n in range(concurrency)))
         phase.elapsed = time.perf_counter() - started
-        phase.cpu = {who: cpu_seconds(pid) - cpu_before[who] for who, pid in pids.items()}
+        phase.cpu = {who: process_cpu_seconds(pid, reaped_children=True) - cpu_before[who] for who, pid in pids.items()}
     finally:
         for client in clients:
             await client.aclose()

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from adnomaly.bench.ceiling import machine_load, percentile, with_ceiling
+from adnomaly.bench.ceiling import machine_load, percentile, process_cpu_seconds, with_ceiling
 from adnomaly.config import ComponentConfig, KafkaConfig, SecretEnv, TopicNames
 from adnomaly.features.record import FeatureRecord
 from adnomaly.plan import events_config
@@ -296,12 +296,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wait_ready(api, port)
         answers: dict[int, Any] = {}
         sent: list[float] | None = None
+        api_cpu_before = process_cpu_seconds(api.pid)
         if args.rate:
             timings, sent, achieved = measure_at_rate(port, keys, args.requests, args.rate, args.connections, answers)
         else:
             started = time.perf_counter()
             timings = measure(port, keys, args.requests, answers)
             achieved = args.requests / (time.perf_counter() - started)
+        api_cpu = process_cpu_seconds(api.pid) - api_cpu_before
         with redis.client() as client:
             bare = [t * 1000 for t in measure_redis(client, redis_keys, args.requests)]
         feast = feast_lookups(root, redis, keys, args.requests) if args.via == "feast" else None
@@ -317,6 +319,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **api_latency,
         **with_ceiling("p99_ms", api_latency["p99_ms"], round(percentile(bare, 0.99), 3), higher_is_better=False),
         "requests_per_second": round(achieved),
+        # The serving process's own CPU per lookup (warm-up included): steadier than latency on a busy machine.
+        "api_cpu_us_per_request": round(api_cpu / (WARMUP + args.requests) * 1e6),
         "ceiling_p50_ms": round(percentile(bare, 0.50), 3),
         **load,
         "load_average_1m_after": machine_load()["load_average_1m"],

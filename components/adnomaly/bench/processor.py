@@ -17,7 +17,6 @@ NOTHING` (`EventStore.write`), into an empty schema migrated like the processor'
 from __future__ import annotations
 
 import argparse
-import os
 import queue
 import random
 import shutil
@@ -33,7 +32,7 @@ import msgspec
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
-from adnomaly.bench.ceiling import machine_load, with_ceiling
+from adnomaly.bench.ceiling import machine_load, process_cpu_seconds, with_ceiling
 from adnomaly.config import ComponentConfig
 from adnomaly.events.codec import codec_for_events
 from adnomaly.events.schemas import Clickstream
@@ -125,10 +124,9 @@ def _backend_cpu_seconds(pids: list[int]) -> float | None:
     total = 0.0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += process_cpu_seconds(pid)
         except OSError:
             return None
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
 

@@ -19,13 +19,14 @@ routes answer 503 meanwhile). A feature lookup is one HMGET of the view's fields
 Feast's TTL means. Its 200 answer looks like
     {"view": "traffic_5m", "entity": {"geo": "US", "platform": "ios"}, "window_start": "...Z",
      "window_end": "...Z", "event_count": 412, "metrics": {"ctr_avg": 0.031, ...}}
+The lookups are the hot path: `create_app` puts `FeaturesFirst` in front of FastAPI, which answers them as
+plain ASGI (`adnomaly.serving.features`, which says why) and hands every other request to FastAPI.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -40,6 +41,7 @@ from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adnomaly.anomalies.filters import AnomalyFilters, BadFilter
@@ -51,13 +53,11 @@ from adnomaly.features.record import entity_key
 from adnomaly.http_server import serve_until_drained
 from adnomaly.observability import serve_metrics
 from adnomaly.serving import chart, console
-from adnomaly.serving.lookup import BadLookup, resolve
+from adnomaly.serving.features import ROUTE, FeatureLookups, FeaturesFirst
 from adnomaly.sinks.config import SERVING_SECTION, FeatureView, ServingConfig, load_section
-from adnomaly.sinks.features.online import read_fields, read_latest
 
 _log = logging.getLogger("adnomaly.serving")
 
-UNKNOWN_VIEW = "_unknown"
 REQUEST_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
@@ -153,9 +153,9 @@ class CountAnomalyRequests:
 def create_app(
     config: ServingConfig, redis_url: str, registry: CollectorRegistry = REGISTRY,
     anomalies: AnomalyStore | None = None, pipeline: str = "",
-) -> FastAPI:  # fmt: skip
+) -> FeaturesFirst:  # fmt: skip
+    """The API as uvicorn serves it: the feature lookups' front door (`.lookups`) before FastAPI (`.app`)."""
     views = {view.name: view for view in config.features}
-    fields = {view.name: read_fields(view) for view in config.features}
     metrics = ServingMetrics.create(registry)
     state: dict[str, redis_async.Redis] = {}
 
@@ -178,28 +178,10 @@ def create_app(
 
     app.add_middleware(CountAnomalyRequests, counter=metrics.anomaly_requests)
 
-    async def get_features(request: Request) -> Response:
-        started = time.perf_counter()
-        view: str = request.path_params["view"]
-        label = view if view in views else UNKNOWN_VIEW
-        try:
-            lookup = resolve(views, config.feast_project, view, request.query_params.multi_items())
-            values = await state["redis"].hmget(lookup.key, fields[view])
-            stored = read_latest(views[view], values, round(time.time() * 1000))
-            if stored is None:
-                raise BadLookup(404, f"no current values of `{view}` for {lookup.entity}")
-            status, body = 200, {"view": view, "entity": lookup.entity, **stored}
-        except BadLookup as exc:
-            status, body = exc.status, {"detail": exc.detail}
-        except redis_async.RedisError as exc:
-            _log.warning("Redis lookup failed: %s", exc)
-            status, body = 503, {"detail": "the online store is unavailable"}
-        metrics.requests.labels(label, str(status)).inc()
-        metrics.seconds.labels(label).observe(time.perf_counter() - started)
-        return _json(status, body)
-
-    # A plain Starlette route: the hot path skips FastAPI's parameter machinery (it validates by itself).
-    app.add_route("/v1/features/{view}", get_features, methods=["GET"])
+    lookups = FeatureLookups(views, config.feast_project, metrics.requests, metrics.seconds, state)
+    # Also FastAPI's route, for what the front door leaves to it on this path (HEAD, other methods: 405, the
+    # trailing-slash redirect). A plain Starlette route, the same object: out of /openapi.json, as before.
+    app.router.routes.append(Route(ROUTE, endpoint=lookups, methods=["GET"]))
 
     @app.get("/v1/anomalies", response_model=AnomalyPage, responses=ERRORS, summary="Anomalies, newest first")
     def list_anomalies(filters: Annotated[AnomalyFilters, Query()]) -> Response:
@@ -288,7 +270,7 @@ def create_app(
     async def prometheus() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+    return FeaturesFirst(app, lookups)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
