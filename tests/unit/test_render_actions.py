@@ -57,6 +57,20 @@ def test_bring_up_is_ordered_by_readiness() -> None:
     assert apps.allowed_stage == STAGE_APPS and {d.kind for d in apps.applies} == {"Deployment"}
 
 
+def test_topics_start_on_a_ready_kafka_while_other_stores_are_still_starting() -> None:
+    desired = desired_of()
+    kafka_only = {(d.kind, d.name): live_from(d) for d in desired if d.stage < STAGE_STORES or d.kind == "Kafka"}
+    actions = plan_actions(desired, kafka_only, owner_uid=UID, deletion_policy="Retain")
+    created = {d.kind for d in actions.applies + actions.creates}
+    assert actions.allowed_stage == STAGE_STORES  # the status still says: waiting for the stores
+    assert {"KafkaTopic", "KafkaUser"} <= created
+    assert not created & {"Deployment", "FlinkDeployment"}, "components before PostgreSQL, MinIO and Redis"
+    kafka = next(d for d in desired if d.kind == "Kafka")
+    unready = {**kafka_only, ("Kafka", kafka.name): live_from(kafka, ready=False)}
+    held = plan_actions(desired, unready, owner_uid=UID, deletion_policy="Retain")
+    assert not {d.kind for d in held.applies + held.creates} & {"KafkaTopic", "KafkaUser"}, "topics before Kafka"
+
+
 def test_existing_later_stage_objects_are_updated_even_while_gated() -> None:
     desired = desired_of()
     live = everything_live(desired)
