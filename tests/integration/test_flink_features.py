@@ -410,16 +410,13 @@ def test_restart_from_checkpoint_writes_every_window_once(
           f"read_uncommitted total {len(everything)} vs committed {len(committed)}")  # fmt: skip
 
 
-def test_planner_deduplicates_insert_only_before_the_windows(tmp_path: Path) -> None:
-    """The compiled dedup is the planner's insert-only keep-first `Deduplicate` and every operator after it,
-    windows and exactly-once sink included, stays insert-only (`[I]`): a form producing updates would fail
-    the Kafka sink, one losing the time attribute would fail the window TVFs."""
+def explain_plan(pipeline: Pipeline, tmp_path: Path) -> tuple[str, str]:
+    """(optimized physical plan, optimized execution plan) of `pipeline`'s compiled features job."""
     from adnomaly.services.flink import JOB_SCRIPT
 
     install = ensure_flink()
-    pipeline = make_pipeline("fe", [TUMBLING, HOPPING])
     job = compile_pipeline(pipeline, "localhost:9", JobOptions(checkpoint_dir=(tmp_path / "c").as_uri()))
-    config = tmp_path / "job.json"
+    config = tmp_path / f"{pipeline.name}.json"
     config.write_bytes(job.to_json())
     out = subprocess.run(
         [str(install.python), str(JOB_SCRIPT), "--config", str(config), "--explain",
@@ -428,17 +425,38 @@ def test_planner_deduplicates_insert_only_before_the_windows(tmp_path: Path) -> 
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     physical = out.stdout.split("== Optimized Physical Plan ==")[1].split("== Optimized Execution Plan ==")[0]
-    execution = out.stdout.split("== Optimized Execution Plan ==")[1]
-    # one dedup per source (both features read the one 10 s-lateness source), shared by both windows
-    dedups = [line for line in execution.splitlines() if "Deduplicate(" in line]
+    return physical, out.stdout.split("== Optimized Execution Plan ==")[1]
+
+
+def dedup_lines(execution: str) -> list[str]:
+    return [line for line in execution.splitlines() if "Deduplicate(" in line]
+
+
+def test_planner_deduplicates_insert_only_before_the_windows(tmp_path: Path) -> None:
+    """The compiled dedup is the planner's insert-only keep-first `Deduplicate` and every operator after it,
+    windows and exactly-once sink included, stays insert-only (`[I]`): a form producing updates would fail
+    the Kafka sink, one losing the time attribute would fail the window TVFs."""
+    physical, execution = explain_plan(make_pipeline("fe", [TUMBLING, HOPPING]), tmp_path)
+    dedups = dedup_lines(execution)
     assert dedups and all(
         "Deduplicate(keep=[FirstRow], key=[__event_id], order=[PROCTIME], outputInsertOnly=[true])" in line
         for line in dedups
     ), dedups
-    assert len({line.strip() for line in dedups}) == 1
+    assert len(dedups) == 2, dedups  # one per source: the features' latenesses (10 s, 20 s) differ
     modes = set(re.findall(r"changelogMode=\[([A-Z,]+)\]", physical))
     assert modes == {"I", "NONE"}, modes  # NONE: the sinks
     assert "GlobalWindowAggregate" in physical or "WindowAggregate" in physical
+
+
+def test_features_of_one_source_share_one_dedup(tmp_path: Path) -> None:
+    """Two features with the same lateness read one source and one Deduplicate: each INSERT expands the
+    source's distinct view on its own, and without the job's digest block reuse the planner built one
+    dedup (with its own state and shuffle) per feature, doubling the job's per-event work."""
+    same_source = [TUMBLING, {**HOPPING, "allowedLateness": TUMBLING["allowedLateness"]}]
+    physical, execution = explain_plan(make_pipeline("fs", same_source), tmp_path)
+    assert len(dedup_lines(execution)) == 1, execution
+    assert "Reused(reference_id=" in execution  # the one dedup's output feeds both windows
+    assert physical.count("GlobalWindowAggregate") == 2
 
 
 def test_resent_ids_give_the_same_features_across_a_restart(

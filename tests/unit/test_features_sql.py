@@ -14,6 +14,7 @@ from adnomaly.features.sql import (
     aggregate_sql,
     compile_pipeline,
     decode_job,
+    plan_digest,
     sql_interval,
 )
 from adnomaly.plan import events_config
@@ -446,3 +447,28 @@ def test_sql_interval(ms: int, sql: str) -> None:
 def test_sql_interval_rejects_non_positive() -> None:
     with pytest.raises(ValueError):
         sql_interval(0)
+
+
+def test_plan_digest_follows_the_operator_graph_not_where_it_runs() -> None:
+    one = compile_pipeline(pipeline([feature()]), "127.0.0.1:19092", OPTIONS)
+    moved = compile_pipeline(pipeline([feature()]), "kafka-0.kafka:9093",
+                             JobOptions(checkpoint_dir="s3://b/c", parallelism=2))  # fmt: skip
+    assert plan_digest(one) == plan_digest(moved)
+    added = compile_pipeline(pipeline([feature(), feature("other")]), "127.0.0.1:19092", OPTIONS)
+    assert plan_digest(added) != plan_digest(one)
+    planner = one.with_configuration(**{"table.optimizer.reuse-optimize-block-with-digest-enabled": "false"})
+    assert plan_digest(planner) != plan_digest(one)
+
+
+def test_a_local_job_restores_only_its_own_plans_checkpoints(tmp_path: Any) -> None:
+    from adnomaly.services.flink import FeaturesJob, _other_checkpoints, latest_checkpoint
+
+    old = FeaturesJob(compile_pipeline(pipeline([feature()]), "127.0.0.1:1", OPTIONS), tmp_path)
+    new = FeaturesJob(compile_pipeline(pipeline([feature(), feature("other")]), "127.0.0.1:1", OPTIONS), tmp_path)
+    assert old.checkpoint_dir != new.checkpoint_dir and old.checkpoint_dir.parent == tmp_path / "checkpoints"
+    taken = old.checkpoint_dir / "0123abcd" / "chk-7"
+    taken.mkdir(parents=True)
+    (taken / "_metadata").write_bytes(b"")
+    assert latest_checkpoint(old.checkpoint_dir) == taken
+    assert latest_checkpoint(new.checkpoint_dir) is None  # started afresh from the committed offsets...
+    assert _other_checkpoints(tmp_path / "checkpoints")  # ...and it says why

@@ -67,10 +67,25 @@ the stream after a deduplication by event id, the same definition of "the same e
 - exactly-once across restarts: the dedup state is keyed state, checkpointed with the source offsets and the
   windows; a restart restores all three at the same point. After a downtime longer than W the restored ids
   have expired (TTL counts processing time), so only copies re-sent within W of their first are removed.
+
+Cost per event (profiled with JFR on `adnomaly bench features`: the source's task thread is the bottleneck,
+~99 % busy, nothing back-pressured). Each feature's INSERT expands the distinct view on its own, so by
+default the planner built one deduplication *per feature* (each with its own TTL state and its own
+shuffle), and recomputed the source's computed columns per feature: the event-time parse (TRY_CAST of a
+string to TIMESTAMP goes through java.time's optional-section parser, the single most expensive thing per
+event) ran once in the watermark generator and once more per feature. With
+`table.optimizer.reuse-optimize-block-with-digest-enabled` the identical expansions become one block: one
+Calc after the source and one Deduplicate, shared by every feature (same SQL, same results; the EXPLAIN
+test pins a single dedup). `pipeline.object-reuse` saves a row copy per chained operator. The benchmark's
+ceiling (`compile_source_count`) is the same source tables with only a COUNT(*) on top.
+
+Changing the plan's shape changes its operators: a checkpoint taken by a job compiled before this change
+may not restore into it (the second dedup's state has no operator left to go to).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -119,6 +134,28 @@ class FlinkJob(msgspec.Struct, frozen=True, kw_only=True):
     def with_configuration(self, **overrides: str) -> FlinkJob:
         """A copy with Flink options added or replaced (keys with dots: pass a dict via `**{...}`)."""
         return msgspec.structs.replace(self, configuration={**self.configuration, **overrides})
+
+
+# The options that change which operators the planner makes of the statements (the rest, e.g. parallelism,
+# TTLs, checkpointing, only configure them).
+PLAN_OPTION_PREFIXES = ("table.optimizer.",)
+_BOOTSTRAP_OPTION = re.compile(r"'properties\.bootstrap\.servers' = '[^']*',?")
+
+
+def plan_digest(job: FlinkJob) -> str:
+    """A fingerprint of the job's operator graph: its statements, inserts and the planner's options.
+
+    Flink maps a checkpoint's state to operators by ids derived from the graph's shape, so a checkpoint taken
+    by a different graph (a feature added or changed, or a planner option of a newer Adnomaly) may hold state
+    for operators that no longer exist, and its restore fails. Whoever restores keeps checkpoints per digest
+    (`adnomaly.services.flink.FeaturesJob`)."""
+    digest = hashlib.sha256()
+    planner = sorted((k, v) for k, v in job.configuration.items() if k.startswith(PLAN_OPTION_PREFIXES))
+    # Where Kafka is reached is no part of the graph (a local broker's port may change between runs).
+    statements = [_BOOTSTRAP_OPTION.sub("", statement) for statement in job.statements]
+    for part in (*statements, "\0inserts", *job.inserts, "\0options", *(f"{k}={v}" for k, v in planner)):
+        digest.update(part.encode() + b"\0")
+    return digest.hexdigest()
 
 
 def decode_job(raw: bytes) -> FlinkJob:
@@ -243,10 +280,12 @@ class Source:
         return f"distinct_{self.table}"
 
 
-def _sources(pipeline: str, features: Sequence[FeatureSpec]) -> dict[int, Source]:
+def _sources(pipeline: str, features: Sequence[FeatureSpec], role: str = "features") -> dict[int, Source]:
+    """One source per distinct lateness; `role` names the consumer group, so that another job over the same
+    topic (the benchmark's source-count ceiling) never resumes from, or moves, the features job's offsets."""
     latenesses = sorted({duration_ms(f.allowed_lateness) for f in features})
     return {
-        ms: Source(f"raw_events_lateness_{ms}ms", ms, f"{pipeline}-features-lateness-{ms}ms")
+        ms: Source(f"raw_events_lateness_{ms}ms", ms, f"{pipeline}-{role}-lateness-{ms}ms")
         for ms in latenesses
     }
 
@@ -297,8 +336,11 @@ def source_ddl(
 
 def distinct_ddl(source: Source, columns: dict[str, Column], time_field: str) -> str:
     """Keep the first copy of each event id (Flink's keep-first-row deduplication on processing time, which
-    the planner turns into an insert-only `Deduplicate` that passes `__rowtime` on as a time attribute)."""
-    names = [time_field, *(c.name for c in columns.values() if c.name != time_field), ROWTIME]
+    the planner turns into an insert-only `Deduplicate` that passes `__rowtime` on as a time attribute).
+
+    The time field's text is not passed on: every feature reads event time from `__rowtime`, and the one
+    dedup shared by all features keeps what its view selects in its state and ships it through a shuffle."""
+    names = [*(c.name for c in columns.values() if c.name != time_field), ROWTIME]
     select = ", ".join(quote(n) for n in names)
     return (
         f"CREATE TEMPORARY VIEW {quote(source.distinct)} AS\nSELECT {select}\nFROM (\n"
@@ -472,6 +514,11 @@ def job_configuration(pipeline: str, options: JobOptions, dedup_window_ms: int) 
         "state.backend.type": options.state_backend,
         # The dedup window W: how long an event id is remembered (the job's only state with a TTL).
         "table.exec.state.ttl": f"{dedup_window_ms} ms",
+        # Throughput (see "Cost per event"): one dedup per source, not one per feature...
+        "table.optimizer.reuse-optimize-block-with-digest-enabled": "true",
+        # ...and chained operators hand rows on instead of copying them (safe: the SQL runtime's operators
+        # never hold on to an input row they were handed, which is what object reuse requires).
+        "pipeline.object-reuse": "true",
     }
 
 
@@ -479,10 +526,17 @@ def job_name(pipeline: str) -> str:
     return f"adnomaly-{pipeline}-features"
 
 
-def compile_job(
-    pipeline: Pipeline, kafka: KafkaConfig, events: EventsConfig, options: JobOptions
-) -> FlinkJob:
-    """The features job of `pipeline`; raises ValueError when the pipeline declares no features."""
+@dataclass(frozen=True)
+class _Reading:
+    """How a pipeline's features read the raw topic: what both the features job and its source-count
+    ceiling are built from, so the two can never disagree on a source's definition."""
+
+    features: list[FeatureSpec]
+    columns: dict[str, Column]
+    time_field: str
+
+
+def _reading(pipeline: Pipeline, events: EventsConfig) -> _Reading:
     features = list(pipeline.spec.features)
     if not features:
         raise ValueError(f"pipeline {pipeline.name} declares no features: there is no features job to run")
@@ -495,10 +549,19 @@ def compile_job(
                 f"feature {feature.name}: the time field `{time_field}` cannot be a dimension or operand"
             )
     columns = event_columns(events, used - dimensions, text=dimensions)
-    sources = _sources(pipeline.name, features)
     for name in id_fields(events):
         if name in columns and columns[name].sql_type != "STRING":
             raise ValueError(f"the id field `{name}` cannot be a metric operand")
+    return _Reading(features, columns, time_field)
+
+
+def compile_job(
+    pipeline: Pipeline, kafka: KafkaConfig, events: EventsConfig, options: JobOptions
+) -> FlinkJob:
+    """The features job of `pipeline`; raises ValueError when the pipeline declares no features."""
+    reading = _reading(pipeline, events)
+    features, columns, time_field = reading.features, reading.columns, reading.time_field
+    sources = _sources(pipeline.name, features)
     statements = [source_ddl(s, columns, time_field, events, kafka) for s in sources.values()]
     statements += [distinct_ddl(s, columns, time_field) for s in sources.values()]
     for feature in features:
@@ -524,12 +587,72 @@ def compile_job(
     )
 
 
-def compile_pipeline(pipeline: Pipeline, kafka_bootstrap: str, options: JobOptions) -> FlinkJob:
-    """`compile_job` with the topic names and event settings the planner gives `pipeline`."""
+SOURCE_COUNT_ROLE = "source-count"
+
+
+def compile_source_count(
+    pipeline: Pipeline, kafka: KafkaConfig, events: EventsConfig, options: JobOptions
+) -> FlinkJob:
+    """The features job's ceiling: its source tables, built by the same `source_ddl` (Kafka connector, JSON
+    format, computed event time, event id and watermark), each read by a bare `SELECT COUNT(*)` into a
+    blackhole sink; the job's own Flink configuration (parallelism, checkpointing, watermark interval,
+    object reuse), plus mini-batch so that the count is counted before the shuffle. The planner keeps
+    every column and the computed ones in the Calc after the source (EXPLAIN), so this does all the
+    per-event work of the features job's source chain up to its first shuffle, and nothing else.
+
+    What the features job adds on top (dedup, validity filters, windows, percentiles, the transactional
+    sink) is exactly what this leaves out, so features/ceiling is the share of the source's own rate the
+    job keeps. Its consumer groups are its own (`source-count` role) and it writes nothing to Kafka.
+    """
+    reading = _reading(pipeline, events)
+    sources = _sources(pipeline.name, reading.features, role=SOURCE_COUNT_ROLE)
+    statements = [source_ddl(s, reading.columns, reading.time_field, events, kafka) for s in sources.values()]
+    inserts = []
+    for source in sources.values():
+        sink = f"count_{source.table}"
+        statements.append(f"CREATE TABLE {quote(sink)} (`n` BIGINT) WITH ('connector' = 'blackhole')")
+        inserts.append(f"INSERT INTO {quote(sink)} SELECT COUNT(*) FROM {quote(source.table)}")
+    name = f"adnomaly-{pipeline.name}-{SOURCE_COUNT_ROLE}"
+    return FlinkJob(
+        pipeline=pipeline.name,
+        job_name=name,
+        configuration={
+            **job_configuration(pipeline.name, options, dedup_window_ms(round(events.dedup_window_s * 1000),
+                                                                         reading.features)),
+            "pipeline.name": name,
+            # A two-phase count: each source's rows are counted where they are read, and only partial
+            # counts cross the shuffle to the one global COUNT. Without it every full row would be
+            # serialised to a single-key GroupAggregate: a cost of the count, not of the source.
+            "table.exec.mini-batch.enabled": "true",
+            "table.exec.mini-batch.allow-latency": "1 s",
+            "table.exec.mini-batch.size": "10000",
+        },
+        statements=statements,
+        inserts=inserts,
+        consumer_groups=[s.group_id for s in sources.values()],
+        transactional_id_prefixes=[],
+        kafka_tables=[s.table for s in sources.values()],
+        kafka_security_protocol=kafka.security_protocol,
+    )
+
+
+def pipeline_kafka(pipeline: Pipeline, kafka_bootstrap: str) -> KafkaConfig:
+    """The Kafka settings of `pipeline`'s jobs: its planned topic names on `kafka_bootstrap`."""
     spec = pipeline.spec
-    kafka = KafkaConfig(
+    return KafkaConfig(
         bootstrap_servers=kafka_bootstrap,
         security_protocol=spec.kafka.external.security_protocol if spec.kafka.external else "PLAINTEXT",
         topics=TopicNames(**{role: t.name for role, t in plan_topics(pipeline).items()}),
     )
-    return compile_job(pipeline, kafka, events_config(pipeline), options)
+
+
+def compile_pipeline(pipeline: Pipeline, kafka_bootstrap: str, options: JobOptions) -> FlinkJob:
+    """`compile_job` with the topic names and event settings the planner gives `pipeline`."""
+    return compile_job(pipeline, pipeline_kafka(pipeline, kafka_bootstrap), events_config(pipeline), options)
+
+
+def compile_pipeline_source_count(pipeline: Pipeline, kafka_bootstrap: str, options: JobOptions) -> FlinkJob:
+    """`compile_source_count` with the same topics and event settings as `compile_pipeline`."""
+    return compile_source_count(
+        pipeline, pipeline_kafka(pipeline, kafka_bootstrap), events_config(pipeline), options
+    )

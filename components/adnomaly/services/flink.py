@@ -8,10 +8,16 @@ ships Flink itself (its jars are in the apache-flink-libraries wheel), so nothin
 `FeaturesJob` runs `flink/job/adnomaly_flink_job.py` with that venv's Python: PyFlink starts a JVM with an
 embedded mini-cluster (JobManager + one TaskManager in one process) that runs the SQL rendered by
 `adnomaly.features.sql`. Its state directory holds the rendered job config, the Flink conf dir (JVM heap,
-log4j), logs, and `checkpoints/` (retained on stop and crash). `start()` restores from the newest completed
-checkpoint found there, so a killed or stopped job resumes where its last checkpoint left it; with the
-exactly-once Kafka sink, what it had written after that checkpoint was never committed, so downstream
+log4j), logs, and `checkpoints/<plan>/` (retained on stop and crash). `start()` restores from the newest
+completed checkpoint found there, so a killed or stopped job resumes where its last checkpoint left it; with
+the exactly-once Kafka sink, what it had written after that checkpoint was never committed, so downstream
 readers (read_committed) see every feature window once.
+
+`<plan>` is the job's `plan_digest`: a checkpoint restores only into the operator graph that took it. When
+the graph changed (a feature added or edited, or a newer Adnomaly's planner options) there is no checkpoint
+of the new plan: the job starts without state from its sources' committed group offsets (committed at each
+checkpoint), so it goes on where the old job's last checkpoint was, with empty windows, and says so. A
+restore that failed on the old state would otherwise leave the features stopped until someone deleted it.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adnomaly.features.sql import FlinkJob, JobOptions, compile_pipeline
+from adnomaly.features.sql import FlinkJob, JobOptions, compile_pipeline, plan_digest
 from adnomaly.services.base import (
     CACHE_DIR,
     ManagedProcess,
@@ -242,6 +248,12 @@ def latest_checkpoint(root: Path) -> Path | None:
     return max(candidates, key=lambda p: ((p / "_metadata").stat().st_mtime_ns, p.name))
 
 
+def _other_checkpoints(root: Path) -> bool:
+    """Whether any completed checkpoint or savepoint exists under `root`, of any plan (or of the layout before
+    checkpoints were kept per plan: `<root>/<job id>/chk-<n>`)."""
+    return root.is_dir() and any(root.glob("**/_metadata"))
+
+
 # -- the job -----------------------------------------------------------------------------------------------
 
 
@@ -262,7 +274,8 @@ class FeaturesJob:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.state_dir / "checkpoints"
+        """This plan's checkpoints (see the module's docstring)."""
+        return self.state_dir / "checkpoints" / plan_digest(self.job)[:16]
 
     @property
     def log_dir(self) -> Path:
@@ -312,6 +325,12 @@ class FeaturesJob:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.restored_from = latest_checkpoint(self.checkpoint_dir) if restore else None
+        if restore and self.restored_from is None and _other_checkpoints(self.state_dir / "checkpoints"):
+            _log.warning(
+                "%s: the features job's plan changed since its last checkpoint (features edited, or a newer "
+                "Adnomaly): its state cannot be restored into the new plan; starting from the committed Kafka "
+                "offsets with empty windows", self.job.pipeline,
+            )  # fmt: skip
         job = self.job.with_configuration(**self._configuration(install, self.restored_from))
         config_path = self.state_dir / "job.json"
         config_path.write_bytes(job.to_json())
