@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import http.client
 import json
 import os
@@ -198,15 +199,47 @@ async def _measure_at_rate(
             from_due.append(done - due)
             from_send.append(done - sent)
 
-    tasks = []
-    start = clock() + 0.05
-    for n, index in enumerate(lookup_order(len(keys), requests)):
-        due = start + n / rate
-        if (delay := due - clock()) > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(n, index, due)))
-    timed_from = start + WARMUP / rate
-    await asyncio.gather(*tasks)
+    # The load generator must not pause on its own, or its pauses read as the API's latency (wrk2 is C):
+    # no cyclic GC while sending (a pass over thousands of live tasks stalls the loop for tens of ms), and no
+    # `gather` over every task at the end (attaching a callback to each blocked the loop just as the last
+    # lookups fell due). In flight: a count and an event.
+    order = lookup_order(len(keys), requests)
+    pending = len(order)
+    finished = asyncio.Event()
+    failures: list[BaseException] = []
+    running: set[asyncio.Task[None]] = set()  # strong references until done, as asyncio asks
+
+    def done_with(task: asyncio.Task[None]) -> None:
+        nonlocal pending
+        running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            failures.append(task.exception())  # type: ignore[arg-type]
+        pending -= 1
+        if pending == 0 or failures:
+            finished.set()
+
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = clock() + 0.05
+        for n, index in enumerate(order):
+            due = start + n / rate
+            if (delay := due - clock()) > 0:
+                await asyncio.sleep(delay)
+            if failures:
+                break
+            task = asyncio.create_task(one(n, index, due))
+            running.add(task)
+            task.add_done_callback(done_with)
+        timed_from = start + WARMUP / rate
+        await finished.wait()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    if failures:
+        for task in running:
+            task.cancel()
+        raise failures[0]
     achieved = requests / (clock() - timed_from)
     while not pool.empty():
         _, writer = pool.get_nowait()
