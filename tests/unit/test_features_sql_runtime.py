@@ -101,7 +101,9 @@ def test_local_job_configuration_points_at_its_state_dir_and_restores(tmp_path: 
     job = FeaturesJob(decode_job(compiled()), tmp_path, rest_port=18081)
     install = FlinkInstall(tmp_path / "home", tmp_path / "python", (tmp_path / "a.jar", tmp_path / "b.jar"))
     conf = job._configuration(install, None)
-    assert conf["execution.checkpointing.dir"] == (tmp_path / "checkpoints").as_uri()
+    # checkpoints per plan: checkpoints/<plan digest>/
+    assert conf["execution.checkpointing.dir"] == job.checkpoint_dir.as_uri()
+    assert job.checkpoint_dir.parent == tmp_path / "checkpoints" and len(job.checkpoint_dir.name) == 16
     assert conf["pipeline.jars"] == f"{(tmp_path / 'a.jar').as_uri()};{(tmp_path / 'b.jar').as_uri()}"
     assert conf["rest.port"] == "18081" and conf["rest.bind-address"] == "127.0.0.1"
     assert "execution.state-recovery.path" not in conf
