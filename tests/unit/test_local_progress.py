@@ -60,7 +60,7 @@ class World:
 
 def test_the_probe_reads_the_sinks_before_the_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     world = World(tmp_path / "stats.json")
-    monkeypatch.setattr(progress_module, "topic_end_offsets", lambda *a, **k: world.tick("dlq") or 0)
+    monkeypatch.setattr(progress_module.DistinctDeadLetters, "count", lambda self: world.tick("dlq") or 0)
     monkeypatch.setattr(progress_module, "consumer_lag", lambda *a, **k: world.tick("lag") or {})
     probe = ProgressProbe(
         bootstrap="kafka", raw_topic="raw", dlq_topic="dlq", group_id="g", count_stored=world.stored,

@@ -1,6 +1,6 @@
 """Numbers of a running local pipeline, read from where they are true: the generator's delivery
-stats, the ingest API's metrics, PostgreSQL rows, the dead-letter topic's offsets, the consumer lag, the
-anomalies table.
+stats, the ingest API's metrics, PostgreSQL rows, the distinct letters of the dead-letter topic (see
+`adnomaly.local.dead_letter_count`), the consumer lag, the anomalies table.
 
 Consistency. Every event stored or dead-lettered was produced or ingested first, so each sample reads the
 sinks (rows, dead letters) before the sources (generator, ingest API): whatever a sink counted, its source
@@ -17,17 +17,18 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from adnomaly.anomalies.models import AnomalyOut
 from adnomaly.kafka_client import consumer_config, consumer_lag
 from adnomaly.local.anomalies import AnomalyCounts
+from adnomaly.local.dead_letter_count import NOT_READY, DistinctDeadLetters
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,6 @@ def rate(samples: Sequence[tuple[float, int]]) -> float:
     return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
 
 
-# A topic created a moment ago may have no leader yet: asking again shortly is the answer.
-_NOT_READY = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART)
-
-
 def topic_end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
     """Sum of the high watermarks of every partition of `topic` (messages ever written to it)."""
     consumer = Consumer(consumer_config(bootstrap, "adnomaly-progress"))  # never commits: reads watermarks only
@@ -91,7 +88,7 @@ def topic_end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
                     _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
                     break
                 except KafkaException as exc:
-                    if exc.args[0].code() not in _NOT_READY or time.monotonic() > deadline:
+                    if exc.args[0].code() not in NOT_READY or time.monotonic() > deadline:
                         raise
                     time.sleep(0.2)
             total += max(high, 0)
@@ -135,6 +132,7 @@ class ProgressProbe:
     baseline: Progress | None = None
     _ingested: int = 0
     _lake_files: int = 0
+    _dead_letters: DistinctDeadLetters | None = field(default=None, repr=False)
 
     @property
     def source(self) -> str:
@@ -145,7 +143,9 @@ class ProgressProbe:
         # Sinks first, then sources (see the module docstring).
         stored = self.count_stored()
         duplicates = self.count_duplicates()
-        dlq = topic_end_offsets(self.bootstrap, self.dlq_topic)
+        if self._dead_letters is None:
+            self._dead_letters = DistinctDeadLetters(self.bootstrap, self.dlq_topic)
+        dlq = self._dead_letters.count()
         lag = sum(consumer_lag(self.bootstrap, self.group_id, self.raw_topic).values())
         features = topic_end_offsets(self.bootstrap, self.features_topic) if self.features_topic else 0
         counts, recent = self.anomalies() if self.anomalies is not None else (AnomalyCounts(), [])
@@ -175,6 +175,10 @@ class ProgressProbe:
             recent=tuple(recent),
             at=time.monotonic(),
         )
+
+    def close(self) -> None:
+        if self._dead_letters is not None:
+            self._dead_letters.close()
 
     def start(self) -> None:
         """Remember the stores' counts before this run: the state directory outlives runs."""

@@ -529,6 +529,7 @@ def run_up(options: UpOptions) -> dict[str, Any]:
                 local.features_job.stop()
             if local.anomaly_store is not None:
                 local.anomaly_store.close()
+            probe.close()
             if prometheus is not None:
                 prometheus.stop()
             if alertmanager is not None:
