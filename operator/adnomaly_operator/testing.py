@@ -135,7 +135,15 @@ class OperatorProcess:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_mb(self) -> float:
+        """The operator's resident memory now."""
+        return self._status_mb("VmRSS:")
+
+    def peak_rss_mb(self) -> float:
+        """The most resident memory the operator has had (the kernel's high-water mark)."""
+        return self._status_mb("VmHWM:")
+
+    def _status_mb(self, field: str) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS line")
+        raise RuntimeError(f"no {field} line")

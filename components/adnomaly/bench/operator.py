@@ -10,7 +10,8 @@ Starts a real control plane (etcd, kube-apiserver, controller-manager, scheduler
   provisioner; Deployments and StatefulSets become available through kwok's kubelets);
 - `writes_per_noop_reconcile`: API writes per reconcile once everything is Ready (drift checks keep
   reconciling; the target is 0);
-- `operator_rss_mb`: the operator process's resident memory at the end.
+- `operator_rss_mb`: the operator process's resident memory at the end;
+- `operator_peak_rss_mb`: the most it had resident at any moment of the run (VmHWM).
 
 The ceiling, measured on the same control plane in the same run once the operator has stopped: the very
 objects the operator wrote (the same renderer, in a namespace of their own, without owner references)
@@ -197,7 +198,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     time.sleep(args.noop_window)
                     writes = operator.writes() - writes_before
                     noops = operator.total("adnomaly_operator_reconciles_total", result="noop") - noops_before
-                    rss = operator.rss_mb()
+                    rss, peak_rss = operator.rss_mb(), operator.peak_rss_mb()
                     cpu = operator.cpu_seconds()
                 finally:
                     operator.stop()
@@ -215,6 +216,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "noop_reconciles": int(noops),
         "writes_per_noop_reconcile": round(writes / noops, 3) if noops else None,
         "operator_rss_mb": round(rss, 1),
+        "operator_peak_rss_mb": round(peak_rss, 1),
         "operator_cpu_seconds": round(cpu, 1),
         **load,
         "load_average_1m_after": machine_load()["load_average_1m"],
