@@ -1,7 +1,13 @@
 """The operator benchmark's ceiling applies exactly what the operator would write, as plain objects."""
 
-from adnomaly.bench.operator import ceiling_objects, fleet
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+from adnomaly.bench.operator import APPLY_ATTEMPTS, apply_retrying, ceiling_objects, fleet
 from adnomaly.spec import parse_pipeline
+from adnomaly_operator.client import ApiError
 from adnomaly_operator.desired import kube_plan
 from adnomaly_operator.render import Owner, RenderContext, render
 
@@ -20,3 +26,40 @@ def test_the_ceiling_writes_the_operators_objects_without_owners_into_its_own_na
     assert all(o["metadata"].get("namespace") in (None, "ceiling") for o in objects)
     generated = [o for o, d in zip(objects, per_pipeline * 3, strict=True) if d.recipe is not None]
     assert generated and all(o["stringData"] for o in generated)
+
+
+class FlakyApiServer:
+    """Answers each object's first `failures[name]` applies with the given errors, then takes it."""
+
+    def __init__(self, failures: dict[str, list[Exception]]) -> None:
+        self.failures = failures
+        self.applied: list[str] = []
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        name = obj["metadata"]["name"]
+        pending = self.failures.get(name) or []
+        if pending:
+            raise pending.pop(0)
+        self.applied.append(name)
+        return obj
+
+
+def test_the_ceiling_applies_again_what_the_api_server_answered_late_or_refused_for_now() -> None:
+    server = FlakyApiServer({
+        "late": [TimeoutError()], "busy": [ApiError("PATCH", "/x", 429, "TooManyRequests", "slow down")],
+        "gone": [aiohttp.ServerDisconnectedError(), ApiError("PATCH", "/x", 503, "ServiceUnavailable", "")],
+    })  # fmt: skip
+    for name in ("late", "busy", "gone", "fine"):
+        asyncio.run(apply_retrying(server, {"metadata": {"name": name}}, pause=0.0))
+    assert server.applied == ["late", "busy", "gone", "fine"]
+
+
+def test_the_ceiling_does_not_retry_a_refusal_that_would_refuse_again() -> None:
+    invalid = ApiError("PATCH", "/x", 422, "Invalid", "spec.replicas: must be >= 0")
+    server = FlakyApiServer({"bad": [invalid]})
+    with pytest.raises(ApiError):
+        asyncio.run(apply_retrying(server, {"metadata": {"name": "bad"}}, pause=0.0))
+    always = FlakyApiServer({"down": [TimeoutError() for _ in range(APPLY_ATTEMPTS)]})
+    with pytest.raises(TimeoutError):
+        asyncio.run(apply_retrying(always, {"metadata": {"name": "down"}}, pause=0.0))
+    assert always.applied == [] and always.failures["down"] == []
