@@ -104,16 +104,15 @@ def ceiling_objects(docs: list[dict[str, Any]], namespace: str) -> list[dict[str
 
 
 # An API server taking tens of thousands of writes at once answers some late or with 429/5xx; a plain apply
-# loop (kubectl, any controller) applies those again, and so does the ceiling: server-side apply is
-# idempotent. At 1,000 Pipelines (35,000 objects beside the operator's own) a single timeout used to end
-# the whole benchmark without a figure.
-RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+# loop (kubectl, any controller) applies those again, and so does the ceiling, on the errors the operator
+# itself treats as transient (`ApiError.transient`): server-side apply is idempotent. At 1,000 Pipelines
+# (35,000 objects beside the operator's own) a single timeout used to end the whole benchmark without a figure.
 APPLY_ATTEMPTS = 6
 
 
 async def apply_retrying(client: Any, obj: dict[str, Any], pause: float = 1.0) -> None:
-    """`client.apply(obj)`, again after a timeout, a dropped connection or a 429/5xx (back-off doubling from
-    `pause`, at most 10 s); the last failure is raised."""
+    """`client.apply(obj)`, again after a timeout, a dropped connection or a transient refusal (429, 5xx, ...;
+    back-off doubling from `pause`, at most 10 s); the last failure is raised."""
     import aiohttp
     from adnomaly_operator.client import ApiError
 
@@ -124,7 +123,7 @@ async def apply_retrying(client: Any, obj: dict[str, Any], pause: float = 1.0) -
         except (TimeoutError, aiohttp.ClientError) as exc:
             failure: Exception = exc
         except ApiError as exc:
-            if exc.status not in RETRIED_STATUSES:
+            if not exc.transient:
                 raise
             failure = exc
         if attempt == APPLY_ATTEMPTS - 1:

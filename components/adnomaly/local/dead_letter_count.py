@@ -28,6 +28,19 @@ NOT_READY = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABL
 _BEGINNING = -2  # librdkafka's OFFSET_BEGINNING
 
 
+def watermarks(consumer: Consumer, topic: str, partition: int, timeout: float, deadline: float) -> tuple[int, int]:
+    """The partition's (low, high) watermarks, asked again while its topic has no leader yet (until `deadline`,
+    a `time.monotonic()` value)."""
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            return low, high
+        except KafkaException as exc:
+            if exc.args[0].code() not in NOT_READY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 class DistinctDeadLetters:
     """The distinct dead letters on `topic` up to its end at the time of `count()`."""
 
@@ -87,13 +100,6 @@ class DistinctDeadLetters:
 
     def _end(self, consumer: Consumer, partition: int, deadline: float) -> int:
         """The partition's end offset; a partition whose start was deleted by retention is read from its start."""
-        while True:
-            try:
-                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=self.timeout)
-                break
-            except KafkaException as exc:
-                if exc.args[0].code() not in NOT_READY or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        low, high = watermarks(consumer, self.topic, partition, self.timeout, deadline)
         self._next[partition] = max(self._next[partition], low)
         return high

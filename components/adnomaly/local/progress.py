@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from adnomaly.anomalies.models import AnomalyOut
 from adnomaly.kafka_client import consumer_config, consumer_lag
 from adnomaly.local.anomalies import AnomalyCounts
-from adnomaly.local.dead_letter_count import NOT_READY, DistinctDeadLetters
+from adnomaly.local.dead_letter_count import DistinctDeadLetters, watermarks
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,7 @@ def topic_end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
         partitions = metadata.topics[topic].partitions
         total = 0
         for partition in partitions:
-            while True:
-                try:
-                    _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-                    break
-                except KafkaException as exc:
-                    if exc.args[0].code() not in NOT_READY or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
+            _, high = watermarks(consumer, topic, partition, timeout, deadline)
             total += max(high, 0)
         return total
     finally:
@@ -132,7 +125,10 @@ class ProgressProbe:
     baseline: Progress | None = None
     _ingested: int = 0
     _lake_files: int = 0
-    _dead_letters: DistinctDeadLetters | None = field(default=None, repr=False)
+    _dead_letters: DistinctDeadLetters = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._dead_letters = DistinctDeadLetters(self.bootstrap, self.dlq_topic)  # connects on its first count
 
     @property
     def source(self) -> str:
@@ -143,8 +139,6 @@ class ProgressProbe:
         # Sinks first, then sources (see the module docstring).
         stored = self.count_stored()
         duplicates = self.count_duplicates()
-        if self._dead_letters is None:
-            self._dead_letters = DistinctDeadLetters(self.bootstrap, self.dlq_topic)
         dlq = self._dead_letters.count()
         lag = sum(consumer_lag(self.bootstrap, self.group_id, self.raw_topic).values())
         features = topic_end_offsets(self.bootstrap, self.features_topic) if self.features_topic else 0
@@ -177,8 +171,7 @@ class ProgressProbe:
         )
 
     def close(self) -> None:
-        if self._dead_letters is not None:
-            self._dead_letters.close()
+        self._dead_letters.close()
 
     def start(self) -> None:
         """Remember the stores' counts before this run: the state directory outlives runs."""
