@@ -17,7 +17,6 @@ from adnomaly_operator.render.common import (
     Owner,
     RenderContext,
     SecretRecipe,
-    sealed,
 )
 from adnomaly_operator.render.components import render_components
 from adnomaly_operator.render.feast import render_feast
@@ -53,7 +52,7 @@ def render(kp: KubePlan, ctx: RenderContext) -> list[Desired]:
         if key in seen:
             raise ValueError(f"render produced {item.kind}/{item.name} twice")
         seen.add(key)
-        out.append(Desired(sealed(item.obj), item.stage, item.status_key, item.retain, item.recipe))
+        out.append(item)
     return out
 
 

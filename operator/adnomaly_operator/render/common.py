@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,27 +76,53 @@ class SecretRecipe:
     alphanumeric: bool = False
 
 
-@dataclass(frozen=True)
 class Desired:
-    """One object the operator wants, with how it takes part in bring-up, status and deletion."""
+    """One object the operator wants, with how it takes part in bring-up, status and deletion; sealed
+    (its content hash annotation added, see `sealed`) as it is made.
 
-    obj: Obj
-    stage: int
-    status_key: str | None = None  # the `status.components` entry this object counts toward
-    retain: bool = False  # kept (and orphaned) on deletion under `deletionPolicy: Retain`
-    recipe: SecretRecipe | None = None  # generated Secret: created once with these contents
+    The object is kept packed (compact JSON, zlib level 1) and `obj` unpacks a fresh copy on each use:
+    the reconciler keeps every Pipeline's render between passes, and as nested dicts those were a third of
+    the operator's memory at 1,000 Pipelines (tracemalloc, `manifests/pipeline.yaml`'s 55 objects: 263 KB
+    as dicts, 52 KB packed). Only a write (and a KafkaTopic's partition check) needs the whole object; what
+    every pass compares (kind, name, content hash) is read once, as the object is sealed. Packing adds
+    ~3 ms to a 12 ms render (once per generation); unpacking one object costs ~40 µs, a write's round trip
+    milliseconds. Treat it as immutable: it is hashed and compared by value.
+    """
+
+    __slots__ = ("_packed", "hash", "kind", "name", "recipe", "retain", "stage", "status_key")
+
+    def __init__(
+        self, obj: Obj, stage: int, status_key: str | None = None, retain: bool = False,
+        recipe: SecretRecipe | None = None,
+    ) -> None:
+        obj = sealed(obj)
+        self.kind = str(obj["kind"])
+        self.name = str(obj["metadata"]["name"])
+        self.hash = str(obj["metadata"]["annotations"][ANNOTATION_HASH])
+        self.stage = stage
+        self.status_key = status_key  # the `status.components` entry this object counts toward
+        self.retain = retain  # kept (and orphaned) on deletion under `deletionPolicy: Retain`
+        self.recipe = recipe  # generated Secret: created once with these contents
+        # No sort_keys: the unpacked object keeps the renderer's key order (what `adnomaly render` prints).
+        self._packed = zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), 1)
 
     @property
-    def kind(self) -> str:
-        return str(self.obj["kind"])
+    def obj(self) -> Obj:
+        """A fresh copy of the object: changing it changes nothing here."""
+        value: Obj = json.loads(zlib.decompress(self._packed))
+        return value
 
-    @property
-    def name(self) -> str:
-        return str(self.obj["metadata"]["name"])
+    def _identity(self) -> tuple[bytes, int, str | None, bool, SecretRecipe | None]:
+        return (self._packed, self.stage, self.status_key, self.retain, self.recipe)
 
-    @property
-    def hash(self) -> str:
-        return str(self.obj["metadata"]["annotations"][ANNOTATION_HASH])
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Desired) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash((self._packed, self.stage, self.status_key, self.retain))
+
+    def __repr__(self) -> str:
+        return f"Desired({self.kind}/{self.name}, stage={self.stage}, status_key={self.status_key!r})"
 
 
 def content_hash(value: Any, length: int = 16) -> str:
