@@ -54,6 +54,7 @@ from adnomaly.http_server import serve_until_drained
 from adnomaly.observability import serve_metrics
 from adnomaly.serving import chart, console
 from adnomaly.serving.features import ROUTE, FeatureLookups, FeaturesFirst
+from adnomaly.serving.redis_wire import HashReader, lookup_client
 from adnomaly.sinks.config import SERVING_SECTION, FeatureView, ServingConfig, load_section
 
 _log = logging.getLogger("adnomaly.serving")
@@ -157,13 +158,11 @@ def create_app(
     """The API as uvicorn serves it: the feature lookups' front door (`.lookups`) before FastAPI (`.app`)."""
     views = {view.name: view for view in config.features}
     metrics = ServingMetrics.create(registry)
-    state: dict[str, redis_async.Redis] = {}
+    state: dict[str, HashReader] = {}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        client = redis_async.Redis.from_url(
-            redis_url, socket_timeout=2, socket_connect_timeout=2, max_connections=64, health_check_interval=30
-        )
+        client = lookup_client(redis_url, timeout=2.0)
         state["redis"] = client
         try:
             yield

@@ -44,6 +44,7 @@ from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adnomaly.serving.lookup import BadLookup, resolve
+from adnomaly.serving.redis_wire import HashReader
 from adnomaly.sinks.config import FeatureView
 from adnomaly.sinks.features.online import read_fields, read_latest
 
@@ -59,11 +60,12 @@ JSON_TYPE = (b"content-type", b"application/json")
 class FeatureLookups:
     """The lookup as an ASGI app: `scope["path_params"]["view"]` and the query string → one HMGET → JSON.
 
-    `state["redis"]` is the client the app's lifespan opens (read per request: it exists only once started)."""
+    `state["redis"]` is the client the app's lifespan opens (read per request: it exists only once started):
+    `adnomaly.serving.redis_wire.lookup_client`, one pipelined connection."""
 
     def __init__(
         self, views: Mapping[str, FeatureView], project: str, requests: Counter, seconds: Histogram,
-        state: Mapping[str, redis_async.Redis],
+        state: Mapping[str, HashReader],
     ) -> None:  # fmt: skip
         self.views = dict(views)
         self.fields = {name: read_fields(view) for name, view in self.views.items()}
