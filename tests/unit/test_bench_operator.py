@@ -5,7 +5,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from adnomaly.bench.operator import APPLY_ATTEMPTS, apply_retrying, ceiling_objects, fleet
+from adnomaly.bench.operator import (
+    APPLY_ATTEMPTS,
+    apply_retrying,
+    ceiling_fields,
+    ceiling_objects,
+    ceiling_or_error,
+    fleet,
+)
 from adnomaly.spec import parse_pipeline
 from adnomaly_operator.client import ApiError
 from adnomaly_operator.desired import kube_plan
@@ -63,3 +70,20 @@ def test_the_ceiling_does_not_retry_a_refusal_that_would_refuse_again() -> None:
     with pytest.raises(TimeoutError):
         asyncio.run(apply_retrying(always, {"metadata": {"name": "down"}}, pause=0.0))
     assert always.applied == [] and always.failures["down"] == []
+
+
+def test_a_failed_ceiling_keeps_the_operators_figures_and_says_why() -> None:
+    def overloaded() -> dict[str, float]:
+        raise TimeoutError("the API server answered late\nsix times")
+
+    failed = ceiling_or_error(overloaded)
+    assert failed == "TimeoutError: the API server answered late"
+    fields = ceiling_fields(2640.0, failed)
+    assert fields["seconds_to_ready"] == 2640.0 and fields["ceiling_error"] == failed
+    assert fields["ratio"] is None and fields["ceiling_seconds_to_ready"] is None
+    assert ceiling_or_error(lambda: (_ for _ in ()).throw(TimeoutError())) == "TimeoutError"
+
+    measured = ceiling_or_error(lambda: {"ceiling_seconds_to_ready": 110.0, "ceiling_seconds_to_write": 55.0})
+    fields = ceiling_fields(132.0, measured)
+    assert fields["ratio"] == round(110.0 / 132.0, 3) and fields["write_ratio"] == round(55.0 / 132.0, 3)
+    assert "ceiling_error" not in fields
