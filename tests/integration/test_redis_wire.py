@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis as redis_py
+from adnomaly.services.base import free_port
 from adnomaly.services.redis import RedisServer
 from adnomaly.serving.redis_wire import WireClient, lookup_client, pack_command
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
@@ -90,8 +91,6 @@ def test_the_urls_database_is_selected_and_a_wrong_password_is_refused(redis: Re
 
 
 def test_no_redis_is_a_connection_error() -> None:
-    from adnomaly.services.base import free_port
-
     async def main() -> None:
         client = WireClient(f"redis://127.0.0.1:{free_port()}/0")
         with pytest.raises(RedisConnectionError):

@@ -46,14 +46,12 @@ def render(kp: KubePlan, ctx: RenderContext) -> list[Desired]:
         *render_network(kp, ctx),
     ]
     seen: set[tuple[str, str]] = set()
-    out = []
-    for item in parts:
+    for item in parts:  # each object is sealed as its `Desired` is made: only duplicates to refuse here
         key = (item.kind, item.name)
         if key in seen:
             raise ValueError(f"render produced {item.kind}/{item.name} twice")
         seen.add(key)
-        out.append(item)
-    return out
+    return parts
 
 
 def render_pipeline(
