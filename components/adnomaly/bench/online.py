@@ -5,9 +5,9 @@ feature sink's own store (Feast's layout, the only online copy), starts the API 
 (`python -m adnomaly.serving`, uvicorn with uvloop + httptools, as deployed), warms it up, then sends
 `--requests` lookups one after another over one keep-alive connection, each for a random entity, and times
 each from send to the last byte received. With `--rate R` the lookups go open loop instead, as wrk2 sends
-them: lookup n is due at n / R seconds, whatever the earlier ones did, on one of `--connections` keep-alive
-connections, and its latency runs from when it was due (a stalled API cannot hide its queue by slowing the
-client down); `from_send_…` are the same lookups timed from when they were sent.
+them, from vegeta (a load generator in Go, `adnomaly.bench.open_loop`, which says why not Python): lookup n
+is due at n / R seconds, whatever the earlier ones did, on one of `--connections` keep-alive connections,
+and its latency runs from when it was due (a stalled API cannot hide its queue by slowing the client down).
 Every answer must be a 200 holding the entity asked for.
 
 `--via feast` also times Feast's own `get_online_features` (Feast 0.67 in its own venv, on a repository
@@ -24,8 +24,6 @@ the same way.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import gc
 import http.client
 import json
 import os
@@ -42,6 +40,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from adnomaly.bench.ceiling import machine_load, percentile, process_cpu_seconds, with_ceiling
+from adnomaly.bench.open_loop import attack
 from adnomaly.config import ComponentConfig, KafkaConfig, SecretEnv, TopicNames
 from adnomaly.features.record import FeatureRecord
 from adnomaly.plan import events_config
@@ -156,107 +155,26 @@ def measure(
     return timings
 
 
-def _request_bytes(path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
-
-
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    return status, await reader.readexactly(length)
-
-
-async def _measure_at_rate(
-    port: int, keys: list[dict[str, str]], requests: int, rate: float, connections: int,
-    answers: dict[int, Any] | None,
-) -> tuple[list[float], list[float], float]:  # fmt: skip
-    paths = [_request_bytes(f"/v1/features/{VIEW.name}?{urlencode(dims)}") for dims in keys]
-    pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-    for _ in range(connections):
-        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
-    from_due: list[float] = []
-    from_send: list[float] = []
-    clock = time.perf_counter
-
-    async def one(n: int, index: int, due: float) -> None:
-        reader, writer = await pool.get()  # waiting for a free connection counts: the lookup is due
-        sent = clock()
-        writer.write(paths[index])
-        status, body = await _read_response(reader)
-        done = clock()
-        pool.put_nowait((reader, writer))
-        answer = json.loads(body)
-        if status != 200 or answer["entity"] != keys[index]:
-            raise RuntimeError(f"unexpected answer {status}: {body[:200]!r}")
+def measure_at_rate(
+    port: int, keys: list[dict[str, str]], requests: int, rate: float, connections: int, workdir: Path,
+    answers: dict[int, Any] | None = None,
+) -> tuple[list[float], float]:  # fmt: skip
+    """Open loop, as wrk2 measures (`adnomaly.bench.open_loop`, vegeta): lookup n is due at n / rate whatever
+    the earlier ones did, sent on one of `connections` keep-alive connections (waiting for a free one counts
+    against the API). Returns the timed lookups' seconds from when each was due, and the rate achieved."""
+    urls = [f"http://127.0.0.1:{port}/v1/features/{VIEW.name}?{urlencode(dims)}" for dims in keys]
+    entity_of = {url: index for index, url in enumerate(urls)}
+    hits = attack([urls[index] for index in lookup_order(len(keys), requests)], rate, connections, workdir)
+    for hit in hits:
+        index = entity_of[hit.url]
+        answer = json.loads(hit.body) if hit.status == 200 else None
+        if answer is None or answer["entity"] != keys[index]:
+            raise RuntimeError(f"unexpected answer {hit.status} {hit.error}: {hit.body[:200]!r}")
         if answers is not None:
             answers[index] = answer["metrics"]
-        if n >= WARMUP:
-            from_due.append(done - due)
-            from_send.append(done - sent)
-
-    # The load generator must not pause on its own, or its pauses read as the API's latency (wrk2 is C):
-    # no cyclic GC while sending (a pass over thousands of live tasks stalls the loop for tens of ms), and no
-    # `gather` over every task at the end (attaching a callback to each blocked the loop just as the last
-    # lookups fell due). In flight: a count and an event.
-    order = lookup_order(len(keys), requests)
-    pending = len(order)
-    finished = asyncio.Event()
-    failures: list[BaseException] = []
-    running: set[asyncio.Task[None]] = set()  # strong references until done, as asyncio asks
-
-    def done_with(task: asyncio.Task[None]) -> None:
-        nonlocal pending
-        running.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            failures.append(task.exception())  # type: ignore[arg-type]
-        pending -= 1
-        if pending == 0 or failures:
-            finished.set()
-
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        start = clock() + 0.05
-        for n, index in enumerate(order):
-            due = start + n / rate
-            if (delay := due - clock()) > 0:
-                await asyncio.sleep(delay)
-            if failures:
-                break
-            task = asyncio.create_task(one(n, index, due))
-            running.add(task)
-            task.add_done_callback(done_with)
-        timed_from = start + WARMUP / rate
-        await finished.wait()
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    if failures:
-        for task in running:
-            task.cancel()
-        raise failures[0]
-    achieved = requests / (clock() - timed_from)
-    while not pool.empty():
-        _, writer = pool.get_nowait()
-        writer.close()
-    return from_due, from_send, achieved
-
-
-def measure_at_rate(
-    port: int, keys: list[dict[str, str]], requests: int, rate: float, connections: int,
-    answers: dict[int, Any] | None = None,
-) -> tuple[list[float], list[float], float]:  # fmt: skip
-    """Open loop, as wrk2 measures: lookup n is due at start + n / rate whatever the earlier ones did, sent on
-    one of `connections` keep-alive connections (waiting for a free one counts against the API). Returns
-    the timed lookups' seconds from when each was due, from when it was sent, and the rate achieved."""
-    import uvloop
-
-    return uvloop.run(_measure_at_rate(port, keys, requests, rate, connections, answers))
+    timed = hits[WARMUP:]
+    sending = timed[-1].sent_at - timed[0].sent_at
+    return [hit.seconds for hit in timed], (len(timed) - 1) / sending if sending > 0 else float("inf")
 
 
 def measure_redis(client: Any, keys: list[bytes], requests: int, seed: int = 7) -> list[float]:
@@ -328,10 +246,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         api = start_api(root, redis.url, port)
         wait_ready(api, port)
         answers: dict[int, Any] = {}
-        sent: list[float] | None = None
         api_cpu_before = process_cpu_seconds(api.pid)
         if args.rate:
-            timings, sent, achieved = measure_at_rate(port, keys, args.requests, args.rate, args.connections, answers)
+            timings, achieved = measure_at_rate(port, keys, args.requests, args.rate, args.connections, root, answers)
         else:
             started = time.perf_counter()
             timings = measure(port, keys, args.requests, answers)
@@ -359,7 +276,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "load_average_1m_after": machine_load()["load_average_1m"],
     }
     if args.rate:
-        result.update(rate_requested=args.rate, connections=args.connections, **latency(sent or [], "from_send_"))
+        result.update(rate_requested=args.rate, connections=args.connections, load_generator="vegeta")
     if feast is not None:
         result.update(latency(feast["seconds"], "feast_"))
         result["equal"] = feast["values"] == answers

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import logging
 import os
 import pwd
 import secrets
@@ -24,6 +25,8 @@ from types import TracebackType
 from typing import Self
 
 CACHE_DIR = Path(os.environ.get("ADNOMALY_CACHE", Path.home() / ".cache" / "adnomaly"))
+
+log = logging.getLogger(__name__)
 
 
 class ServiceError(RuntimeError):
@@ -117,6 +120,37 @@ def run_tool(
     if done.returncode != 0:
         raise ServiceError(f"{what} failed with exit code {done.returncode}:\n{output[-4000:]}")
     return output
+
+
+def built(name: str, script: Path, env_override: str) -> bool:
+    """Whether `ensure_built` would return at once (the binary is cached, or `env_override` names one)."""
+    if os.environ.get(env_override):
+        return True
+    if not script.is_file():
+        return False
+    return (Path(run_tool([str(script), "--print-bin"], f"locating {name}", timeout=30).strip()) / name).is_file()
+
+
+def ensure_built(name: str, script: Path, env_override: str) -> Path:
+    """The binary `name` that `script` (a tools/*/build.sh over tools/lib/gobuild.sh) builds and caches (its
+    `--print-bin` names the directory), building it on first use; the environment variable `env_override`
+    names another binary instead."""
+    override = os.environ.get(env_override)
+    if override:
+        binary = Path(override)
+        if not (binary.is_file() and os.access(binary, os.X_OK)):
+            raise ServiceError(f"{env_override}={binary} is not an executable file")
+        return binary
+    if not script.is_file():
+        raise ServiceError(f"{script} not found; set {env_override} to a {name} binary")
+    binary = Path(run_tool([str(script), "--print-bin"], f"locating {name}", timeout=30).strip()) / name
+    if not binary.is_file():
+        log.info("building %s into %s (a first build can take minutes)", name, binary.parent)
+        what = f"tools/{script.parent.name}/{script.name}"
+        run_tool([str(script)], what, timeout=2 * 3600)
+        if not binary.is_file():
+            raise ServiceError(f"{what} ran but {binary} is still missing")
+    return binary
 
 
 def apt_install(*packages: str) -> None:

@@ -30,6 +30,7 @@ from adnomaly.services.prometheus import (
     find_prometheus,
 )
 from adnomaly.services.redis import ensure_redis
+from adnomaly.services.vegeta import ensure_vegeta, vegeta_installed
 
 
 def _step(name: str, present: Callable[[], bool], action: Callable[[], Path]) -> Path:
@@ -70,6 +71,7 @@ def ensure_all(
     helm: bool = True,
     chromium: bool = True,
     feast: bool = True,
+    vegeta: bool = True,
 ) -> dict[str, Path]:
     """Ensure the selected services are installed; return where each one is; print what happened."""
     done: dict[str, Path] = {}
@@ -98,12 +100,15 @@ def ensure_all(
         )
     if feast:
         done["feast"] = _step(f"feast {FEAST_VERSION} (its own venv)", feast_installed, ensure_feast)
+    if vegeta:
+        done["vegeta"] = _step("vegeta (built from its Go module)", vegeta_installed, ensure_vegeta)
     return done
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adnomaly.services.install", description=__doc__)
-    names = ("kafka", "postgres", "redis", "minio", "prometheus", "alertmanager", "flink", "helm", "chromium", "feast")
+    names = ("kafka", "postgres", "redis", "minio", "prometheus", "alertmanager", "flink", "helm", "chromium", "feast",
+             "vegeta")  # fmt: skip
     for name in names:
         parser.add_argument(f"--no-{name}", action="store_true", help=f"skip {name}")
     args = parser.parse_args(argv)

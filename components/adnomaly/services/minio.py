@@ -24,9 +24,10 @@ from adnomaly.services.base import (
     LocalServer,
     ManagedProcess,
     ServiceError,
+    built,
+    ensure_built,
     free_port,
     port_open,
-    run_tool,
     stored_port,
     write_private_file,
 )
@@ -46,32 +47,7 @@ REGION = "us-east-1"
 
 
 def minio_installed() -> bool:
-    if os.environ.get(BIN_ENV):
-        return True
-    if not BUILD_SCRIPT.is_file():
-        return False
-    bin_dir = Path(run_tool([str(BUILD_SCRIPT), "--print-bin"], "locating minio", timeout=30).strip())
-    return (bin_dir / "minio").is_file()
-
-
-def _ensure_built(name: str, script: Path, env_override: str) -> Path:
-    """The binary `name` that `script` builds and caches (its `--print-bin` names the directory),
-    building it on first use; the environment variable `env_override` names another binary instead."""
-    override = os.environ.get(env_override)
-    if override:
-        binary = Path(override)
-        if not (binary.is_file() and os.access(binary, os.X_OK)):
-            raise ServiceError(f"{env_override}={binary} is not an executable file")
-        return binary
-    if not script.is_file():
-        raise ServiceError(f"{script} not found; set {env_override} to a {name} binary")
-    binary = Path(run_tool([str(script), "--print-bin"], f"locating {name}", timeout=30).strip()) / name
-    if not binary.is_file():
-        log.info("building %s into %s (the first build takes several minutes)", name, binary.parent)
-        run_tool([str(script)], f"tools/minio/{script.name}", timeout=2 * 3600)
-        if not binary.is_file():
-            raise ServiceError(f"tools/minio/{script.name} ran but {binary} is still missing")
-    return binary
+    return built("minio", BUILD_SCRIPT, BIN_ENV)
 
 
 def ensure_minio() -> Path:
@@ -80,13 +56,13 @@ def ensure_minio() -> Path:
     `ADNOMALY_MINIO_BIN` overrides the location (no build is attempted then). A cold build compiles
     MinIO from source: about ten minutes on two cores; afterwards this returns at once.
     """
-    return _ensure_built("minio", BUILD_SCRIPT, BIN_ENV)
+    return ensure_built("minio", BUILD_SCRIPT, BIN_ENV)
 
 
 def ensure_minio_client() -> Path:
     """MinIO's client `mc` (tools/minio/mc-build.sh), static: the e2e suite's bucket Job runs it in a
     scratch image. `ADNOMALY_MC_BIN` overrides the location."""
-    return _ensure_built("mc", MC_BUILD_SCRIPT, MC_BIN_ENV)
+    return ensure_built("mc", MC_BUILD_SCRIPT, MC_BIN_ENV)
 
 
 class MinioServer(LocalServer):
