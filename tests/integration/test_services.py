@@ -195,11 +195,13 @@ def test_consumer_lag_counts_per_partition(kafka: KafkaBroker, topic_factory: Ca
 def test_postgres_answers_on_its_dsn(postgres: PostgresServer) -> None:
     with psycopg.connect(postgres.dsn) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
-        database, fsync, sync_commit, encoding = conn.execute(
+        database, fsync, sync_commit, encoding, init_zero = conn.execute(
             "SELECT current_database(), current_setting('fsync'), current_setting('synchronous_commit'),"
-            " pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()"
+            " pg_encoding_to_char(encoding), current_setting('wal_init_zero')"
+            " FROM pg_database WHERE datname = current_database()"
         ).fetchone()  # type: ignore[misc]
-    assert (database, fsync, sync_commit, encoding) == ("adnomaly", "on", "on", "UTF8")
+    # Durable commits; new WAL segments are not zero-filled first (a commit stall, adnomaly.services.postgres)
+    assert (database, fsync, sync_commit, encoding, init_zero) == ("adnomaly", "on", "on", "UTF8", "off")
     assert stat.S_IMODE(postgres.password_file.stat().st_mode) == 0o600
     assert postgres.password not in Path(f"/proc/{postgres.pid}/cmdline").read_text()
 

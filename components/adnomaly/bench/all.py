@@ -28,8 +28,8 @@ IDLE_LOAD_PER_CPU = 0.25  # a 1-minute load average up to this many runnable tas
 SHORT: dict[str, list[str]] = {
     "processor": ["--events", "200000", "--naive-sample", "0"],
     "ingest": ["--seconds", "5"],
-    "online": ["--requests", "5000"],
-    "e2e": ["--rate", "5000", "--seconds", "15"],
+    "online": ["--rate", "2000", "--requests", "10000"],
+    "e2e": ["--rate", "10000", "--seconds", "15"],
     "detector": ["--records", "100000"],
     "generator": [],
     "lake": ["--events", "100000"],
