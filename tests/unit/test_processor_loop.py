@@ -205,6 +205,7 @@ class FakeProducer:
         self.fail = set(fail or ())
         self.pending: list[tuple[dict[str, Any], Any]] = []
         self.delivered: list[dict[str, Any]] = []
+        self.closed = False
 
     def produce(self, topic: str, value: Any = None, key: Any = None, **kwargs: Any) -> None:
         self.pending.append(({"topic": topic, "value": value, "key": key, **kwargs}, kwargs["on_delivery"]))
@@ -224,6 +225,11 @@ class FakeProducer:
                 self.log.append(("dlq-acked", offset))
                 callback(None, None)
         return 0
+
+    def close(self) -> bool:
+        assert not self.pending, "a producer is closed only once everything in flight is delivered"
+        self.closed = True
+        return True
 
 
 @dataclass
@@ -456,6 +462,7 @@ def test_close_finishes_the_batch_in_hand_then_leaves_the_group(depth: int) -> N
     r.processor.close()
     assert r.consumer.committed == {(TOPIC, 0): 2}
     assert r.log.index(("commit", {0: 2})) < r.log.index("close")
+    assert r.producer.closed  # released: it would keep reconnecting to the broker until collected
 
 
 def test_lag_gauge_per_assigned_partition(depth: int) -> None:

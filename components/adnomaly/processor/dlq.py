@@ -69,7 +69,15 @@ class DeadLetterQueue:
         return self._unacked == 0
 
     def close(self, timeout: float = 10.0) -> None:
-        self._producer.flush(timeout)
+        """Deliver what is in flight (at most `timeout` s), then release the producer, which would otherwise keep
+        reconnecting to the broker until it is garbage-collected. Letters still undelivered then belong to
+        batches that were not committed, so they come back with the replay; the producer is left open then,
+        as its `close()` would wait for them without a bound."""
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            _log.warning("%d dead letters not delivered at close: their batches are replayed", remaining)
+            return
+        self._producer.close()
 
     def _produce(self, letter: DeadLetter) -> None:
         msg = letter.message
