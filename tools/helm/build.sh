@@ -18,14 +18,7 @@ GO_LANG_VERSION=1.26.0
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=../lib/gobuild.sh
 source "$HERE/../lib/gobuild.sh"
-OUT="$CACHE_ROOT/helm/$HELM_VERSION"
-BIN="$OUT/bin"
-STAMP="helm=$HELM_VERSION"
-
-present() { [[ -x "$BIN/helm" && -f "$BIN/.versions" && "$(cat "$BIN/.versions")" == "$STAMP" ]]; }
-
-gobuild_args "$@"
-gobuild_begin helm
+gobuild_single helm "$HELM_VERSION" "$@"
 
 gobuild_pin_module "$HERE" helm.sh/helm/v3 "$HELM_VERSION" "$GO_LANG_VERSION"
 X="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"

@@ -1,10 +1,10 @@
 # Shared steps of the tools/*/build.sh scripts, which build pinned binaries from Go modules into
-# ${ADNOMALY_CACHE:-~/.cache/adnomaly}. Source it after setting OUT, BIN and STAMP and defining
-# `present` (true when everything is built at STAMP); then call `gobuild_args "$@"` and
-# `gobuild_begin NAME`. Afterwards FORCE/UPDATE are set, the build lock is held, the Go environment is
-# pinned (read-only modules, no cgo, the local toolchain) and `log` prints a timestamped line.
-# For a script that builds one binary from one generated go.mod, `gobuild_pin_module` (the `--update` and
-# the pin check) and `gobuild_install` (build, install, stamp) below do the rest.
+# ${ADNOMALY_CACHE:-~/.cache/adnomaly}. A script that builds one binary from one generated go.mod calls
+# `gobuild_single NAME VERSION "$@"`, then `gobuild_pin_module` (the `--update` and the pin check) and
+# `gobuild_install` (build, install, stamp). Others (k8s, keda) set OUT, BIN and STAMP and define `present`
+# (true when everything is built at STAMP) themselves, then call `gobuild_args "$@"` and `gobuild_begin NAME`.
+# Afterwards FORCE/UPDATE are set, the build lock is held, the Go environment is pinned (read-only modules,
+# no cgo, the local toolchain) and `log` prints a timestamped line.
 
 CACHE_ROOT="${ADNOMALY_CACHE:-$HOME/.cache/adnomaly}"
 
@@ -49,6 +49,21 @@ gobuild_begin() {
   export GOFLAGS="-trimpath -mod=readonly"
   export CGO_ENABLED=0
   export GOTOOLCHAIN=local
+}
+
+# gobuild_single NAME VERSION [SCRIPT ARGS...]: the start of a script that builds the one binary NAME from a
+# module pinned at VERSION (helm, minio, mc, vegeta): OUT=$CACHE_ROOT/NAME/VERSION, BIN=$OUT/bin,
+# STAMP=NAME=VERSION and a `present` that checks BIN/NAME against the stamp; then `gobuild_args` with the
+# script's arguments and `gobuild_begin`. What is left to the script: `gobuild_pin_module` and `gobuild_install`.
+gobuild_single() {
+  GOBUILD_NAME="$1"
+  OUT="$CACHE_ROOT/$1/$2"
+  BIN="$OUT/bin"
+  STAMP="$1=$2"
+  shift 2
+  present() { [[ -x "$BIN/$GOBUILD_NAME" && -f "$BIN/.versions" && "$(cat "$BIN/.versions")" == "$STAMP" ]]; }
+  gobuild_args "$@"
+  gobuild_begin "$GOBUILD_NAME"
 }
 
 # The repository's root, for messages and module paths (this file is tools/lib/gobuild.sh).

@@ -24,16 +24,7 @@ GO_LANG_VERSION=1.26.0
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=../lib/gobuild.sh
 source "$HERE/../lib/gobuild.sh"
-OUT="$CACHE_ROOT/minio/$MINIO_VERSION"
-BIN="$OUT/bin"
-STAMP="minio=$MINIO_VERSION"
-
-present() {
-  [[ -x "$BIN/minio" && -f "$BIN/.versions" && "$(cat "$BIN/.versions")" == "$STAMP" ]]
-}
-
-gobuild_args "$@"
-gobuild_begin minio
+gobuild_single minio "$MINIO_VERSION" "$@"
 
 gobuild_pin_module "$HERE/server" github.com/minio/minio "$MINIO_VERSION" "$GO_LANG_VERSION"
 

@@ -27,14 +27,7 @@ GO_LANG_VERSION=1.26.0
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=../lib/gobuild.sh
 source "$HERE/../lib/gobuild.sh"
-OUT="$CACHE_ROOT/mc/$MC_VERSION"
-BIN="$OUT/bin"
-STAMP="mc=$MC_VERSION"
-
-present() { [[ -x "$BIN/mc" && -f "$BIN/.versions" && "$(cat "$BIN/.versions")" == "$STAMP" ]]; }
-
-gobuild_args "$@"
-gobuild_begin mc
+gobuild_single mc "$MC_VERSION" "$@"
 gobuild_pin_module "$HERE/client" github.com/minio/mc "$MC_VERSION" "$GO_LANG_VERSION"
 
 # What mc's own buildscripts/gen-ldflags.go stamps, so `mc --version` names the pinned commit.

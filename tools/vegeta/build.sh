@@ -22,14 +22,7 @@ GO_LANG_VERSION=1.26.0
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=../lib/gobuild.sh
 source "$HERE/../lib/gobuild.sh"
-OUT="$CACHE_ROOT/vegeta/$VEGETA_VERSION"
-BIN="$OUT/bin"
-STAMP="vegeta=$VEGETA_VERSION"
-
-present() { [[ -x "$BIN/vegeta" && -f "$BIN/.versions" && "$(cat "$BIN/.versions")" == "$STAMP" ]]; }
-
-gobuild_args "$@"
-gobuild_begin vegeta
+gobuild_single vegeta "$VEGETA_VERSION" "$@"
 gobuild_pin_module "$HERE/module" github.com/tsenart/vegeta/v12 "$VEGETA_VERSION" "$GO_LANG_VERSION"
 # vegeta's own Makefile stamps its version into main.Version.
 gobuild_install vegeta "$HERE/module" github.com/tsenart/vegeta/v12 -ldflags="-s -w -X main.Version=$VEGETA_VERSION"
