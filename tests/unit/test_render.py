@@ -135,6 +135,9 @@ def test_managed_stores_are_statefulsets_with_generated_secrets_and_no_secret_va
     assert command[-1] == "minio/adnomaly-data"
     redis = objects_of(items, "StatefulSet")["clickstream-redis"]
     assert redis["spec"]["template"]["spec"]["containers"][0]["command"] == ["redis-server", "/etc/redis/redis.conf"]
+    # postgres options as the official image takes them; new WAL segments not zero-filled (a commit stall)
+    postgres = objects_of(items, "StatefulSet")["clickstream-postgres"]["spec"]["template"]["spec"]["containers"][0]
+    assert postgres["args"] == ["-c", "wal_init_zero=off"] and "command" not in postgres
     for sts in objects_of(items, "StatefulSet").values():
         assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
         assert items[("StatefulSet", sts["metadata"]["name"])].stage == STAGE_STORES

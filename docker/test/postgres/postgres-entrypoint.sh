@@ -1,7 +1,8 @@
 #!/bin/bash
 # The official image's first-start contract, in short: an empty PGDATA is initialised with POSTGRES_USER
 # (password POSTGRES_PASSWORD, scram-sha-256 over TCP, trust on the pod-local socket) and POSTGRES_DB; then
-# postgres runs as PID 1 (SIGTERM = smart shutdown). The password goes through a 0600 file, never argv.
+# postgres runs as PID 1 (SIGTERM = smart shutdown), with the container's arguments as its options (the
+# official image's `-c name=value` form). The password goes through a 0600 file, never argv.
 set -euo pipefail
 : "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}"
 user=${POSTGRES_USER:-postgres}
@@ -18,4 +19,4 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     echo "CREATE DATABASE \"$db\" OWNER \"$user\";" | postgres --single -D "$PGDATA" -j postgres >/dev/null
   fi
 fi
-exec postgres -D "$PGDATA" -c listen_addresses='*'
+exec postgres -D "$PGDATA" -c listen_addresses='*' "$@"
