@@ -4,8 +4,8 @@ module (`adnomaly.services.vegeta`).
 Why not the bench's own asyncio client, which `adnomaly bench online --rate` used before: on two cores the
 client shares the CPUs with the API and Redis, and a Python client spent ~200 µs of CPU per lookup of its own
 (py-spy: 39 % of a core at 2,000/s), in the same event loop that reads the answers, so its own queue read as
-the API's latency. Against the same API process in the same hour, it measured p50 1.07 to 1.17 ms where
-vegeta measured 0.54 to 0.55 ms (bench/README.md). vegeta is what wrk2 is in C: each request is sent when it is
+the API's latency. Against the same serving code, alternated, it measured p50 0.87 to 1.02 ms where vegeta
+measured 0.56 to 0.61 ms (bench/README.md). vegeta is what wrk2 is in C: each request is sent when it is
 due (`-rate`, one target after another from a file, read lazily), a new worker is started whenever every
 worker is busy, and a request's latency runs from when it was handed to a worker (about when it was due) to
 its last byte; `-max-connections` bounds the keep-alive connections, and a request waiting for one waits
