@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from adnomaly.services.base import ServiceError
+from adnomaly.services.base import ServiceError, run_tool
 from adnomaly.services.vegeta import ensure_vegeta
 
 NO_TARGETS_LEFT = "no targets to attack"  # vegeta's ErrNoTargets
@@ -86,16 +85,12 @@ def attack(urls: Sequence[str], rate: float, connections: int, workdir: Path, ti
         "-keepalive", f"-connections={connections}", f"-max-connections={connections}",
         f"-timeout={timeout_s:g}s", f"-output={results}",
     ]  # fmt: skip
-    budget = len(urls) / rate + 60
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=budget, check=False)
-    if done.returncode != 0:
-        raise ServiceError(f"vegeta attack failed ({done.returncode}): {done.stderr[-2000:]}")
-    encoded = subprocess.run([str(vegeta), "encode", "--to", "json", str(results)],
-                             capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
-    if encoded.returncode != 0:
-        raise ServiceError(f"vegeta encode failed ({encoded.returncode}): {encoded.stderr[-2000:]}")
+    run_tool(argv, "vegeta attack", timeout=len(urls) / rate + 60)
+    encoded = workdir / "results.jsonl"
+    run_tool([str(vegeta), "encode", "--to", "json", f"--output={encoded}", str(results)], "vegeta encode",
+             timeout=120)  # fmt: skip
     # With `-duration=0` the attack ends on the first request that finds no target left; vegeta records it.
-    hits = [hit for hit in parse_results(encoded.stdout.splitlines())
+    hits = [hit for hit in parse_results(encoded.read_text().splitlines())
             if not (hit.seq >= len(urls) and hit.error == NO_TARGETS_LEFT)]  # fmt: skip
     if sorted(hit.url for hit in hits) != sorted(urls):
         raise ServiceError(f"vegeta recorded {len(hits)} requests, not the {len(urls)} targets given")

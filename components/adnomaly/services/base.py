@@ -122,13 +122,16 @@ def run_tool(
     return output
 
 
+def _cached_binary(name: str, script: Path) -> Path:
+    """Where `script` keeps (or will keep) the binary `name`: its `--print-bin` names the directory."""
+    return Path(run_tool([str(script), "--print-bin"], f"locating {name}", timeout=30).strip()) / name
+
+
 def built(name: str, script: Path, env_override: str) -> bool:
     """Whether `ensure_built` would return at once (the binary is cached, or `env_override` names one)."""
     if os.environ.get(env_override):
         return True
-    if not script.is_file():
-        return False
-    return (Path(run_tool([str(script), "--print-bin"], f"locating {name}", timeout=30).strip()) / name).is_file()
+    return script.is_file() and _cached_binary(name, script).is_file()
 
 
 def ensure_built(name: str, script: Path, env_override: str) -> Path:
@@ -143,7 +146,7 @@ def ensure_built(name: str, script: Path, env_override: str) -> Path:
         return binary
     if not script.is_file():
         raise ServiceError(f"{script} not found; set {env_override} to a {name} binary")
-    binary = Path(run_tool([str(script), "--print-bin"], f"locating {name}", timeout=30).strip()) / name
+    binary = _cached_binary(name, script)
     if not binary.is_file():
         log.info("building %s into %s (a first build can take minutes)", name, binary.parent)
         what = f"tools/{script.parent.name}/{script.name}"
