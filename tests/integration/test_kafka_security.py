@@ -50,6 +50,7 @@ class Secured:
     broker: KafkaBroker
     configs: dict[str, ComponentConfig]
     passwords: dict[str, str]  # component -> its user's password
+    partitions: dict[str, int]  # topic -> its partition count, as planned
 
     @property
     def bootstrap(self) -> str:
@@ -92,7 +93,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
             passwords[name] = generate_password()
             upsert_scram_user(broker.bootstrap_servers, name, passwords[name], client=admin)
             create_acls(broker.bootstrap_servers, name, component_acls(configs[name]), client=admin)
-        yield Secured(broker, configs, passwords)
+        partitions = {t.name: t.partitions for t in planned.topics.values()}
+        yield Secured(broker, configs, passwords, partitions)
     finally:
         broker.stop()
 
@@ -151,7 +153,8 @@ def test_the_processor_user_reads_raw_commits_its_group_and_writes_the_dlq(secur
     processor_env = secured.env("processor")
     consumer = Consumer(consumer_config(secured.bootstrap, group, env=processor_env))
     try:
-        consumer.assign([TopicPartition(topics.raw, p, 0) for p in range(2)])
+        # Keyless events go to one sticky partition of the six, so every partition is read.
+        consumer.assign([TopicPartition(topics.raw, p, 0) for p in range(secured.partitions[topics.raw])])
         deadline, message = time.monotonic() + 20, None
         while message is None and time.monotonic() < deadline:
             message = consumer.poll(0.5)
