@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import TIMESTAMP_CREATE_TIME
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_NOT_AVAILABLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +49,9 @@ class HeldRecord:
 
     def headers(self) -> list[tuple[str, bytes]] | None:
         return self.headers_
+
+
+def message_timestamp(message: Any, default: int = 0) -> int:
+    """The record's timestamp in epoch milliseconds (create or log-append time), `default` when it has none."""
+    kind, timestamp = message.timestamp()
+    return int(timestamp) if kind != TIMESTAMP_NOT_AVAILABLE and timestamp > 0 else default

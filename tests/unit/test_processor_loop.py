@@ -22,7 +22,7 @@ from adnomaly.kafka_record import HeldRecord
 from adnomaly.processor.batch import UNSTORABLE, DeadLetter, prepare_batch
 from adnomaly.processor.dlq import DeadLetterQueue
 from adnomaly.processor.metrics import ProcessorMetrics
-from adnomaly.processor.runner import LoopSettings, Processor
+from adnomaly.processor.runner import LoopSettings, Processor, linger_left
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
@@ -61,6 +61,7 @@ class FakeConsumer:
         self.closed = False
         self.inside = False
         self.refusals = 0  # commits to refuse, as Kafka does while a broker restarts
+        self.calls: list[tuple[int, float]] = []  # (num_messages, timeout) of each consume()
 
     def add(self, partition: int, raws: Sequence[bytes | None]) -> None:
         queue = self.queues[(TOPIC, partition)]
@@ -74,6 +75,7 @@ class FakeConsumer:
 
     def consume(self, num_messages: int = 1, timeout: float = 0) -> list[HeldRecord]:
         assert not self.inside, "consume() re-entered from a rebalance callback"
+        self.calls.append((num_messages, timeout))
         self.inside = True
         try:
             if self.hooks:
@@ -266,6 +268,8 @@ def rig(
     fail_dlq: set[int] | None = None,
     partitions: Sequence[int] = (0, 1),
     clock: Callable[[], float] = time.monotonic,
+    batch_timeout_s: float = 0.0,
+    wall_clock: Callable[[], float] = time.time,
 ) -> Rig:
     log: list[Any] = []
     consumer = FakeConsumer(log, partitions)
@@ -273,11 +277,11 @@ def rig(
     producer = FakeProducer(log, fail_dlq)
     registry = CollectorRegistry()
     processor = Processor(
-        LoopSettings(topic=TOPIC, batch_size=batch_size, batch_timeout_s=0.0, idle_slice_s=0.01,
+        LoopSettings(topic=TOPIC, batch_size=batch_size, batch_timeout_s=batch_timeout_s, idle_slice_s=0.01,
                      dlq_confirm_timeout_s=0.01, revoke_wait_s=1.0),
         consumer=consumer, stores=[FakeStore(db) for _ in range(depth)], dlq=DeadLetterQueue(producer, "p-dlq", "p"),
         decode=DECODE,
-        metrics=ProcessorMetrics.create(registry), backoff=lambda attempt: 0.01, clock=clock,
+        metrics=ProcessorMetrics.create(registry), backoff=lambda attempt: 0.01, clock=clock, wall_clock=wall_clock,
     )  # fmt: skip
     assert processor.start()
     return Rig(processor, consumer, db, producer, registry, log)
@@ -422,6 +426,59 @@ def test_revocation_waits_for_a_slow_write_inside_the_callback_without_consuming
     r.processor.poll_once()
     assert r.log.index(("commit", {0: 4})) < r.log.index(("revoked", 0))
     assert "pause" not in r.log
+
+
+# -- closing a batch -----------------------------------------------------------------------------------
+
+
+def test_linger_left_is_the_batch_timeout_less_the_first_records_age_within_bounds() -> None:
+    now = RECORD_TIME_MS / 1000
+    assert linger_left(RECORD_TIME_MS - 20, 0.05, now) == pytest.approx(0.03)  # 20 ms spent in Kafka already
+    assert linger_left(RECORD_TIME_MS - 80, 0.05, now) == 0.0  # older than the timeout: close now
+    assert linger_left(RECORD_TIME_MS + 500, 0.05, now) == 0.05  # a producer clock ahead: never longer
+    assert linger_left(0, 0.05, now) == 0.05  # no timestamp: the whole timeout
+
+
+def test_a_batch_waits_for_its_first_message_then_until_that_message_is_the_batch_timeout_old(depth: int) -> None:
+    # The first record (offset 0) is stamped RECORD_TIME_MS; "now" is 20 ms later.
+    r = rig(depth, batch_size=10, batch_timeout_s=0.05, wall_clock=lambda: (RECORD_TIME_MS + 20) / 1000)
+    r.consumer.add(0, [event("a"), event("b")])
+    r.processor.poll_once()
+    first, rest = r.consumer.calls
+    assert first == (1, 0.05)  # one message, waiting up to the whole timeout for it
+    assert rest[0] == 9 and rest[1] == pytest.approx(0.03)
+    r.processor.poll_once()  # nothing queued: one wait of the whole timeout, no second call
+    assert r.consumer.calls[2:] == [(1, 0.05)]
+    assert sorted(r.db.rows) == [b"a", b"b"]
+
+
+def test_the_next_batch_starts_its_write_before_the_previous_batch_is_committed() -> None:
+    r = rig(1, batch_size=2)  # one connection: the next batch needs the one the previous batch used
+    r.consumer.add(0, [event(f"a{i}") for i in range(4)])
+    in_flight_at_commit: list[int] = []
+    commit = r.consumer.commit
+
+    def counting_commit(*, offsets: list[TopicPartition], asynchronous: bool) -> list[TopicPartition]:
+        in_flight_at_commit.append(len(r.processor._inflight))
+        return commit(offsets=offsets, asynchronous=asynchronous)
+
+    r.consumer.commit = counting_commit  # type: ignore[method-assign]
+    r.processor.poll_once()
+    r.processor.poll_once()
+    assert in_flight_at_commit == [2]  # the first batch's commit came with the second already submitted
+    r.drain()
+    assert r.consumer.committed == {(TOPIC, 0): 4} and len(r.db.rows) == 4
+
+
+def test_a_revocation_while_a_batch_fills_drops_the_revoked_partitions_messages_from_it(depth: int) -> None:
+    r = rig(depth, batch_size=10)
+    r.consumer.add(0, [event("a0")])
+    r.consumer.add(1, [event("b0")])
+    r.consumer.hooks.extend([lambda c: None, lambda c: c.revoke(0)])  # inside the consume() that fills
+    r.drain()
+    assert r.consumer.hooks == []
+    assert b"a0" not in r.db.rows and b"b0" in r.db.rows  # a0 was consumed first, then its partition left
+    assert r.consumer.committed == {(TOPIC, 1): 1}
 
 
 def when_paused(action: Callable[[FakeConsumer], None]) -> Callable[[FakeConsumer], None]:

@@ -13,11 +13,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
-
 from adnomaly.events.codec import DLQ_MAX_KEY_BYTES, DLQ_MAX_VALUE_BYTES
 from adnomaly.events.dead_letter import PROCESSOR
 from adnomaly.events.dead_letter import dead_letter_headers as headers_of
+from adnomaly.kafka_record import message_timestamp
 from adnomaly.processor.batch import DeadLetter
 
 _log = logging.getLogger(__name__)
@@ -94,8 +93,8 @@ class DeadLetterQueue:
         value, key = msg.value(), msg.key()
         value, key = value and value[:DLQ_MAX_VALUE_BYTES], key and key[:DLQ_MAX_KEY_BYTES]
         # The dead letter keeps its raw record's timestamp, so the `_dlq` windows count it where it arrived.
-        kind, timestamp = msg.timestamp()
-        stamp = {"timestamp": timestamp} if kind != TIMESTAMP_NOT_AVAILABLE and timestamp > 0 else {}
+        timestamp = message_timestamp(msg)
+        stamp = {"timestamp": timestamp} if timestamp else {}
         self._unacked += 1
         while True:
             try:

@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from adnomaly.events.codec import InvalidEvent, ValidEvent
+from adnomaly.kafka_record import message_timestamp
 from adnomaly.sinks.lake.dedup import Seen
 
 _log = logging.getLogger(__name__)
@@ -24,11 +25,6 @@ _log = logging.getLogger(__name__)
 
 class History(Protocol):
     def read(self, topic: str, partition: int, since_ms: int, end_offset: int) -> list[Seen]: ...
-
-
-def message_timestamp(message: Any, default: int = 0) -> int:
-    kind, timestamp = message.timestamp()
-    return timestamp if kind != TIMESTAMP_NOT_AVAILABLE and timestamp > 0 else default
 
 
 class TopicHistory:

@@ -29,6 +29,7 @@ from typing import Any
 from confluent_kafka import KafkaException, TopicPartition
 
 from adnomaly.events.codec import InvalidEvent, ValidEvent
+from adnomaly.kafka_record import message_timestamp
 from adnomaly.owed_offsets import CommitFailed, commit
 from adnomaly.sinks.consume import (
     Consumer,
@@ -40,7 +41,7 @@ from adnomaly.sinks.consume import (
 )
 from adnomaly.sinks.lake.buffer import Entry, FlushPolicy, PartitionBuffer, RecordedCut, due, over_memory
 from adnomaly.sinks.lake.dedup import DEFAULT_MAX_IDS, SeenIds
-from adnomaly.sinks.lake.history import History, message_timestamp
+from adnomaly.sinks.lake.history import History
 from adnomaly.sinks.lake.layout import (
     OffsetRange,
     Partitioning,
