@@ -622,7 +622,10 @@ class FeaturesJobSpec(SpecModel):
 
 class ProcessorSpec(ConsumerSpec):
     batch_size: int = Field(default=5000, ge=1, le=100_000)
-    batch_timeout: Duration = Field(default="50ms", description="Longest wait to fill a batch (latency bound)")
+    batch_timeout: Duration = Field(
+        default="50ms",
+        description="Longest an event waits for its batch, counted from its Kafka timestamp (latency bound)",
+    )
 
 
 class ComponentsSpec(SpecModel):
