@@ -22,7 +22,12 @@ def test_bench_all_tiny_rebuilds_the_table_with_ceilings(tmp_path: Path, capsys:
     for name, result in out["results"].items():
         assert result["ratio"] is not None and result["ratio"] > 0, name
         assert result["nproc"] >= 1 and "load_average_1m" in result, name
-    assert out["results"]["processor"]["events_per_second"] > 0
+    processor = out["results"]["processor"]
+    assert processor["events_per_second"] > 0
+    # the bound the processor's, PostgreSQL's and the broker's CPU per event set on this machine
+    assert processor["broker_cpu_us_per_event"] >= 0 and processor["processor_cpu_us_per_event"] > 0
+    assert processor["cpu_bound_events_per_second"] > 0 and processor["cpu_bound_ratio"] > 0
+    assert 0 < processor["reachable_ratio"] <= 1
     text = readme.read_text()
     assert "old" not in text and text.endswith("## Kept\n")
     for name in TINY:

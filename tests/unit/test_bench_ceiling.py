@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from adnomaly.bench import all as bench_all
-from adnomaly.bench.ceiling import cpu_times, percentile, ratio, spare_capacity_speedup, with_ceiling
+from adnomaly.bench.ceiling import cpu_bound, cpu_times, percentile, ratio, spare_capacity_speedup, with_ceiling
+from adnomaly.bench.processor import cpu_bound_fields
 
 
 def test_ratio_of_a_rate_is_value_over_ceiling() -> None:
@@ -88,3 +89,20 @@ def test_cpu_times_are_busy_at_most_total_and_grow() -> None:
     sum(range(200_000))
     later_busy, later_total = cpu_times()
     assert 0 < busy <= total and later_busy >= busy and later_total >= total
+
+
+def test_cpu_bound_is_every_cpu_spent_on_the_summed_cost_per_event() -> None:
+    assert cpu_bound(2, [10.0, 25.0, 5.0]) == 50_000  # 40 µs per event on 2 CPUs
+    assert cpu_bound(1, [20.0]) == 50_000
+    assert cpu_bound(2, []) is None and cpu_bound(0, [10.0]) is None
+
+
+def test_the_processor_reports_how_far_its_cpu_lets_it_reach_the_ceiling() -> None:
+    cpu = {"processor_cpu_us_per_event": 10.0, "postgres_cpu_us_per_event": 25.0, "broker_cpu_us_per_event": 5.0}
+    fields = cpu_bound_fields(45_000, 70_000, 2, cpu)
+    # 2 CPUs at 40 µs per event: 50k/s at most, 45k of it reached; 50k of PostgreSQL's 70k is the best ratio.
+    assert fields == {"cpu_bound_events_per_second": 50_000, "cpu_bound_ratio": 0.9, "reachable_ratio": 0.714}
+    # a bound above the ceiling cannot raise the reachable ratio past 1
+    assert cpu_bound_fields(45_000, 30_000, 2, cpu)["reachable_ratio"] == 1.0
+    # a CPU figure missing (e.g. no PostgreSQL backend found): no bound rather than a wrong one
+    assert cpu_bound_fields(45_000, 70_000, 2, {"processor_cpu_us_per_event": 10.0}) == {}

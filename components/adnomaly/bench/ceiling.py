@@ -39,6 +39,18 @@ def with_ceiling(metric: str, value: float, ceiling: float, *, higher_is_better:
     }
 
 
+def cpu_bound(nproc: int, cpu_us_per_event: Sequence[float]) -> float | None:
+    """Events/s the machine could reach if its `nproc` CPUs did nothing but this work, each event costing the
+    sum of the processes' CPU microseconds (None when nothing was measured).
+
+    The bound of work that waits on nothing: a pipeline at it is limited by the CPU it spends, and only less
+    CPU per event (in any of the processes) can raise it, not more overlap or more connections."""
+    total = sum(cpu_us_per_event)
+    if nproc <= 0 or total <= 0:
+        return None
+    return nproc * 1e6 / total
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The nearest-rank q-quantile (0 < q <= 1) of `values` (sorted or not)."""
     if not values:

@@ -12,6 +12,11 @@ the clock starts, written to a file and read back), stored through the same numb
 batches of the same size by PostgreSQL's own COPY into the staging table + `INSERT ... ON CONFLICT DO
 NOTHING` (`EventStore.write`), into an empty schema migrated like the processor's. No Kafka, no decoding:
 `ratio` is the share of what PostgreSQL alone can take that the whole processor reaches.
+
+The bound the CPU sets, from the same run: the processor's, its PostgreSQL backends' and the broker's CPU
+seconds per event, summed, over the machine's CPUs (`cpu_bound_fields`). The ceiling spends the machine on
+PostgreSQL alone, while the processor's run also pays for consuming and decoding; on 2 cores that sum, not
+waiting, is what limits the processor, and `reachable_ratio` says how high `ratio` can go at these costs.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import msgspec
 from confluent_kafka import Consumer, Producer
 from prometheus_client import CollectorRegistry
 
-from adnomaly.bench.ceiling import machine_load, process_cpu_seconds, with_ceiling
+from adnomaly.bench.ceiling import cpu_bound, machine_load, process_cpu_seconds, ratio, with_ceiling
 from adnomaly.config import ComponentConfig
 from adnomaly.events.codec import codec_for_events
 from adnomaly.events.schemas import Clickstream
@@ -138,17 +143,20 @@ def _processor_backends(dsn: str) -> list[int]:
     return [int(row[0]) for row in rows]
 
 
-def measure_processor(config: ComponentConfig, dsn: str, expected: int) -> dict[str, float]:
+def measure_processor(config: ComponentConfig, dsn: str, expected: int, broker_pid: int | None = None
+                      ) -> dict[str, float]:  # fmt: skip
     """Drain `expected` messages with one processor; seconds from the first batch to the last commit.
 
-    Also the CPU time per event of this process (all its threads) and of its PostgreSQL backend: unlike
-    wall-clock rates they hardly depend on what else the machine is doing.
+    Also the CPU time per event of this process (all its threads), of its PostgreSQL backends and of the
+    Kafka broker serving the fetches (`broker_pid`): unlike wall-clock rates they hardly depend on what else
+    the machine is doing, and their sum says how fast the machine could go at all (`ceiling.cpu_bound`).
     """
     processor = build_processor(config, dsn, registry=CollectorRegistry())
     if not processor.start():
         raise RuntimeError("the processor did not start")
     backends = _processor_backends(dsn)
     cpu_start, backend_start = time.process_time(), _backend_cpu_seconds(backends)
+    broker_start = process_cpu_seconds(broker_pid) if broker_pid else None
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     try:
         while processor.stats.messages < expected:
@@ -156,6 +164,7 @@ def measure_processor(config: ComponentConfig, dsn: str, expected: int) -> dict[
                 raise RuntimeError(f"drained only {processor.stats.messages} of {expected} in {DRAIN_TIMEOUT_S}s")
             processor.poll_once()
         cpu, backend_end = time.process_time() - cpu_start, _backend_cpu_seconds(backends)
+        broker_end = process_cpu_seconds(broker_pid) if broker_pid else None
     finally:
         processor.close()
     stats = processor.stats
@@ -167,6 +176,8 @@ def measure_processor(config: ComponentConfig, dsn: str, expected: int) -> dict[
     }
     if backend_start is not None and backend_end is not None:
         result["postgres_cpu_us_per_event"] = (backend_end - backend_start) / expected * 1e6
+    if broker_start is not None and broker_end is not None:
+        result["broker_cpu_us_per_event"] = (broker_end - broker_start) / expected * 1e6
     return result
 
 
@@ -281,7 +292,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows_file = root / "ceiling-rows.copy"
         prepare_rows(sample_events(args.events), config, rows_file, args.partitions)
         assert config.processor is not None
-        fast = measure_processor(config, postgres.dsn, args.events)
+        fast = measure_processor(config, postgres.dsn, args.events, kafka.pid)
         stored = count_stored(postgres.dsn, config.processor.db_schema)
         if stored != args.events:
             raise RuntimeError(f"stored {stored} events, expected {args.events}")
@@ -294,13 +305,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             service.stop()
         shutil.rmtree(root, ignore_errors=True)
     events_per_second = args.events / fast["seconds"]
-    cpu = {
-        key: round(fast[key], 1) for key in ("processor_cpu_us_per_event", "postgres_cpu_us_per_event") if key in fast
-    }
+    cpu = {key: round(fast[key], 1) for key in CPU_FIGURES if key in fast}
     ceiling_cpu = ceiling.get("postgres_cpu_us_per_event")
+    ceiling_rate = round(args.events / ceiling["seconds"])
     return {
         "events": args.events,
-        **with_ceiling("events_per_second", round(events_per_second), round(args.events / ceiling["seconds"])),
+        **with_ceiling("events_per_second", round(events_per_second), ceiling_rate),
+        **cpu_bound_fields(events_per_second, ceiling_rate, load_before["nproc"], cpu),
         "naive_events_per_second": round(naive) if naive is not None else None,
         "speedup": round(events_per_second / naive, 1) if naive is not None else None,
         "batch_size": args.batch_size,
@@ -312,6 +323,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ceiling_postgres_cpu_us_per_event": round(ceiling_cpu, 1) if ceiling_cpu is not None else None,
         **load_before,
         "load_average_1m_after": machine_load()["load_average_1m"],
+    }
+
+
+CPU_FIGURES = ("processor_cpu_us_per_event", "postgres_cpu_us_per_event", "broker_cpu_us_per_event")
+
+
+def cpu_bound_fields(events_per_second: float, ceiling: float, nproc: int, cpu: dict[str, float]) -> dict[str, Any]:
+    """What this run's CPU per event allows on `nproc` CPUs, next to the rate reached and the ceiling.
+
+    `cpu_bound_events_per_second`: the rate at which the processor, its PostgreSQL backends and the broker
+    would keep every CPU busy (`ceiling.cpu_bound`); `cpu_bound_ratio`: the rate reached over it (near 1: the
+    run was limited by CPU, not by waiting); `reachable_ratio`: the bound over the PostgreSQL-alone ceiling,
+    i.e. the highest `ratio` this machine allows at these CPU costs. Empty unless all three were measured."""
+    if any(key not in cpu for key in CPU_FIGURES):
+        return {}
+    bound = cpu_bound(nproc, [cpu[key] for key in CPU_FIGURES])
+    if bound is None:
+        return {}
+    return {
+        "cpu_bound_events_per_second": round(bound),
+        "cpu_bound_ratio": ratio(events_per_second, bound),
+        "reachable_ratio": ratio(min(bound, ceiling), ceiling),
     }
 
 
