@@ -10,12 +10,15 @@ from adnomaly.cli import main
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
-# Enough events that neither job consumes them all between two polls of its source counter (0.2 s).
-EVENTS = 40_000
+# Enough events that neither job has read them all by the first sighting of its source counter (refreshed
+# every 0.2 s): a source reads a pre-filled topic into the buffers before its operators as fast as Kafka
+# serves it, and on a fast idle machine 40,000 were all read before the first sighting (2026-12-07, the
+# bench then refuses to report a rate). 200,000 keep several sightings on a machine twice as fast again.
+EVENTS = 200_000
 
 
 def test_features_rate_comes_with_its_source_count_ceiling(capsys: pytest.CaptureFixture[str]) -> None:
-    # 100 events per simulated second: 40k events span ~6.7 min of event time, so windows fire and commit.
+    # 100 events per simulated second: 200k events span ~33 min of event time, so windows fire and commit.
     assert main(["bench", "features", "--events", str(EVENTS), "--rate", "100", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["events"] == EVENTS
