@@ -332,6 +332,11 @@ class RedisSpec(SpecModel):
 
 class FeatureStoreSpec(SpecModel):
     redis: RedisSpec = RedisSpec()
+    serving_cache_keys: int = Field(
+        default=10_000, ge=0,
+        description="Redis hashes whose answers the serving API keeps while Redis tracks them (client-side "
+        "caching: Redis announces every change on the API's connection); 0: every lookup asks Redis",
+    )  # fmt: skip
 
 
 # --- features and detection (filled in by the features and detection work) ---------------------------

@@ -22,3 +22,13 @@ def test_open_loop_keeps_the_asked_rate_and_times_from_when_each_lookup_was_due(
     assert out["load_generator"] == "vegeta"
     assert 0 < out["p50_ms"] <= out["p99_ms"] <= out["max_ms"]
     assert out["ceiling_p99_ms"] > 0 and out["ratio"] > 0
+    # 30 entities looked up 1,100 times: after the first lookup of each, the kept answers serve them
+    assert 0.9 <= out["cache_hit_ratio"] < 1.0, out
+    assert 0 <= out["cpu_steal_share"] <= 1
+
+
+def test_without_the_cache_every_lookup_asks_redis(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "online", "--requests", "300", "--entities", "30", "--cache-keys", "0", "--json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["cache_hit_ratio"] == 0.0 and out["p99_ms"] > 0

@@ -117,6 +117,11 @@ def test_latest_values_and_clear_errors(redis: RedisServer, tmp_path: Path, apis
             "metrics": {"ctr_avg": 0.4},
         }
         assert client.get("/v1/features/latency?region=eu").json()["metrics"] == {"p99": 120.5}
+        # The API keeps answers while Redis tracks their keys (adnomaly.serving.tracked_replies): a second
+        # lookup is served from them, and a newer window reaches the lookup right after it is written.
+        assert client.get("/v1/features/latency?region=eu").json()["metrics"] == {"p99": 120.5}
+        write(redis, project, LATENCY, {"region": "eu"}, now, 99.0)
+        assert client.get("/v1/features/latency?region=eu").json()["metrics"] == {"p99": 99.0}
 
         missing = client.get("/v1/features/traffic", params={"geo": "US"})
         assert missing.status_code == 400 and "missing dimensions: platform" in missing.json()["detail"]
@@ -133,6 +138,8 @@ def test_latest_values_and_clear_errors(redis: RedisServer, tmp_path: Path, apis
         assert client.get("/readyz").json() == {"status": "ready"}
         metrics = client.get("/metrics").text
         assert 'adnomaly_serving_requests_total{status="200",view="traffic"} 1.0' in metrics
+        assert 'adnomaly_serving_cache_lookups_total{result="hit"} 1.0' in metrics
+        assert 'adnomaly_serving_cache_lookups_total{result="miss"} 4.0' in metrics  # 3 firsts, 1 after the change
         assert 'adnomaly_serving_requests_total{status="404",view="_unknown"} 1.0' in metrics
         assert "adnomaly_serving_request_seconds_bucket" in metrics
     assert redis.password not in api.process.log_path.read_text()

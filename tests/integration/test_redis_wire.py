@@ -13,6 +13,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+import hiredis
 import pytest
 import redis as redis_py
 from adnomaly.services.base import free_port
@@ -149,3 +150,146 @@ def test_after_redis_restarts_the_next_lookup_connects_afresh(make_redis: Callab
 def test_tls_urls_are_left_to_redis_py() -> None:
     assert isinstance(lookup_client("redis://:p@127.0.0.1:6379/0"), WireClient)
     assert not isinstance(lookup_client("rediss://:p@127.0.0.1:6379/0"), WireClient)
+
+
+# -- answers kept while Redis tracks their keys (cache_keys > 0) -------------------------------------------
+
+
+def _hmgets(server: RedisServer) -> int:
+    stats = server.client().info("commandstats")
+    return int(stats.get("cmdstat_hmget", {}).get("calls", 0))
+
+
+def test_kept_answers_spare_redis_and_a_change_reaches_the_next_lookup(make_redis: Callable[..., RedisServer]) -> None:
+    server = make_redis()  # private: its HMGET count is this test's alone
+    writer = server.client()
+    writer.hset("k", mapping={"a": "1"})
+
+    async def main() -> None:
+        client = WireClient(server.url, cache_keys=100)  # with the URL's password: HELLO 3 AUTH default …
+        try:
+            assert await client.hmget("k", ["a", "b"]) == [b"1", None]
+            assert await client.hmget("none", ["a"]) == [None]  # an absent key is tracked and kept too
+            for _ in range(50):
+                assert await client.hmget("k", ["a", "b"]) == [b"1", None]
+                assert await client.hmget("none", ["a"]) == [None]
+            assert _hmgets(server) == 2
+            assert client.cache is not None and (client.cache.hits, client.cache.misses) == (100, 2)
+            writer.hset("k", mapping={"a": "2"})
+            writer.hset("none", mapping={"a": "now"})
+            # Redis sent the invalidations before the PING's reply on the same connection: once it is back,
+            # they have been applied, and the next lookups ask Redis again.
+            assert await client.ping()
+            assert await client.hmget("k", ["a", "b"]) == [b"2", None]
+            assert await client.hmget("none", ["a"]) == [b"now"]
+            assert _hmgets(server) == 4
+            writer.flushall()
+            assert await client.ping()
+            assert await client.hmget("k", ["a"]) == [None]
+        finally:
+            await client.aclose()
+
+    run(main())
+
+
+def test_a_stalled_redis_is_not_hidden_behind_kept_answers_for_longer_than_max_staleness(
+    make_redis: Callable[..., RedisServer],
+) -> None:
+    server = make_redis()
+    server.client().hset("k", mapping={"a": "1"})
+    pid = server.pid
+    assert pid is not None
+
+    async def main() -> None:
+        client = WireClient(server.url, timeout=0.5, cache_keys=100, max_staleness=0.2)
+        try:
+            assert await client.hmget("k", ["a"]) == [b"1"]
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                assert await client.hmget("k", ["a"]) == [b"1"]  # heard from Redis < 0.2 s ago: kept answer
+                await asyncio.sleep(0.25)
+                with pytest.raises(RedisTimeoutError):
+                    await client.hmget("k", ["a"])  # too long unheard: asks Redis, which does not answer
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            assert client.cache is not None and len(client.cache) == 0  # the failed connection took it all
+            assert await client.hmget("k", ["a"]) == [b"1"]
+        finally:
+            await client.aclose()
+
+    run(main())
+
+
+def test_a_reconnected_client_keeps_nothing_from_before(make_redis: Callable[..., RedisServer]) -> None:
+    """Changes made while the client was disconnected were never announced to it."""
+    server = make_redis()
+    server.client().hset("k", mapping={"a": "1"})
+
+    async def main() -> None:
+        client = WireClient(server.url, cache_keys=100)
+        try:
+            assert await client.hmget("k", ["a"]) == [b"1"]
+            for info in server.client().client_list():
+                if info.get("cmd") == "hmget":
+                    server.client().client_kill_filter(_id=info["id"])
+            server.client().hset("k", mapping={"a": "2"})  # nobody tracks k now: no invalidation is sent
+            with pytest.raises(RedisError):
+                await client.ping()  # the client learns the connection is gone
+            assert await client.hmget("k", ["a"]) == [b"2"]
+        finally:
+            await client.aclose()
+
+    run(main())
+
+
+def test_a_wrong_password_is_still_refused_with_hello(redis: RedisServer) -> None:
+    async def main() -> None:
+        refused = WireClient(f"redis://:wrong@127.0.0.1:{redis.port}/0", cache_keys=10)
+        selected = WireClient(redis.url.rsplit("/", 1)[0] + "/5", cache_keys=10)
+        redis_py.Redis.from_url(redis.url.rsplit("/", 1)[0] + "/5").hset("wire:db5", mapping={"a": "5"})
+        try:
+            with pytest.raises(AuthenticationError):
+                await refused.hmget("k", ["a"])
+            assert await selected.hmget("wire:db5", ["a"]) == [b"5"]
+            assert await selected.hmget("wire:db5", ["a"]) == [b"5"]
+            assert selected.cache is not None and selected.cache.hits == 1
+        finally:
+            await refused.aclose()
+            await selected.aclose()
+
+    run(main())
+
+
+def test_a_redis_without_resp3_is_served_without_keeping_anything() -> None:
+    """A Redis before 6.0 (or a proxy) answers HELLO with an error: the client logs in the RESP2 way."""
+    seen: list[list[bytes]] = []
+
+    async def resp2_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        parser = hiredis.Reader()
+        while data := await reader.read(65536):
+            parser.feed(data)
+            while (command := parser.gets()) is not False:
+                seen.append(command)
+                name = command[0].upper()
+                if name == b"HELLO":
+                    writer.write(b"-ERR unknown command 'HELLO'\r\n")
+                elif name in (b"AUTH", b"SELECT"):
+                    writer.write(b"+OK\r\n")
+                else:
+                    writer.write(b"*1\r\n$1\r\n1\r\n")
+            await writer.drain()
+
+    async def main() -> None:
+        server = await asyncio.start_server(resp2_only, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = WireClient(f"redis://:secret@127.0.0.1:{port}/2", cache_keys=10)
+        try:
+            for _ in range(3):
+                assert await client.hmget("k", ["a"]) == [b"1"]
+        finally:
+            await client.aclose()
+            server.close()
+
+    run(main())
+    assert [c[0] for c in seen] == [b"HELLO", b"AUTH", b"SELECT", b"HMGET", b"HMGET", b"HMGET"]
+    assert seen[1] == [b"AUTH", b"secret"]

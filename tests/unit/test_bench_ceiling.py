@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 from adnomaly.bench import all as bench_all
-from adnomaly.bench.ceiling import cpu_bound, cpu_times, percentile, ratio, spare_capacity_speedup, with_ceiling
+from adnomaly.bench.ceiling import (
+    cpu_bound,
+    cpu_times,
+    percentile,
+    ratio,
+    share,
+    spare_capacity_speedup,
+    steal_times,
+    with_ceiling,
+)
 from adnomaly.bench.processor import cpu_bound_fields
 
 
@@ -106,3 +115,10 @@ def test_the_processor_reports_how_far_its_cpu_lets_it_reach_the_ceiling() -> No
     assert cpu_bound_fields(45_000, 30_000, 2, cpu)["reachable_ratio"] == 1.0
     # a CPU figure missing (e.g. no PostgreSQL backend found): no bound rather than a wrong one
     assert cpu_bound_fields(45_000, 70_000, 2, {"processor_cpu_us_per_event": 10.0}) == {}
+
+
+def test_share_is_the_part_over_the_whole_between_two_readings() -> None:
+    assert share((1.0, 100.0), (4.0, 110.0)) == 0.3  # 3 s stolen of 10 s of CPU time
+    assert share((1.0, 100.0), (1.0, 100.0)) is None
+    steal, total = steal_times()
+    assert 0 <= steal <= total

@@ -463,7 +463,20 @@ def test_the_next_batch_starts_its_write_before_the_previous_batch_is_committed(
         return commit(offsets=offsets, asynchronous=asynchronous)
 
     r.consumer.commit = counting_commit  # type: ignore[method-assign]
+    # The first write is still running when the first poll returns (on a busy machine the writer thread
+    # could otherwise finish it before that poll looks, and the poll would rightly commit it at once).
+    first_write_may_end = threading.Event()
+    store = r.processor._stores[0]
+    write = store.write
+
+    def held_write(rows: list[bytes]) -> Any:
+        assert first_write_may_end.wait(10)
+        return write(rows)
+
+    store.write = held_write  # type: ignore[method-assign]
     r.processor.poll_once()
+    assert in_flight_at_commit == []  # not written yet: nothing to commit
+    first_write_may_end.set()
     r.processor.poll_once()
     assert in_flight_at_commit == [2]  # the first batch's commit came with the second already submitted
     r.drain()

@@ -91,6 +91,22 @@ def cpu_times() -> tuple[float, float]:
     return (total - idle) / ticks, total / ticks
 
 
+def steal_times() -> tuple[float, float]:
+    """The machine's (steal, total) CPU seconds since boot (`/proc/stat`): time a virtual CPU was ready to run
+    but the hypervisor ran someone else. Steal is what makes one hour of this shared host 3x slower than the
+    next; a figure taken while it was high says more about the host than about the code."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (fields[7] if len(fields) > 7 else 0) / ticks, sum(fields[:8]) / ticks
+
+
+def share(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    """The part / whole between two (part, whole) readings such as `steal_times`' (None: nothing measured)."""
+    part, whole = after[0] - before[0], after[1] - before[1]
+    return round(part / whole, 3) if whole > 0 else None
+
+
 def spare_capacity_speedup(before: tuple[float, float], after: tuple[float, float]) -> float | None:
     """How many times faster the work done between two `cpu_times` readings could at most have gone, had
     it used every CPU: total / busy CPU time. Work that kept the machine 80 % busy can gain at most 1.25x

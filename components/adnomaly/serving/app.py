@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,6 +41,8 @@ from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -55,6 +57,7 @@ from adnomaly.observability import serve_metrics
 from adnomaly.serving import chart, console
 from adnomaly.serving.features import ROUTE, FeatureLookups, FeaturesFirst
 from adnomaly.serving.redis_wire import HashReader, lookup_client
+from adnomaly.serving.tracked_replies import TrackedReplies
 from adnomaly.sinks.config import SERVING_SECTION, FeatureView, ServingConfig, load_section
 
 _log = logging.getLogger("adnomaly.serving")
@@ -151,6 +154,26 @@ class CountAnomalyRequests:
                 self.counter.labels(route, str(status)).inc()
 
 
+class CacheLookups(Collector):
+    """`adnomaly_serving_cache_lookups_total{result="hit"|"miss"}`: the feature lookups answered from the answers
+    kept while Redis tracks their keys, and those that asked Redis (`adnomaly.serving.tracked_replies`). Read
+    from the lookup client when scraped, so the hot path counts with two integer additions, not a metric."""
+
+    def __init__(self, state: dict[str, HashReader]) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "adnomaly_serving_cache_lookups", "Feature lookups answered from kept answers (hit) or by Redis (miss)",
+            labels=["result"],
+        )  # fmt: skip
+        cache = getattr(self.state.get("redis"), "cache", None)
+        if isinstance(cache, TrackedReplies):
+            family.add_metric(["hit"], cache.hits)
+            family.add_metric(["miss"], cache.misses)
+        yield family
+
+
 def create_app(
     config: ServingConfig, redis_url: str, registry: CollectorRegistry = REGISTRY,
     anomalies: AnomalyStore | None = None, pipeline: str = "",
@@ -159,10 +182,11 @@ def create_app(
     views = {view.name: view for view in config.features}
     metrics = ServingMetrics.create(registry)
     state: dict[str, HashReader] = {}
+    registry.register(CacheLookups(state))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        client = lookup_client(redis_url, timeout=2.0)
+        client = lookup_client(redis_url, timeout=2.0, cache_keys=config.cache_keys)
         state["redis"] = client
         try:
             yield

@@ -68,7 +68,7 @@ class FeatureLookups:
         state: Mapping[str, HashReader],
     ) -> None:  # fmt: skip
         self.views = dict(views)
-        self.fields = {name: read_fields(view) for name, view in self.views.items()}
+        self.fields = {name: tuple(read_fields(view)) for name, view in self.views.items()}
         self.project = project
         self.requests = requests
         self.seconds = seconds

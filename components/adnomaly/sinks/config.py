@@ -85,6 +85,11 @@ class ServingConfig(_Section):
     feast_project: str = Field(description="Redis holds the latest windows in Feast's layout for this Feast project")
     features: list[FeatureView]
     db_schema: str | None = Field(default=None, description="None: features only, no anomalies API or console")
+    cache_keys: int = Field(
+        default=10_000, ge=0,
+        description="Redis keys whose lookup answers the API keeps while Redis tracks them (client-side caching, "
+        "adnomaly.serving.tracked_replies); 0: every lookup asks Redis",
+    )  # fmt: skip
 
 
 SectionT = TypeVar("SectionT", bound=_Section)

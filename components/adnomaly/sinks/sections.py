@@ -84,5 +84,6 @@ def serving_section(
     if not views:
         return None
     return ServingConfig(
-        host=host, port=port, feast_project=feast_project(pipeline.name), features=views, db_schema=db_schema
-    )
+        host=host, port=port, feast_project=feast_project(pipeline.name), features=views, db_schema=db_schema,
+        cache_keys=pipeline.spec.feature_store.serving_cache_keys,
+    )  # fmt: skip
