@@ -25,6 +25,10 @@ def test_open_loop_keeps_the_asked_rate_and_times_from_when_each_lookup_was_due(
     # 30 entities looked up 1,100 times: after the first lookup of each, the kept answers serve them
     assert 0.9 <= out["cache_hit_ratio"] < 1.0, out
     assert 0 <= out["cpu_steal_share"] <= 1
+    # the HTTP floor: the same load against the API's server stack answering constant bytes
+    assert 0 < out["http_floor_p50_ms"] <= out["http_floor_p99_ms"]
+    assert out["http_floor_ratio"] == round(out["http_floor_p99_ms"] / out["p99_ms"], 3)
+    assert 0 <= out["http_floor_cpu_steal_share"] <= 1
 
 
 def test_without_the_cache_every_lookup_asks_redis(capsys: pytest.CaptureFixture[str]) -> None:
