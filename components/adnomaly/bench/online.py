@@ -14,7 +14,8 @@ lookup of each entity asks Redis), and `--cache-keys 0` turns that off to compar
 share of the machine's CPU time the hypervisor gave to other guests while the lookups ran: on this shared
 host it is what moves latency most from one hour to the next.
 
-With `--rate`, the same lookups are then sent the same way to the HTTP floor (`adnomaly.bench.static_answer`):
+With `--rate`, the same lookups are also sent the same way to the HTTP floor (`adnomaly.bench.static_answer`),
+the two taking turns for `--rounds` rounds (each round's first lookups warm up, untimed):
 the API's own server stack, uvicorn with uvloop and httptools, answering every request with the bytes of one
 real answer and doing nothing else. `http_floor_p50_ms`/`http_floor_p99_ms` are what any lookup served by
 this stack on this machine can at best do, `http_floor_ratio` is its p99 over the API's (1.0: the API adds
@@ -157,26 +158,44 @@ def start_static_answer(root: Path, body: bytes, port: int) -> Any:
     return process
 
 
-def http_floor(root: Path, keys: list[dict[str, str]], requests: int, rate: float, connections: int) -> list[float]:
-    """The same open-loop lookups, sent the same way, answered by `start_static_answer` with a real answer's
-    bytes: seconds from when each was due (the timed ones)."""
-    from adnomaly.services.base import free_port
-
-    port = free_port()
-    body = json.dumps({"view": VIEW.name, "entity": keys[0], "window_start": "2026-01-01T00:00:00Z",
+def floor_body(keys: list[dict[str, str]]) -> bytes:
+    """An answer as the API gives it (the same size and shape), for the HTTP floor to send."""
+    return json.dumps({"view": VIEW.name, "entity": keys[0], "window_start": "2026-01-01T00:00:00Z",
                        "window_end": "2026-01-01T00:05:00Z", "event_count": 100,
                        "metrics": {"ctr_avg": 0.0123456789, "bounce_rate_avg": 0.123456789, "event_count": 100}},
                       separators=(",", ":")).encode()  # fmt: skip
-    process = start_static_answer(root, body, port)
-    try:
-        wait_ready(process, port, path="/")
-        urls = [f"http://127.0.0.1:{port}/v1/features/{VIEW.name}?{urlencode(dims)}" for dims in keys]
-        hits = attack([urls[index] for index in lookup_order(len(keys), requests)], rate, connections, root)
-    finally:
-        process.stop(timeout=10)
+
+
+def measure_floor(
+    port: int, body: bytes, keys: list[dict[str, str]], requests: int, rate: float, connections: int, workdir: Path
+) -> list[float]:  # fmt: skip
+    """The same open-loop lookups, sent the same way to the HTTP floor (`start_static_answer`): seconds from
+    when each was due (the timed ones)."""
+    urls = [f"http://127.0.0.1:{port}/v1/features/{VIEW.name}?{urlencode(dims)}" for dims in keys]
+    hits = attack([urls[index] for index in lookup_order(len(keys), requests)], rate, connections, workdir)
     if any(hit.status != 200 or hit.body != body for hit in hits):
-        raise RuntimeError("the static answer answered something else")
+        raise RuntimeError("the HTTP floor answered something else")
     return [hit.seconds for hit in hits[WARMUP:]]
+
+
+class StealShare:
+    """The hypervisor's share of the machine's CPU time over several measured spans (`steal_times`)."""
+
+    def __init__(self) -> None:
+        self.stolen = self.total = 0.0
+        self._started: tuple[float, float] | None = None
+
+    def start(self) -> None:
+        self._started = steal_times()
+
+    def stop(self) -> None:
+        assert self._started is not None
+        stolen, total = steal_times()
+        self.stolen += stolen - self._started[0]
+        self.total += total - self._started[1]
+
+    def share(self) -> float | None:
+        return share((0.0, 0.0), (self.stolen, self.total))
 
 
 def cache_lookups(port: int) -> dict[str, int]:
@@ -308,7 +327,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load = machine_load()
     root = Path(tempfile.mkdtemp(prefix="adnomaly-bench-online-"))
     redis = RedisServer(root / "redis")
-    api = None
+    api = floor_server = None
+    rounds = max(1, args.rounds) if args.rate else 1
+    per_round = -(-args.requests // rounds)
     try:
         redis.start()
         keys = entities(args.entities)
@@ -317,55 +338,70 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         port = free_port()
         api = start_api(root, redis.url, port, args.cache_keys)
         wait_ready(api, port)
-        answers: dict[int, Any] = {}
-        api_cpu_before = process_cpu_seconds(api.pid)
-        steal_before = steal_times()
         if args.rate:
-            timings, achieved = measure_at_rate(port, keys, args.requests, args.rate, args.connections, root, answers)
-        else:
-            started = time.perf_counter()
-            timings = measure(port, keys, args.requests, answers)
-            achieved = args.requests / (time.perf_counter() - started)
-        api_cpu = process_cpu_seconds(api.pid) - api_cpu_before
-        steal = share(steal_before, steal_times())
+            floor_port, body = free_port(), floor_body(keys)
+            floor_server = start_static_answer(root, body, floor_port)
+            wait_ready(floor_server, floor_port, path="/")
+        answers: dict[int, Any] = {}
+        timings: list[float] = []
+        floor: list[float] = []
+        rates: list[float] = []
+        api_cpu = 0.0
+        api_steal, floor_steal = StealShare(), StealShare()
+        # With --rate, the API and its HTTP floor take turns, round after round, so that both see the same
+        # spells of a noisy host rather than one the quiet minute and the other the busy one.
+        for _ in range(rounds):
+            api_cpu_before = process_cpu_seconds(api.pid)
+            api_steal.start()
+            if args.rate:
+                part, achieved = measure_at_rate(port, keys, per_round, args.rate, args.connections, root, answers)
+            else:
+                started = time.perf_counter()
+                part = measure(port, keys, per_round, answers)
+                achieved = per_round / (time.perf_counter() - started)
+            api_steal.stop()
+            api_cpu += process_cpu_seconds(api.pid) - api_cpu_before
+            timings += part
+            rates.append(achieved)
+            if floor_server is not None:
+                floor_steal.start()
+                floor += measure_floor(floor_port, body, keys, per_round, args.rate, args.connections, root)
+                floor_steal.stop()
         cached = cache_lookups(port)
         with redis.client() as client:
             bare = [t * 1000 for t in measure_redis(client, redis_keys, args.requests)]
-        floor_steal_before = steal_times()
-        floor = http_floor(root, keys, args.requests, args.rate, args.connections) if args.rate else None
-        floor_steal = share(floor_steal_before, steal_times())
         feast = feast_lookups(root, redis, keys, args.requests) if args.via == "feast" else None
     finally:
-        if api is not None:
-            api.stop(timeout=10)
+        for process in (api, floor_server):
+            if process is not None:
+                process.stop(timeout=10)
         redis.stop()
         shutil.rmtree(root, ignore_errors=True)
     api_latency = latency(timings)
     result: dict[str, Any] = {
-        "requests": args.requests,
+        "requests": rounds * per_round,
         "entities": len(keys),
         **api_latency,
         **with_ceiling("p99_ms", api_latency["p99_ms"], round(percentile(bare, 0.99), 3), higher_is_better=False),
-        "requests_per_second": round(achieved),
-        # The serving process's own CPU per lookup (warm-up included): steadier than latency on a busy machine.
-        "api_cpu_us_per_request": round(api_cpu / (WARMUP + args.requests) * 1e6),
+        "requests_per_second": round(statistics.fmean(rates)),
+        # The serving process's own CPU per lookup (warm-ups included): steadier than latency on a busy machine.
+        "api_cpu_us_per_request": round(api_cpu / (rounds * (WARMUP + per_round)) * 1e6),
         "ceiling_p50_ms": round(percentile(bare, 0.50), 3),
-        # Lookups answered from what the API keeps while Redis tracks the keys, warm-up included.
+        # Lookups answered from what the API keeps while Redis tracks the keys, warm-ups included.
         "cache_hit_ratio": round(cached["hit"] / max(1, cached["hit"] + cached["miss"]), 3),
         **load,
         "load_average_1m_after": machine_load()["load_average_1m"],
         # The share of the machine's CPU time the hypervisor gave to others while the lookups ran.
-        "cpu_steal_share": steal,
+        "cpu_steal_share": api_steal.share(),
     }
     if args.rate:
-        result.update(rate_requested=args.rate, connections=args.connections, load_generator="vegeta")
-    if floor is not None:
+        result.update(rate_requested=args.rate, connections=args.connections, load_generator="vegeta", rounds=rounds)
         floor_latency = latency(floor, "http_floor_")
         result.update(http_floor_p50_ms=floor_latency["http_floor_p50_ms"],
                       http_floor_p99_ms=floor_latency["http_floor_p99_ms"],
                       http_floor_ratio=ratio(api_latency["p99_ms"], floor_latency["http_floor_p99_ms"],
                                              higher_is_better=False),
-                      http_floor_cpu_steal_share=floor_steal)  # fmt: skip
+                      http_floor_cpu_steal_share=floor_steal.share())  # fmt: skip
     if feast is not None:
         result.update(latency(feast["seconds"], "feast_"))
         result["equal"] = feast["values"] == answers
@@ -383,6 +419,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="requests/s, open loop over --connections (latency from when each was due); "
                              "0: one after another on one connection")
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections for --rate")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="with --rate: turns the API and its HTTP floor take, each with requests / rounds lookups")
     parser.add_argument("--via", choices=["api", "feast"], default="api",
                         help="feast: also time Feast's get_online_features on the same data (and compare)")
     parser.add_argument("--cache-keys", type=int, default=None,
