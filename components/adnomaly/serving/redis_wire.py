@@ -170,10 +170,9 @@ class WireClient:
         self._watch: asyncio.TimerHandle | None = None
 
     async def hmget(self, name: Field, keys: Sequence[Field]) -> list[bytes | None]:
-        command = pack_command("HMGET", name, *keys)
         cache = self.cache
         if cache is None:
-            plain: list[bytes | None] = await self.execute(command)
+            plain: list[bytes | None] = await self.execute(pack_command("HMGET", name, *keys))
             return plain
         key, fields = _as_bytes(name), tuple(keys)
         replies = self._replies
@@ -186,7 +185,7 @@ class WireClient:
                 return kept
         else:
             cache.misses += 1  # nothing kept may be served now (no tracking connection, or none heard lately)
-        reply: list[bytes | None] = await self.execute(command, keep=(key, fields))
+        reply: list[bytes | None] = await self.execute(pack_command("HMGET", name, *keys), keep=(key, fields))
         return reply
 
     async def ping(self) -> bool:
