@@ -30,5 +30,6 @@ def test_bench_all_tiny_rebuilds_the_table_with_ceilings(tmp_path: Path, capsys:
     assert 0 < processor["reachable_ratio"] <= 1
     text = readme.read_text()
     assert "old" not in text and text.endswith("## Kept\n")
+    assert "| CPU steal |" in text  # the hypervisor's share while each ran, beside the load
     for name in TINY:
         assert f"`adnomaly bench {name} " in text

@@ -45,9 +45,11 @@ def test_percentile_is_nearest_rank_on_unsorted_values() -> None:
         percentile([], 0.5)
 
 
-def _row(name: str, result: dict | None, load: float = 3.1, error: str = "") -> bench_all.Row:
+def _row(
+    name: str, result: dict | None, load: float = 3.1, error: str = "", steal: float | None = None
+) -> bench_all.Row:
     return bench_all.Row(name, bench_all.command_line(name, ["--events", "10"]), result, error, load, 2.5, 2,
-                         "2026-12-05 18:40")  # fmt: skip
+                         "2026-12-05 18:40", steal)  # fmt: skip
 
 
 def test_headline_cells_of_a_rate_and_a_latency() -> None:
@@ -63,7 +65,8 @@ def test_headline_cells_of_a_rate_and_a_latency() -> None:
 
 def test_render_table_has_the_command_the_load_and_failures() -> None:
     table = bench_all.render_table([
-        _row("processor", {"events_per_second": 64135, "ceiling_events_per_second": 67720, "ratio": 0.947}),
+        _row("processor", {"events_per_second": 64135, "ceiling_events_per_second": 67720, "ratio": 0.947},
+             steal=0.163),
         _row("detector", {"records_per_second": 15000, "ceiling_records_per_second": 400000, "ratio": 0.0375},
              load=0.2),
         _row("ingest", None, error="RuntimeError: no broker | down"),
@@ -71,8 +74,8 @@ def test_render_table_has_the_command_the_load_and_failures() -> None:
     lines = table.splitlines()
     assert lines[0].startswith("| benchmark | command |")
     assert lines[2] == ("| processor | `adnomaly bench processor --events 10 --json` | 64,135 events/s | "
-                        "67,720 events/s | 0.947 | 3.10 → 2.50 (2) | 2026-12-05 18:40 |")  # fmt: skip
-    assert "| 0.20 → 2.50 (2) idle |" in lines[3]
+                        "67,720 events/s | 0.947 | 3.10 → 2.50 (2) | 16.3% | 2026-12-05 18:40 |")  # fmt: skip
+    assert "| 0.20 → 2.50 (2) idle | — |" in lines[3]
     assert "| failed: RuntimeError: no broker / down |" in lines[4]
 
 

@@ -3,9 +3,11 @@
 Each benchmark runs in this process, one after another, with the arguments listed in `SHORT` (`--tiny`:
 `TINY`, for a smoke test); its figure, its ceiling measured in the same run and their ratio go into one
 row, with the exact command and the machine's load before and after (1-minute load average, `nproc`), so
-a reader can tell a figure from an idle machine from one taken beside other work. A benchmark that fails
-gets a row saying so; the others still run. The table replaces the text between the two `MARKERS` lines
-of the README (the rest of the file is left alone); `--json` prints every result as well.
+a reader can tell a figure from an idle machine from one taken beside other work, and the CPU steal while
+it ran (the hypervisor's share of the machine's CPU time: on a shared host, the noise no load average
+shows). A benchmark that fails gets a row saying so; the others still run. The table replaces the text
+between the two `MARKERS` lines of the README (the rest of the file is left alone); `--json` prints every
+result as well.
 
 Rendering is pure (`headline`, `render_table`, `replace_table`); only `run` runs anything.
 """
@@ -70,6 +72,7 @@ class Row:
     load_after: float = 0.0
     nproc: int = 1
     started: str = ""  # UTC, minutes
+    steal: float | None = None  # the hypervisor's share of the machine's CPU time while it ran
 
 
 def command_line(name: str, arguments: Sequence[str]) -> str:
@@ -101,8 +104,9 @@ def is_idle(load: float, nproc: int) -> bool:
 def render_table(rows: Sequence[Row]) -> str:
     """The Markdown table of one `bench all` run."""
     lines = [
-        "| benchmark | command | figure | ceiling (same run) | ratio | load 1m before → after (nproc) | when (UTC) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| benchmark | command | figure | ceiling (same run) | ratio | load 1m before → after (nproc) | CPU steal "
+        "| when (UTC) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         if row.result is None:
@@ -111,7 +115,10 @@ def render_table(rows: Sequence[Row]) -> str:
             figure, ceiling, ratio = headline(row.benchmark, row.result)
         idle = " idle" if is_idle(row.load_before, row.nproc) else ""
         load = f"{row.load_before:.2f} → {row.load_after:.2f} ({row.nproc}){idle}"
-        lines.append(f"| {row.benchmark} | `{row.command}` | {figure} | {ceiling} | {ratio} | {load} | {row.started} |")
+        steal = "—" if row.steal is None else f"{row.steal:.1%}"
+        lines.append(
+            f"| {row.benchmark} | `{row.command}` | {figure} | {ceiling} | {ratio} | {load} | {steal} | {row.started} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -132,7 +139,7 @@ def _number(value: Any) -> str:
 
 
 def run_one(name: str, arguments: Sequence[str], parse: Callable[[list[str]], argparse.Namespace]) -> Row:
-    from adnomaly.bench.ceiling import machine_load
+    from adnomaly.bench.ceiling import machine_load, share, steal_times
 
     # The previous benchmark's writes (Kafka logs, PostgreSQL data, Parquet files) reach the disk before this
     # one starts: otherwise its fsyncs queue behind their writeback (bench e2e's one-row commit p99 was
@@ -141,12 +148,14 @@ def run_one(name: str, arguments: Sequence[str], parse: Callable[[list[str]], ar
     before = machine_load()
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     args = parse(["bench", name, *arguments, "--json"])
+    steal_before = steal_times()
     try:
         result, error = args.func(args), ""
     except Exception as exc:  # one failing benchmark must not hide the others' figures
         result, error = None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     return Row(name, command_line(name, arguments), result, error, before["load_average_1m"],
-               machine_load()["load_average_1m"], before["nproc"], started)  # fmt: skip
+               machine_load()["load_average_1m"], before["nproc"], started,
+               share(steal_before, steal_times()))  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
