@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from adnomaly.plan import Endpoints, plan, topic_name
 from adnomaly.scaling import LagScaling
-from adnomaly.spec import parse_pipeline
+from adnomaly.spec import SpecError, parse_pipeline
 
 ENDPOINTS = Endpoints(kafka_bootstrap="kafka:9092")
 
@@ -50,6 +51,18 @@ def test_serving_reads_the_pipelines_schema_for_its_anomalies() -> None:
                               "metrics": [{"name": "n", "agg": "count"}]}]}  # fmt: skip
     serving = plan(pipeline(features), ENDPOINTS).components["serving"].config.serving
     assert serving is not None and serving.db_schema == "p_shop"
+
+
+def test_the_serving_apis_kept_answers_follow_the_feature_store_spec() -> None:
+    features = {"features": [{"name": "traffic", "dimensions": ["geo"], "window": {"type": "tumbling", "size": "1m"},
+                              "metrics": [{"name": "n", "agg": "count"}]}]}  # fmt: skip
+    default = plan(pipeline(features), ENDPOINTS).components["serving"]
+    off = plan(pipeline({**features, "featureStore": {"servingCacheKeys": 0}}), ENDPOINTS).components["serving"]
+    assert default.config.serving is not None and default.config.serving.cache_keys == 10_000
+    assert off.config.serving is not None and off.config.serving.cache_keys == 0
+    assert default.config_hash != off.config_hash  # a change rolls the serving pods
+    with pytest.raises(SpecError, match="servingCacheKeys"):
+        pipeline({"featureStore": {"servingCacheKeys": -1}})
 
 
 def test_config_hash_changes_only_for_affected_components() -> None:
