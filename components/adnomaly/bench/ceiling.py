@@ -80,12 +80,17 @@ def process_cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_ticks() -> tuple[list[int], int]:
+    """The machine's CPU time since boot, over every CPU, in clock ticks (`/proc/stat`'s first line: user nice
+    system idle iowait irq softirq steal guest guest_nice), and the ticks per second."""
+    with open("/proc/stat") as stat:
+        return [int(v) for v in stat.readline().split()[1:]], os.sysconf("SC_CLK_TCK")
+
+
 def cpu_times() -> tuple[float, float]:
     """The machine's (busy, total) CPU seconds since boot, over every CPU (`/proc/stat`; idle and iowait
     count as not busy)."""
-    with open("/proc/stat") as stat:
-        fields = [int(v) for v in stat.readline().split()[1:]]
-    ticks = os.sysconf("SC_CLK_TCK")
+    fields, ticks = _cpu_ticks()
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest time is inside user)
     return (total - idle) / ticks, total / ticks
@@ -95,9 +100,7 @@ def steal_times() -> tuple[float, float]:
     """The machine's (steal, total) CPU seconds since boot (`/proc/stat`): time a virtual CPU was ready to run
     but the hypervisor ran someone else. Steal is what makes one hour of this shared host 3x slower than the
     next; a figure taken while it was high says more about the host than about the code."""
-    with open("/proc/stat") as stat:
-        fields = [int(v) for v in stat.readline().split()[1:]]
-    ticks = os.sysconf("SC_CLK_TCK")
+    fields, ticks = _cpu_ticks()
     return (fields[7] if len(fields) > 7 else 0) / ticks, sum(fields[:8]) / ticks
 
 

@@ -59,7 +59,7 @@ from adnomaly.bench.ceiling import (
     steal_times,
     with_ceiling,
 )
-from adnomaly.bench.open_loop import attack
+from adnomaly.bench.open_loop import Hit, attack
 from adnomaly.config import ComponentConfig, KafkaConfig, SecretEnv, TopicNames
 from adnomaly.features.record import FeatureRecord
 from adnomaly.plan import events_config
@@ -171,8 +171,7 @@ def measure_floor(
 ) -> list[float]:  # fmt: skip
     """The same open-loop lookups, sent the same way to the HTTP floor (`start_static_answer`): seconds from
     when each was due (the timed ones)."""
-    urls = [f"http://127.0.0.1:{port}/v1/features/{VIEW.name}?{urlencode(dims)}" for dims in keys]
-    hits = attack([urls[index] for index in lookup_order(len(keys), requests)], rate, connections, workdir)
+    hits = attack_lookups(port, keys, requests, rate, connections, workdir)
     if any(hit.status != 200 or hit.body != body for hit in hits):
         raise RuntimeError("the HTTP floor answered something else")
     return [hit.seconds for hit in hits[WARMUP:]]
@@ -246,6 +245,19 @@ def measure(
     return timings
 
 
+def lookup_urls(port: int, keys: list[dict[str, str]]) -> list[str]:
+    return [f"http://127.0.0.1:{port}/v1/features/{VIEW.name}?{urlencode(dims)}" for dims in keys]
+
+
+def attack_lookups(
+    port: int, keys: list[dict[str, str]], requests: int, rate: float, connections: int, workdir: Path
+) -> list[Hit]:  # fmt: skip
+    """`lookup_order`'s lookups sent open loop by vegeta to whatever answers on `port`, the same for the API
+    and its HTTP floor."""
+    urls = lookup_urls(port, keys)
+    return attack([urls[index] for index in lookup_order(len(keys), requests)], rate, connections, workdir)
+
+
 def measure_at_rate(
     port: int, keys: list[dict[str, str]], requests: int, rate: float, connections: int, workdir: Path,
     answers: dict[int, Any] | None = None,
@@ -253,9 +265,8 @@ def measure_at_rate(
     """Open loop, as wrk2 measures (`adnomaly.bench.open_loop`, vegeta): lookup n is due at n / rate whatever
     the earlier ones did, sent on one of `connections` keep-alive connections (waiting for a free one counts
     against the API). Returns the timed lookups' seconds from when each was due, and the rate achieved."""
-    urls = [f"http://127.0.0.1:{port}/v1/features/{VIEW.name}?{urlencode(dims)}" for dims in keys]
-    entity_of = {url: index for index, url in enumerate(urls)}
-    hits = attack([urls[index] for index in lookup_order(len(keys), requests)], rate, connections, workdir)
+    entity_of = {url: index for index, url in enumerate(lookup_urls(port, keys))}
+    hits = attack_lookups(port, keys, requests, rate, connections, workdir)
     for hit in hits:
         index = entity_of[hit.url]
         answer = json.loads(hit.body) if hit.status == 200 else None
