@@ -56,6 +56,7 @@ from adnomaly.http_server import serve_until_drained
 from adnomaly.observability import serve_metrics
 from adnomaly.serving import chart, console
 from adnomaly.serving.features import ROUTE, FeatureLookups, FeaturesFirst
+from adnomaly.serving.lookup_protocol import protocol_answering
 from adnomaly.serving.redis_wire import HashReader, lookup_client
 from adnomaly.serving.tracked_replies import TrackedReplies
 from adnomaly.sinks.config import SERVING_SECTION, FeatureView, ServingConfig, load_section
@@ -315,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve_metrics(config.metrics_port)  # /metrics is on the API port too; this is where backends scrape
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host=section.host, port=section.port, loop="uvloop", http="httptools", lifespan="on",
+            app, host=section.host, port=section.port, loop="uvloop", http=protocol_answering(app.lookups.at_hand),
+            lifespan="on",
             log_level="warning", access_log=False, server_header=False, timeout_graceful_shutdown=10,
         )
     )  # fmt: skip

@@ -43,7 +43,7 @@ from prometheus_client import Counter, Histogram
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adnomaly.serving.lookup import BadLookup, resolve
+from adnomaly.serving.lookup import BadLookup, Lookup, resolve
 from adnomaly.serving.redis_wire import HashReader
 from adnomaly.sinks.config import FeatureView
 from adnomaly.sinks.features.online import read_fields, read_latest
@@ -80,11 +80,7 @@ class FeatureLookups:
 
     async def answer(self, view: str, query_string: bytes, send: Send) -> None:
         started = time.perf_counter()
-        status, body = await self.lookup(view, query_string)
-        payload = orjson.dumps(body)
-        count, seconds = self._children(view if view in self.views else UNKNOWN_VIEW, status)
-        count.inc()
-        seconds.observe(time.perf_counter() - started)
+        status, payload = self._counted(view, *await self.lookup(view, query_string), started)
         headers = [(b"content-length", str(len(payload)).encode()), JSON_TYPE]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
@@ -92,18 +88,53 @@ class FeatureLookups:
     async def lookup(self, view: str, query_string: bytes) -> tuple[int, dict[str, object]]:
         """The status and JSON body of a lookup (400/404 from `resolve` and `read_latest`, 503 without Redis)."""
         try:
-            params = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
-            found = resolve(self.views, self.project, view, params)
-            values = await self.state["redis"].hmget(found.key, self.fields[view])
-            stored = read_latest(self.views[view], values, round(time.time() * 1000))
-            if stored is None:
-                raise BadLookup(404, f"no current values of `{view}` for {found.entity}")
-            return 200, {"view": view, "entity": found.entity, **stored}
+            found = self._resolve(view, query_string)
+            return self._window(found, await self.state["redis"].hmget(found.key, self.fields[view]))
         except BadLookup as exc:
             return exc.status, {"detail": exc.detail}
         except redis_async.RedisError as exc:
             _log.warning("Redis lookup failed: %s", exc)
             return 503, {"detail": REDIS_DOWN}
+
+    def at_hand(self, view: str, query_string: bytes) -> tuple[int, bytes] | None:
+        """The status and JSON payload of the lookup when answering needs no wait: a valid request whose
+        reply the Redis client keeps (`WireClient.kept`); counted in the metrics as `answer` counts. None for
+        everything else (a bad request, an answer Redis must give, a client that keeps nothing), which
+        `answer` then answers: one implementation of every error (`adnomaly.serving.lookup_protocol`)."""
+        started = time.perf_counter()
+        kept = getattr(self.state.get("redis"), "kept", None)
+        if kept is None:
+            return None
+        try:
+            found = self._resolve(view, query_string)
+        except BadLookup:
+            return None
+        values = kept(found.key, self.fields[view])
+        if values is None:
+            return None
+        try:
+            window = self._window(found, values)
+        except BadLookup as exc:  # expired: the same 404 as when Redis answers it
+            window = exc.status, {"detail": exc.detail}
+        return self._counted(view, *window, started)
+
+    def _resolve(self, view: str, query_string: bytes) -> Lookup:
+        # The query string as Starlette's QueryParams parses it: repeated, empty, unknown dimensions reach resolve.
+        params = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+        return resolve(self.views, self.project, view, params)
+
+    def _window(self, found: Lookup, values: list[bytes | None]) -> tuple[int, dict[str, object]]:
+        stored = read_latest(self.views[found.view], values, round(time.time() * 1000))
+        if stored is None:
+            raise BadLookup(404, f"no current values of `{found.view}` for {found.entity}")
+        return 200, {"view": found.view, "entity": found.entity, **stored}
+
+    def _counted(self, view: str, status: int, body: dict[str, object], started: float) -> tuple[int, bytes]:
+        payload = orjson.dumps(body)
+        count, seconds = self._children(view if view in self.views else UNKNOWN_VIEW, status)
+        count.inc()
+        seconds.observe(time.perf_counter() - started)
+        return status, payload
 
     def _children(self, label: str, status: int) -> tuple[Counter, Histogram]:
         # Bounded: the configured views plus UNKNOWN_VIEW, times the four statuses above.
@@ -125,10 +156,17 @@ class FeaturesFirst:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
-            path: str = scope["path"]
-            # One non-empty segment, as the router's `{view}` matches; anything else is FastAPI's to answer.
-            if path.startswith(PREFIX) and len(path) > len(PREFIX) and path.find("/", len(PREFIX)) < 0:
-                scope["path_params"] = {"view": path[len(PREFIX) :]}  # what the router would put there
+            view = lookup_view(scope["path"])
+            if view is not None:
+                scope["path_params"] = {"view": view}  # what the router would put there
                 await self.guarded(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def lookup_view(path: str) -> str | None:
+    """The view a decoded request path asks for: one non-empty segment after `PREFIX`, as the router's `{view}`
+    matches it; None for any other path (FastAPI's to answer)."""
+    if path.startswith(PREFIX) and len(path) > len(PREFIX) and path.find("/", len(PREFIX)) < 0:
+        return path[len(PREFIX) :]
+    return None

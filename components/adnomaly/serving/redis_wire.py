@@ -175,18 +175,24 @@ class WireClient:
             plain: list[bytes | None] = await self.execute(pack_command("HMGET", name, *keys))
             return plain
         key, fields = _as_bytes(name), tuple(keys)
-        replies = self._replies
-        if (
-            replies is not None and replies.tracking and replies.closed is None
-            and time.monotonic() - replies.heard_at <= self.max_staleness
-        ):  # fmt: skip
-            kept = cache.get(key, fields)
-            if kept is not None:
-                return kept
-        else:
-            cache.misses += 1  # nothing kept may be served now (no tracking connection, or none heard lately)
+        kept = self.kept(key, fields)
+        if kept is not None:
+            return kept
+        cache.misses += 1  # asked of Redis: nothing kept, or nothing kept may be served now
         reply: list[bytes | None] = await self.execute(pack_command("HMGET", name, *keys), keep=(key, fields))
         return reply
+
+    def kept(self, name: Field, keys: Sequence[Field]) -> list[bytes | None] | None:
+        """What `hmget(name, keys)` would answer without asking Redis, right now, or None: nothing kept, or
+        nothing kept may be served (no tracking connection, or none heard within `max_staleness`). A found
+        answer counts as a hit; None is not counted, as the caller has not asked Redis yet."""
+        cache, replies = self.cache, self._replies
+        if (
+            cache is None or replies is None or not replies.tracking or replies.closed is not None
+            or time.monotonic() - replies.heard_at > self.max_staleness
+        ):  # fmt: skip
+            return None
+        return cache.get(_as_bytes(name), tuple(keys))
 
     async def ping(self) -> bool:
         return bool(await self.execute(pack_command("PING")) == b"PONG")

@@ -48,11 +48,11 @@ class TrackedReplies:
         return len(self._by_key)
 
     def get(self, key: bytes, fields: Fields) -> Reply | None:
-        """A copy of the kept reply, or None (counted as a hit or a miss)."""
+        """A copy of the kept reply (counted as a hit), or None. Not finding one is not counted here: a miss is
+        a question sent to Redis instead, which only the caller knows it sends (`WireClient` adds to `misses`)."""
         kept = self._by_key.get(key)
         reply = kept.get(fields) if kept is not None else None
         if reply is None:
-            self.misses += 1
             return None
         self.hits += 1
         return list(reply)
