@@ -38,11 +38,14 @@ class Served:
 def _app(served: Served) -> Callable[..., object]:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http"
+        assert (b"host", b"t") in scope["headers"], "the request's headers reach the app"
         served.reached_app.append(f"{scope['method']} {scope['path']}?{scope['query_string'].decode()}")
         while (await receive()).get("more_body"):
             pass
         if scope["path"] == "/slow":
             await asyncio.sleep(0.2)
+        elif scope["path"] == "/slower":  # longer than the keep-alive timeout (1 s)
+            await asyncio.sleep(1.5)
         body = PAYLOAD if scope["path"].startswith("/v1/features/") else scope["path"].encode()
         headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -238,6 +241,21 @@ def test_an_idle_connection_is_closed_after_the_keep_alive_timeout_and_a_busy_on
         assert idle.recv(1) == b"", "the idle connection was closed"
         busy.sendall(LOOKUP)
         assert _responses(busy, 1)[0].endswith(PAYLOAD)
+
+
+def test_a_request_answered_for_longer_than_the_keep_alive_timeout_keeps_its_connection(served: Served) -> None:
+    with _connect(served) as connection:
+        connection.sendall(LOOKUP)  # a response: the keep-alive timer runs from here
+        _responses(connection, 1)
+        time.sleep(0.5)
+        connection.sendall(b"GET /slower HTTP/1.1\r\nHost: t\r\n\r\n")  # busy from 0.5 s to 2.0 s
+        assert _responses(connection, 1)[0].endswith(b"/slower")
+        connection.sendall(LOOKUP)
+        assert _responses(connection, 1)[0].endswith(PAYLOAD)
+        connection.settimeout(2)
+        started = time.monotonic()
+        assert connection.recv(1) == b""
+        assert 0.8 < time.monotonic() - started < 1.6, "idle for the timeout after the last response, then closed"
 
 
 def test_with_an_access_log_every_request_reaches_the_app_to_be_logged(
