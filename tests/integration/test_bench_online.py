@@ -26,6 +26,8 @@ def test_open_loop_keeps_the_asked_rate_and_times_from_when_each_lookup_was_due(
     assert out["ceiling_p99_ms"] > 0 and out["ratio"] > 0
     # 30 entities looked up 1,100 times: after the first lookup of each, the kept answers serve them
     assert 0.9 <= out["cache_hit_ratio"] < 1.0, out
+    # ... and the 500 warm-ups of the first round asked each of the 30 before any timed lookup did
+    assert out["first_lookups"] == 0 and out["repeat_p99_ms"] == out["p99_ms"]
     assert 0 <= out["cpu_steal_share"] <= 1
     # the HTTP floor: the same load against the API's server stack answering constant bytes
     assert 0 < out["http_floor_p50_ms"] <= out["http_floor_p99_ms"]
