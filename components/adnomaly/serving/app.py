@@ -316,9 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve_metrics(config.metrics_port)  # /metrics is on the API port too; this is where backends scrape
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host=section.host, port=section.port, loop="uvloop", http=protocol_answering(app.lookups.at_hand),
-            lifespan="on",
-            log_level="warning", access_log=False, server_header=False, timeout_graceful_shutdown=10,
+            app, host=section.host, port=section.port, loop="uvloop", lifespan="on", log_level="warning",
+            access_log=False, server_header=False, timeout_graceful_shutdown=10,
+            http=protocol_answering(app.lookups.at_hand),  # lookups at hand answered without an ASGI cycle
         )
     )  # fmt: skip
     _log.info(

@@ -12,11 +12,13 @@ from a kept reply needs none of it: everything it needs is in the parser's callb
 So `protocol_answering(at_hand)` subclasses uvicorn's `HttpToolsProtocol` and, when the request line and
 headers are complete, asks `at_hand(view, query_string)` (`FeatureLookups.at_hand`) for the answer. When it
 has one, the answer is written at the end of the message with the exact bytes uvicorn would have written
-(status line, uvicorn's default headers such as `date`, content-length, content-type, body), and uvicorn's
-own `on_response_complete` then does what it does after every response (request count, reading resumed,
-the keep-alive timer armed). Everything else is uvicorn's and the app's, unchanged: the request goes through
-`super()` as if this class did not exist. That is the case for every request this fast path cannot answer
-exactly as the ASGI path would:
+(status line, uvicorn's default headers such as `date`, content-length, content-type, body), and
+`on_response_complete` then does what uvicorn does after every response (request count, reading resumed,
+the next pipelined request started or the keep-alive timer armed). Everything else is uvicorn's and the
+app's, unchanged: the request goes through `super()` as if this class did not exist, with two differences
+that hold for every request: uvicorn's scope is made only once the fast path has declined the request, and
+the keep-alive timer is one per connection instead of one per request (see `_unset_keepalive_if_required`).
+The ASGI path answers every request this fast path cannot answer exactly as it would:
   - another method than GET, a path that is not `/v1/features/<one segment>`, a `root_path`;
   - a request with a body (content-length or transfer-encoding), `Expect: 100-continue`, an upgrade;
   - a connection that will not stay open (HTTP/1.0 without keep-alive, `Connection: close`): the ASGI path
