@@ -33,6 +33,7 @@ def test_open_loop_keeps_the_asked_rate_and_times_from_when_each_lookup_was_due(
     assert 0 < out["http_floor_p50_ms"] <= out["http_floor_p99_ms"]
     assert out["http_floor_ratio"] == round(out["http_floor_p99_ms"] / out["p99_ms"], 3)
     assert 0 <= out["http_floor_cpu_steal_share"] <= 1
+    assert out["http_floor_cpu_us_per_request"] > 0 and out["api_cpu_us_per_request"] > 0
 
 
 def test_without_the_cache_every_lookup_asks_redis(capsys: pytest.CaptureFixture[str]) -> None:
