@@ -95,7 +95,6 @@ class AnswerAtHand(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self._idle_since = None
         self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
