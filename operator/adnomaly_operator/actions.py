@@ -99,10 +99,10 @@ def drifted(d: Desired, live: LiveObject, baseline: Applied | None) -> bool:
 def partition_problems(desired: Sequence[Desired], live: Mapping[tuple[str, str], LiveObject]) -> list[Problem]:
     problems = []
     for d in desired:
-        if d.kind != "KafkaTopic":
+        want = d.partitions
+        if want is None:
             continue
         current = live.get((d.kind, d.name))
-        want = int(d.obj["spec"]["partitions"])
         if current is not None and current.partitions is not None and want < current.partitions:
             problems.append(Problem(PARTITION_DECREASE, partition_decrease_message(d.name, current.partitions, want)))
     return problems

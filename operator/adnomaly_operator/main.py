@@ -2,6 +2,7 @@
 
     adnomaly-operator [--namespace NS ...] [--peering NAME] [--metrics-port 8000] [--liveness-port 8080]
                       [--drift-interval 60] [--workers 16] [--discovery-interval 30]
+                      [--status-interval 2] [--status-rate 10]
 
 Credentials come from the in-cluster service account, else from $KUBECONFIG (or ~/.kube/config).
 Peering is off by default (`--standalone`); `--peering NAME` turns it on for an HA pair (it needs
@@ -51,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds between checks for optional APIs (Strimzi, Flink, ServiceMonitor)")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("ADNOMALY_OPERATOR_WORKERS", "16")),
                         help="Pipelines reconciled concurrently")
+    parser.add_argument("--status-interval", type=float,
+                        default=float(os.environ.get("ADNOMALY_OPERATOR_STATUS_INTERVAL", "2")),
+                        help="seconds between progress-only status writes of one Pipeline (a phase change is "
+                             "written at once)")
+    parser.add_argument("--status-rate", type=float,
+                        default=float(os.environ.get("ADNOMALY_OPERATOR_STATUS_RATE", "10")),
+                        help="progress-only status writes per second across all Pipelines (0: unlimited)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return parser
 
@@ -61,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     config = OperatorConfig(
         drift_interval=args.drift_interval,
         workers=args.workers,
+        status_interval=args.status_interval,
+        status_rate=args.status_rate,
         discovery_interval=args.discovery_interval,
         images=Images.from_env(),
         instance=os.environ.get("POD_NAME") or socket.gethostname(),

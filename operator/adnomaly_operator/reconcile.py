@@ -22,6 +22,7 @@ from adnomaly.spec import SpecError, parse_pipeline
 
 from adnomaly_operator import metrics
 from adnomaly_operator.actions import RETAINED_KINDS, Actions, Applied, Capabilities, plan_actions
+from adnomaly_operator.budget import WriteBudget
 from adnomaly_operator.client import ApiError, KubeClient
 from adnomaly_operator.desired import KafkaAdminPlan, kube_plan
 from adnomaly_operator.kafka_admin import AdminFactory, Login, TopicAdmin, TopicAdminError, delete_topics, sync_topics
@@ -116,6 +117,9 @@ class Reconciler:
     _recent: dict[Key, dict[tuple[str, str], Applied]] = field(default_factory=dict)
     _statuses: dict[Key, tuple[dict[str, Any], int, float]] = field(default_factory=dict)  # last written, rv, when
     status_interval: float = 2.0  # progress-only status updates (same phase) at most this often per Pipeline
+    # ... and, across the fleet, at most this often (see adnomaly_operator.budget): 10/s, bursts of 20
+    status_budget: WriteBudget = field(default_factory=lambda: WriteBudget(10.0, 20))
+    _status_slots: dict[Key, float] = field(default_factory=dict)  # reserved progress write (monotonic s)
     topics_recheck: float = 30.0  # an in-sync external Kafka's topics are described again at most this often
     topic_admin: AdminFactory = TopicAdmin  # builds the Admin API client (tests may substitute)
     _topics: dict[Key, _TopicsSync] = field(default_factory=dict)
@@ -128,6 +132,7 @@ class Reconciler:
             self._renders.pop(key, None)
             self._recent.pop(key, None)
             self._statuses.pop(key, None)
+            self._status_slots.pop(key, None)
             self._topics.pop(key, None)
             return
         self.pipelines[key] = dict(body)
@@ -308,10 +313,11 @@ class Reconciler:
                 transient.append(exc)
 
         async def apply(d: Desired) -> None:
-            if d.kind == "Deployment" and "replicas" not in d.obj["spec"]:
+            obj = d.obj
+            if d.kind == "Deployment" and "replicas" not in obj["spec"]:
                 await self._hand_over_replicas(key[0], d.name)
             try:
-                result = await self.client.apply(d.obj)
+                result = await self.client.apply(obj)
             except ApiError as exc:
                 if d.kind == "Job" and exc.status == 422 and "immutable" in exc.message:
                     await self.client.delete(kind_of("Job"), key[0], d.name)
@@ -388,15 +394,24 @@ class Reconciler:
         previous = body.get("status") or {}
         status = build_status(obs, previous, now_rfc3339())
         if status == previous:
+            self._status_slots.pop(key, None)
             return False, None
         rv = int(body["metadata"].get("resourceVersion") or 0)
         written = self._statuses.get(key)
         if written is not None and written[0] == status and rv < written[1]:
             return False, None  # we wrote exactly this already; the watch has not delivered it yet
-        since = time.monotonic() - written[2] if written is not None else None
+        now = time.monotonic()
+        since = now - written[2] if written is not None else None
         same_phase = previous.get("phase") == status["phase"] and previous.get("observedGeneration") == obs.generation
-        if same_phase and since is not None and since < self.status_interval:
-            return False, self.status_interval - since
+        if same_phase and since is not None:  # progress only (a first status is never held back)
+            if since < self.status_interval:
+                return False, self.status_interval - since
+            slot = self._status_slots.get(key)
+            if slot is None:
+                slot = self._status_slots[key] = self.status_budget.reserve(now)
+            if slot > now:
+                return False, slot - now
+        self._status_slots.pop(key, None)
         result = await self.client.merge_patch(PIPELINE, key[0], key[1], {"status": status}, subresource="status")
         new_rv = int((result.get("metadata") or {}).get("resourceVersion") or 0)
         self._statuses[key] = (status, new_rv, time.monotonic())
