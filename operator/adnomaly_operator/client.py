@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -97,6 +97,24 @@ class KubeClient:
                 pass
             raise ApiError(method, path, status, reason, message)
         return json.loads(text) if text else {}
+
+    async def watch(
+        self, kind: Kind, namespace: str | None, resource_version: str, *, timeout_seconds: int = 60,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The watch events of `kind` after `resource_version` (bookmarks included), until the server ends
+        the stream (after `timeout_seconds`). Raises ApiError when the server refuses the watch. Not bound
+        by `max_in_flight`: a watch is one long request, not one of many writes."""
+        session = self._ensure_session()
+        params = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
+                  "timeoutSeconds": str(timeout_seconds)}
+        timeout = aiohttp.ClientTimeout(total=timeout_seconds + 30, connect=10)
+        path = kind.path(namespace)
+        async with session.get(self._server + path, params=params, timeout=timeout) as response:
+            if response.status >= 400:
+                raise ApiError("GET", path, response.status, response.reason or "", (await response.text())[:1000])
+            async for line in response.content:
+                if line.strip():
+                    yield json.loads(line)
 
     async def get(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any] | None:
         try:
