@@ -1,6 +1,9 @@
 """The operator benchmark's ceiling applies exactly what the operator would write, as plain objects."""
 
 import asyncio
+import json
+import os
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -11,8 +14,10 @@ from adnomaly.bench.operator import (
     ceiling_fields,
     ceiling_objects,
     ceiling_or_error,
+    control_plane_cpu_seconds,
     fleet,
 )
+from adnomaly.bench.operator import _workloads_ready as workloads_ready
 from adnomaly.spec import parse_pipeline
 from adnomaly_operator.client import ApiError
 from adnomaly_operator.desired import kube_plan
@@ -86,4 +91,43 @@ def test_a_failed_ceiling_keeps_the_operators_figures_and_says_why() -> None:
     measured = ceiling_or_error(lambda: {"ceiling_seconds_to_ready": 110.0, "ceiling_seconds_to_write": 55.0})
     fields = ceiling_fields(132.0, measured)
     assert fields["ratio"] == round(110.0 / 132.0, 3) and fields["write_ratio"] == round(55.0 / 132.0, 3)
-    assert "ceiling_error" not in fields
+    assert "ceiling_error" not in fields and "cpu_ratio" not in fields  # no CPU figures were given
+
+    measured = {"ceiling_seconds_to_ready": 110.0, "ceiling_seconds_to_write": 55.0,
+                "ceiling_cpu_seconds_to_ready": 120.0, "ceiling_cpu_steal_share": 0.02}
+    fields = ceiling_fields(132.0, measured, 150.0)
+    assert fields["ceiling_cpu_seconds_to_ready"] == 120.0 and fields["ceiling_cpu_steal_share"] == 0.02
+    assert fields["cpu_ratio"] == round(120.0 / 150.0, 3)
+
+
+class Listing:
+    """`kube.kubectl("get", ...)` answering a fixed list of objects."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+
+    def kubectl(self, *args: str) -> SimpleNamespace:
+        return SimpleNamespace(stdout=json.dumps({"items": self.items}))
+
+
+def test_the_ceiling_is_ready_only_once_every_workload_and_the_bucket_job_are() -> None:
+    ready = [
+        {"kind": "StatefulSet", "spec": {"replicas": 1}, "status": {"readyReplicas": 1}},
+        {"kind": "Deployment", "spec": {"replicas": 2}, "status": {"readyReplicas": 2}},
+        {"kind": "Kafka", "spec": {}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+        {"kind": "Job", "spec": {"completions": 1}, "status": {"succeeded": 1}},
+    ]
+    assert workloads_ready(Listing(ready), "ceiling")
+    for pending in ({"kind": "Job", "spec": {}, "status": {"active": 1}},
+                    {"kind": "Deployment", "spec": {"replicas": 2}, "status": {"readyReplicas": 1}},
+                    {"kind": "Kafka", "spec": {}, "status": {}}):
+        assert not workloads_ready(Listing([*ready, pending]), "ceiling")
+
+
+def test_the_control_planes_cpu_is_the_sum_of_its_processes() -> None:
+    sum(range(3_000_000))  # some CPU of our own to count
+    me = SimpleNamespace(pid=os.getpid())  # counted once per process entry; one not started (no pid) counts 0
+    kube = SimpleNamespace(processes={"a": me, "b": me, "gone": SimpleNamespace(pid=None)})
+    both = control_plane_cpu_seconds(kube)
+    one = control_plane_cpu_seconds(SimpleNamespace(processes={"a": me}))
+    assert both > 0 and abs(both - 2 * one) < 0.05

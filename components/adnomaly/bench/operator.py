@@ -24,6 +24,14 @@ topics, then components), which the ceiling skips; `write_ratio` = `ceiling_seco
 seconds_to_ready`, the share of the time the API server needs just to take the writes. Both ceilings run
 after the operator's run, beside its workloads, so on a loaded machine `ratio` can exceed 1.
 
+The machine is shared and its speed swings from one minute to the next (steal), so the work is compared
+too: `cpu_seconds_to_ready` is the CPU the control plane's processes (etcd, API server, controller-manager,
+scheduler, kwok) and the operator used from submitting the Pipelines until all were Ready,
+`ceiling_cpu_seconds_to_ready` the control plane's for the ceiling, and `cpu_ratio` the second over the
+first: 1.0 would mean bringing the fleet up through the operator costs the platform no more work than
+applying its objects. `cpu_steal_share` / `ceiling_cpu_steal_share` say how much of the machine the host
+took away during each (the simulated operators run in this process and are counted in neither).
+
 Also reported: `seconds_to_deployments` (every component Deployment exists: the operator's own bring-up
 path through stores, Kafka and topics), the operator's CPU seconds, and the machine's load average (the
 control plane shares the CPUs with everything else running).
@@ -43,7 +51,7 @@ from typing import Any
 
 import yaml
 
-from adnomaly.bench.ceiling import machine_load, ratio, with_ceiling
+from adnomaly.bench.ceiling import machine_load, process_cpu_seconds, ratio, share, steal_times, with_ceiling
 
 NAMESPACE = "bench"
 
@@ -159,45 +167,66 @@ def ceiling_or_error(measure: Callable[[], dict[str, float]]) -> dict[str, float
         return f"{type(exc).__name__}: {first_line}".rstrip(": ")
 
 
-def ceiling_fields(seconds_to_ready: float, ceiling: dict[str, float] | str) -> dict[str, Any]:
-    """The figure with its ceilings and ratios; with `ceiling_error` (and no ratios) when it failed."""
+def ceiling_fields(seconds_to_ready: float, ceiling: dict[str, float] | str, cpu_seconds: float | None = None,
+                   ) -> dict[str, Any]:
+    """The figure with its ceilings and ratios; with `ceiling_error` (and no ratios) when it failed.
+    `cpu_seconds`: what the control plane and the operator used to bring the fleet up, against the control
+    plane's CPU for the ceiling's (`cpu_ratio`, when both were measured)."""
     if isinstance(ceiling, str):
         return {"seconds_to_ready": seconds_to_ready, "ceiling_seconds_to_ready": None, "ratio": None,
                 "ceiling_seconds_to_write": None, "write_ratio": None, "ceiling_error": ceiling}  # fmt: skip
-    return {
+    fields = {
         **with_ceiling("seconds_to_ready", seconds_to_ready, ceiling["ceiling_seconds_to_ready"],
                        higher_is_better=False),
         "ceiling_seconds_to_write": ceiling["ceiling_seconds_to_write"],
         "write_ratio": ratio(ceiling["ceiling_seconds_to_write"], seconds_to_ready),
     }
+    ceiling_cpu = ceiling.get("ceiling_cpu_seconds_to_ready")
+    if cpu_seconds is not None and ceiling_cpu is not None:
+        fields |= {"ceiling_cpu_seconds_to_ready": ceiling_cpu, "cpu_ratio": ratio(ceiling_cpu, cpu_seconds),
+                   "ceiling_cpu_steal_share": ceiling.get("ceiling_cpu_steal_share")}
+    return fields
+
+
+def control_plane_cpu_seconds(kube: Any) -> float:
+    """CPU seconds the control plane's processes (etcd, API server, controller-manager, scheduler, kwok) have
+    used so far."""
+    return sum(process_cpu_seconds(p.pid) for p in kube.processes.values() if p.pid is not None)
 
 
 def _workloads_ready(kube: Any, namespace: str) -> bool:
-    """Every StatefulSet and Deployment has its replicas ready and every Kafka is Ready."""
-    found = json.loads(kube.kubectl("get", "statefulsets,deployments,kafkas", f"--namespace={namespace}",
+    """Every StatefulSet and Deployment has its replicas ready, every Job (MinIO's bucket) has completed and
+    every Kafka is Ready: what a Pipeline's `Ready` waits for (KafkaTopics and users aside)."""
+    found = json.loads(kube.kubectl("get", "statefulsets,deployments,jobs,kafkas", f"--namespace={namespace}",
                                     "-o", "json").stdout)
     for item in found["items"]:
         status = item.get("status") or {}
         if item["kind"] == "Kafka":
             if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []):
                 return False
+        elif item["kind"] == "Job":
+            if (status.get("succeeded") or 0) < (item["spec"].get("completions") or 1):
+                return False
         elif (status.get("readyReplicas") or 0) < (item["spec"].get("replicas") or 0):
             return False
     return True
 
 
-def measure_ceiling(kube: Any, docs: list[dict[str, Any]], max_in_flight: int, timeout: float) -> dict[str, float]:
+def measure_ceiling(kube: Any, docs: list[dict[str, Any]], max_in_flight: int, timeout: float) -> dict[str, Any]:
     from adnomaly_operator.testing import wait_for
 
     namespace = "ceiling"
     kube.kubectl("create", "namespace", namespace)
     objects = ceiling_objects(docs, namespace)
+    cpu, steal = control_plane_cpu_seconds(kube), steal_times()
     started = time.monotonic()
     apply_all(kube.kubeconfig, objects, max_in_flight)
     written = time.monotonic() - started
     wait_for(lambda: _workloads_ready(kube, namespace), timeout, "the ceiling's workloads to be ready", interval=1.0)
     return {"ceiling_seconds_to_write": round(written, 1),
-            "ceiling_seconds_to_ready": round(time.monotonic() - started, 1)}
+            "ceiling_seconds_to_ready": round(time.monotonic() - started, 1),
+            "ceiling_cpu_seconds_to_ready": round(control_plane_cpu_seconds(kube) - cpu, 1),
+            "ceiling_cpu_steal_share": share(steal, steal_times())}
 
 
 def _phases(kube: Any) -> dict[str, int]:
@@ -239,6 +268,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 operator = OperatorProcess(kube, state, namespace=NAMESPACE, drift_interval=args.drift_interval,
                                            workers=args.workers).start()
                 try:
+                    cpu_before = control_plane_cpu_seconds(kube) + operator.cpu_seconds()
+                    steal = steal_times()
                     started = time.monotonic()
                     submit(kube.kubeconfig, docs)
                     wait_for(lambda: _deployments(kube) == deployments, args.timeout,
@@ -247,6 +278,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     wait_for(lambda: _phases(kube).get("Ready") == count, args.timeout,
                              f"{count} Pipelines to be Ready", interval=1.0)
                     seconds_to_ready = time.monotonic() - started
+                    cpu_to_ready = control_plane_cpu_seconds(kube) + operator.cpu_seconds() - cpu_before
+                    steal_to_ready = share(steal, steal_times())
                     writes_before = operator.quiet_writes()
                     noops_before = operator.total("adnomaly_operator_reconciles_total", result="noop")
                     time.sleep(args.noop_window)
@@ -263,7 +296,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "pipelines": count,
         "objects_per_pipeline": len(desired),
         "seconds_to_deployments": round(seconds_to_deployments, 1),
-        **ceiling_fields(round(seconds_to_ready, 1), ceiling),
+        **ceiling_fields(round(seconds_to_ready, 1), ceiling, round(cpu_to_ready, 1)),
+        "cpu_seconds_to_ready": round(cpu_to_ready, 1),
+        "cpu_steal_share": steal_to_ready,
         "noop_reconciles": int(noops),
         "writes_per_noop_reconcile": round(writes / noops, 3) if noops else None,
         "operator_rss_mb": round(rss, 1),
