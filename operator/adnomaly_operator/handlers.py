@@ -3,7 +3,13 @@
 - Pipelines are watched with `on.event` (no kopf bookkeeping writes per change) and queued.
 - Every owned kind is watched through a kopf index (server-side label selector), so reconciles read a
   fresh in-memory view; kopf fills all indices before any handler runs, so a restarted operator sees
-  what exists and writes nothing that is already right. An owned object's change queues its Pipeline.
+  what exists and writes nothing that is already right. An owned object's change queues its Pipeline,
+  unless only its resourceVersion moved (`live.moved`): most events of a bring-up are controllers
+  rewriting conditions and intermediate counters, and each used to cost a whole no-op reconcile.
+- Every handler is a coroutine. Kopf runs a plain function in a thread pool, which would cost two thread
+  hops per watch event and, worse, touch the work queue and the reconciler's state from threads while the
+  event loop's workers use them (a key marked dirty just after its worker looked would be lost until the
+  next drift check).
 - A timer re-queues each Pipeline every `drift_interval` seconds: the periodic drift check.
 - `on.delete` is the finalizer: under `Retain` it orphans topics and generated secrets (and keeps an external
   Kafka's managed topics); under `Delete` it deletes those through the Admin API; it never blocks deletion
@@ -21,10 +27,11 @@ from typing import Any, cast
 import kopf
 from adnomaly.kafka_client import KafkaAdminError
 
+from adnomaly_operator import metrics
 from adnomaly_operator.actions import Capabilities
 from adnomaly_operator.budget import WriteBudget
 from adnomaly_operator.client import ApiError, KubeClient
-from adnomaly_operator.live import LiveObject, summarize
+from adnomaly_operator.live import LiveObject, moved, summarize
 from adnomaly_operator.names import FINALIZER, LABEL_MANAGED_BY, LABEL_PIPELINE, MANAGED_BY
 from adnomaly_operator.reconcile import Key, LiveMap, Reconciler
 from adnomaly_operator.render import Images
@@ -72,6 +79,7 @@ class Runtime:
         self.indices: dict[str, Mapping[Key, Any]] = {}
         self.reconciler: Reconciler | None = None
         self.queue: WorkQueue[Key] = WorkQueue(self._reconcile, workers=config.workers)
+        self._unmoved: set[str] = set()  # owned objects (uids) whose latest event moved only the resourceVersion
         self._tasks: list[asyncio.Task[None]] = []
 
     def live_of(self, key: Key) -> LiveMap:
@@ -85,6 +93,29 @@ class Runtime:
     def capture_indices(self, kwargs: Mapping[str, Any]) -> None:
         if len(self.indices) < len(OWNED_KINDS):
             self.indices = {k: v for k, v in kwargs.items() if k.startswith("owned_")}
+
+    def note_owned(self, key: Key, summary: LiveObject, index: Mapping[Key, Any] | None) -> None:
+        """From an owned kind's indexer, before its index takes `summary`: did the object move?"""
+        before = None
+        if index is not None and key in index:
+            before = next((o for o in index[key] if o.name == summary.name), None)
+        if moved(before, summary):
+            self._unmoved.discard(summary.uid)
+        else:
+            self._unmoved.add(summary.uid)
+
+    def owned_event(self, key: Key, uid: str, deleted: bool) -> None:
+        """An owned object's event, after its indexer ran (kopf indexes an event before its handlers see
+        it): queue the Pipeline unless nothing its reconcile reads has moved. A deletion always queues it
+        (kopf calls no indexer for one), and so does any event while the Pipeline waits for the watch to
+        show its own write."""
+        unmoved = uid in self._unmoved
+        self._unmoved.discard(uid)
+        waiting = self.reconciler is not None and key in self.reconciler.waiting_on_cache
+        queue = deleted or not unmoved or waiting
+        metrics.OWNED_EVENTS.labels("true" if queue else "false").inc()
+        if queue:
+            self.queue.add(key)
 
     async def _reconcile(self, key: Key) -> float | None:
         await self.connected.wait()
@@ -172,9 +203,14 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one "succeeded" line per watch event
 
 
-def _owned_index(kind: Kind) -> Any:
-    def index(body: kopf.Body, namespace: str, labels: Mapping[str, str], **_: Any) -> dict[Key, LiveObject]:
-        return {(namespace, labels[LABEL_PIPELINE]): summarize(kind.kind, body)}
+def _owned_index(kind: Kind, runtime: Runtime) -> Any:
+    async def index(
+        body: kopf.Body, namespace: str, labels: Mapping[str, str], **kwargs: Any
+    ) -> dict[Key, LiveObject]:
+        key = (namespace, labels[LABEL_PIPELINE])
+        summary = summarize(kind.kind, body)
+        runtime.note_owned(key, summary, kwargs.get(index_id(kind)))  # the index still holds the last one
+        return {key: summary}
 
     index.__name__ = index_id(kind)
     return index
@@ -195,32 +231,34 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Runtime
         await runtime.stop()
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    async def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
         if info is not None:
             runtime.connect(info)
         return info
 
     @kopf.on.probe(id="queued", registry=registry)
-    def queued(**_: Any) -> int:
+    async def queued(**_: Any) -> int:
         return len(runtime.queue)
 
     for kind in OWNED_KINDS:
         kopf.index(
             group=kind.group, version=kind.version, plural=kind.plural, id=index_id(kind), labels=owned_filter,
             registry=registry,
-        )(_owned_index(kind))
+        )(_owned_index(kind, runtime))
 
         @kopf.on.event(
             group=kind.group, version=kind.version, plural=kind.plural, labels=owned_filter, registry=registry,
             id=f"watch_{kind.plural}",
         )
-        def owned_changed(namespace: str, labels: Mapping[str, str], **kwargs: Any) -> None:
+        async def owned_changed(
+            event: Mapping[str, Any], namespace: str, uid: str, labels: Mapping[str, str], **kwargs: Any
+        ) -> None:
             runtime.capture_indices(kwargs)
-            runtime.queue.add((namespace, labels[LABEL_PIPELINE]))
+            runtime.owned_event((namespace, labels[LABEL_PIPELINE]), uid, event.get("type") == "DELETED")
 
     @kopf.on.event(group=group, version=version, plural=plural, registry=registry)
-    def pipeline_changed(event: Mapping[str, Any], namespace: str, name: str, **kwargs: Any) -> None:
+    async def pipeline_changed(event: Mapping[str, Any], namespace: str, name: str, **kwargs: Any) -> None:
         runtime.capture_indices(kwargs)
         key = (namespace, name)
         if runtime.reconciler is None:
@@ -234,7 +272,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Runtime
 
     @kopf.timer(group=group, version=version, plural=plural, interval=config.drift_interval,
                 initial_delay=config.drift_interval, registry=registry)
-    def drift_check(namespace: str, name: str, **_: Any) -> None:
+    async def drift_check(namespace: str, name: str, **_: Any) -> None:
         runtime.queue.add((namespace, name))
 
     @kopf.on.delete(group=group, version=version, plural=plural, registry=registry, retries=5, backoff=2)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from adnomaly_operator.names import ANNOTATION_HASH, FIELD_MANAGER
@@ -125,6 +125,17 @@ def managed_fingerprint(meta: Mapping[str, Any]) -> str | None:
             fields = json.dumps(entry.get("fieldsV1"), sort_keys=True, separators=(",", ":"))
             return hashlib.sha256(fields.encode()).hexdigest()[:16]
     return None
+
+
+def moved(before: LiveObject | None, after: LiveObject) -> bool:
+    """Whether anything a reconcile reads changed between two summaries of one object.
+
+    Most watch events of owned objects only move the resourceVersion: a Deployment's controller rewrites
+    conditions and intermediate counters (`replicas`, `updatedReplicas`) several times before
+    `availableReplicas` changes what the Pipeline shows, and Strimzi and the Flink operator refresh their
+    status. The resourceVersion alone matters only while the reconciler waits for the watch to show its own
+    write (`Reconciler.waiting_on_cache`), which the caller checks."""
+    return before is None or replace(before, resource_version=after.resource_version) != after
 
 
 def summarize(kind: str, body: Mapping[str, Any]) -> LiveObject:

@@ -31,3 +31,9 @@ API_REQUEST_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 QUEUE_DEPTH = Gauge("adnomaly_operator_queue_depth", "Pipelines waiting to be reconciled")
+OWNED_EVENTS = Counter(
+    "adnomaly_operator_owned_events_total",
+    "Watch events of the objects the operator owns, by whether they queued their Pipeline "
+    "(queued=false: nothing the reconcile reads had changed, only the resourceVersion)",
+    ["queued"],
+)

@@ -123,6 +123,8 @@ class Reconciler:
     topics_recheck: float = 30.0  # an in-sync external Kafka's topics are described again at most this often
     topic_admin: AdminFactory = TopicAdmin  # builds the Admin API client (tests may substitute)
     _topics: dict[Key, _TopicsSync] = field(default_factory=dict)
+    # Pipelines whose last pass skipped a write the watch had not shown yet: any event of theirs may be it.
+    waiting_on_cache: set[Key] = field(default_factory=set)
 
     # -- bookkeeping from the watch --
 
@@ -134,6 +136,7 @@ class Reconciler:
             self._statuses.pop(key, None)
             self._status_slots.pop(key, None)
             self._topics.pop(key, None)
+            self.waiting_on_cache.discard(key)
             return
         self.pipelines[key] = dict(body)
 
@@ -207,7 +210,10 @@ class Reconciler:
             self._adopt_baselines(key, rendered.desired, live)
         problems = list(actions.problems)
         if actions.waiting_on_cache:
+            self.waiting_on_cache.add(key)
             requeue = 1.0 if requeue is None else min(requeue, 1.0)
+        else:
+            self.waiting_on_cache.discard(key)
         if not actions.blocked:
             write_problems, retry = await self._execute(key, actions)
             problems += write_problems

@@ -131,3 +131,23 @@ def test_the_control_planes_cpu_is_the_sum_of_its_processes() -> None:
     both = control_plane_cpu_seconds(kube)
     one = control_plane_cpu_seconds(SimpleNamespace(processes={"a": me}))
     assert both > 0 and abs(both - 2 * one) < 0.05
+
+
+def test_the_operators_work_is_read_from_its_own_counters() -> None:
+    from adnomaly.bench.operator import _work
+
+    scraped = {
+        ("adnomaly_operator_reconciles_total", "changed"): 412.0,
+        ("adnomaly_operator_reconciles_total", "noop"): 930.0,
+        ("adnomaly_operator_owned_events_total", "true"): 1500.0,
+        ("adnomaly_operator_owned_events_total", "false"): 2100.0,
+    }
+
+    def total(name: str, **labels: str) -> float:
+        (value,) = labels.values()
+        return scraped.get((name, value), 0.0)
+
+    assert _work(SimpleNamespace(total=total)) == {
+        "reconciles_changed_to_ready": 412, "reconciles_noop_to_ready": 930,
+        "owned_events_queued_to_ready": 1500, "owned_events_skipped_to_ready": 2100,
+    }

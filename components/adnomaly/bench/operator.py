@@ -11,7 +11,10 @@ Starts a real control plane (etcd, kube-apiserver, controller-manager, scheduler
 - `writes_per_noop_reconcile`: API writes per reconcile once everything is Ready (drift checks keep
   reconciling; the target is 0);
 - `operator_rss_mb`: the operator process's resident memory at the end;
-- `operator_peak_rss_mb`: the most it had resident at any moment of the run (VmHWM).
+- `operator_peak_rss_mb`: the most it had resident at any moment of the run (VmHWM);
+- `reconciles_changed_to_ready` / `reconciles_noop_to_ready`: the reconciles until all were Ready that wrote
+  something / nothing, and `owned_events_queued_to_ready` / `owned_events_skipped_to_ready`: the owned
+  objects' watch events that queued their Pipeline / moved only a resourceVersion and queued nothing.
 
 The ceiling, measured on the same control plane in the same run once the operator has stopped: the very
 objects the operator wrote (the same renderer, in a namespace of their own, without owner references)
@@ -243,6 +246,20 @@ def _deployments(kube: Any) -> int:
     return len(found["items"])
 
 
+def _work(operator: Any) -> dict[str, int]:
+    """What the operator did until now: its reconciles (wrote something or not) and its owned objects' watch
+    events (queued their Pipeline, or only moved a resourceVersion and were let go)."""
+    def count(name: str, **labels: str) -> int:
+        return int(operator.total(name, **labels))
+
+    return {
+        "reconciles_changed_to_ready": count("adnomaly_operator_reconciles_total", result="changed"),
+        "reconciles_noop_to_ready": count("adnomaly_operator_reconciles_total", result="noop"),
+        "owned_events_queued_to_ready": count("adnomaly_operator_owned_events_total", queued="true"),
+        "owned_events_skipped_to_ready": count("adnomaly_operator_owned_events_total", queued="false"),
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from adnomaly_operator.desired import kube_plan
     from adnomaly_operator.render import Owner, RenderContext, render
@@ -279,6 +296,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              f"{count} Pipelines to be Ready", interval=1.0)
                     seconds_to_ready = time.monotonic() - started
                     cpu_to_ready = control_plane_cpu_seconds(kube) + operator.cpu_seconds() - cpu_before
+                    work_to_ready = _work(operator)
                     steal_to_ready = share(steal, steal_times())
                     writes_before = operator.quiet_writes()
                     noops_before = operator.total("adnomaly_operator_reconciles_total", result="noop")
@@ -299,6 +317,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **ceiling_fields(round(seconds_to_ready, 1), ceiling, round(cpu_to_ready, 1)),
         "cpu_seconds_to_ready": round(cpu_to_ready, 1),
         "cpu_steal_share": steal_to_ready,
+        **work_to_ready,
         "noop_reconciles": int(noops),
         "writes_per_noop_reconcile": round(writes / noops, 3) if noops else None,
         "operator_rss_mb": round(rss, 1),
