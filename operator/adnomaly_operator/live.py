@@ -9,10 +9,11 @@ StatefulSet rollout counters, Job completion.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
+
+import orjson
 
 from adnomaly_operator.names import ANNOTATION_HASH, FIELD_MANAGER
 
@@ -122,8 +123,10 @@ def managed_fingerprint(meta: Mapping[str, Any]) -> str | None:
     one of those fields takes it over, which changes this digest: that is drift."""
     for entry in meta.get("managedFields") or ():
         if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply" and not entry.get("subresource"):
-            fields = json.dumps(entry.get("fieldsV1"), sort_keys=True, separators=(",", ":"))
-            return hashlib.sha256(fields.encode()).hexdigest()[:16]
+            # orjson: this runs on every watch event of every owned object (json.dumps was 3.5 % of the
+            # operator's busy time at 100 Pipelines coming up).
+            fields = orjson.dumps(entry.get("fieldsV1"), option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+            return hashlib.sha256(fields).hexdigest()[:16]
     return None
 
 

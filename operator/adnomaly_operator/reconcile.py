@@ -319,11 +319,10 @@ class Reconciler:
                 transient.append(exc)
 
         async def apply(d: Desired) -> None:
-            obj = d.obj
-            if d.kind == "Deployment" and "replicas" not in obj["spec"]:
+            if d.scaled:
                 await self._hand_over_replicas(key[0], d.name)
             try:
-                result = await self.client.apply(obj)
+                result = await self.client.apply_json(kind_of(d.kind), d.namespace, d.name, d.json)
             except ApiError as exc:
                 if d.kind == "Job" and exc.status == 422 and "immutable" in exc.message:
                     await self.client.delete(kind_of("Job"), key[0], d.name)

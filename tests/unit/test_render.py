@@ -357,6 +357,9 @@ def test_a_desired_object_is_kept_packed_and_unpacks_the_same_object_each_time()
         assert (first["kind"], first["metadata"]["name"]) == (d.kind, d.name)
         first["metadata"]["name"] = "changed"  # a copy: the kept object does not change with it
         assert d.obj["metadata"]["name"] == d.name
+        assert d.json == json.dumps(d.obj, separators=(",", ":")).encode()  # what an apply sends, compact
+        assert d.namespace == first["metadata"].get("namespace")
+        assert d.scaled == (d.kind == "Deployment" and "replicas" not in first["spec"])
     a, b = rendered(p), rendered(p)
     assert a == b and {hash(d) for d in a.values()} == {hash(d) for d in b.values()}
 

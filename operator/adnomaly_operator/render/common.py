@@ -83,13 +83,17 @@ class Desired:
     The object is kept packed (compact JSON, zlib level 1) and `obj` unpacks a fresh copy on each use:
     the reconciler keeps every Pipeline's render between passes, and as nested dicts those were a third of
     the operator's memory at 1,000 Pipelines (tracemalloc, `manifests/pipeline.yaml`'s 55 objects: 263 KB
-    as dicts, 52 KB packed). Only a write needs the whole object; what every pass compares (kind, name,
+    as dicts, 52 KB packed). Only a write needs the whole object, and an apply sends
+    its JSON as it is kept (`json`: decompressed, never decoded); what every pass compares (kind, name,
     content hash, a KafkaTopic's partitions) is read once, as the object is sealed. Packing adds
     ~3 ms to a 12 ms render (once per generation); unpacking one object costs ~40 µs, a write's round trip
     milliseconds. Treat it as immutable: it is hashed and compared by value.
     """
 
-    __slots__ = ("_packed", "hash", "kind", "name", "partitions", "recipe", "retain", "stage", "status_key")
+    __slots__ = (
+        "_packed", "hash", "kind", "name", "namespace", "partitions", "recipe", "retain", "scaled", "stage",
+        "status_key",
+    )
 
     def __init__(
         self, obj: Obj, stage: int, status_key: str | None = None, retain: bool = False,
@@ -98,9 +102,12 @@ class Desired:
         obj = sealed(obj)
         self.kind = str(obj["kind"])
         self.name = str(obj["metadata"]["name"])
+        self.namespace = obj["metadata"].get("namespace")
         self.hash = str(obj["metadata"]["annotations"][ANNOTATION_HASH])
         # A KafkaTopic's partitions: checked against the live topic on every pass (they may never decrease).
         self.partitions = int(obj["spec"]["partitions"]) if self.kind == "KafkaTopic" else None
+        # A Deployment without `replicas` has them set by a scaler (KEDA), which the operator hands them to.
+        self.scaled = self.kind == "Deployment" and "replicas" not in obj["spec"]
         self.stage = stage
         self.status_key = status_key  # the `status.components` entry this object counts toward
         self.retain = retain  # kept (and orphaned) on deletion under `deletionPolicy: Retain`
@@ -111,8 +118,13 @@ class Desired:
     @property
     def obj(self) -> Obj:
         """A fresh copy of the object: changing it changes nothing here."""
-        value: Obj = json.loads(zlib.decompress(self._packed))
+        value: Obj = json.loads(self.json)
         return value
+
+    @property
+    def json(self) -> bytes:
+        """The object as compact JSON, what an apply sends."""
+        return zlib.decompress(self._packed)
 
     def _identity(self) -> tuple[bytes, int, str | None, bool, SecretRecipe | None]:
         return (self._packed, self.stage, self.status_key, self.retain, self.recipe)
