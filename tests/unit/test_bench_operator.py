@@ -151,3 +151,10 @@ def test_the_operators_work_is_read_from_its_own_counters() -> None:
         "reconciles_changed_to_ready": 412, "reconciles_noop_to_ready": 930,
         "owned_events_queued_to_ready": 1500, "owned_events_skipped_to_ready": 2100,
     }
+
+
+def test_the_fleet_comes_up_under_the_operators_own_drift_period() -> None:
+    from adnomaly.bench.operator import DRIFT_INTERVAL
+    from adnomaly_operator.handlers import OperatorConfig
+
+    assert OperatorConfig().drift_interval == DRIFT_INTERVAL

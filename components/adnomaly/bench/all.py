@@ -40,7 +40,9 @@ SHORT: dict[str, list[str]] = {
     # warm-up (alternated runs: job 10.4k-13.4k events/s at 100k against 18.8k-21.1k at 400k, ceiling 15.8k-21.3k
     # against 29.0k-30.3k), and the target is a steady-state rate. The ratio swings with the hour either way.
     "features": ["--events", "400000"],
-    "operator": ["--pipelines", "10"],
+    # 5 s drift checks, not the operator's 60: ten Pipelines are Ready in seconds, and the no-op window after
+    # (`writes_per_noop_reconcile`) needs drift reconciles to count.
+    "operator": ["--pipelines", "10", "--drift-interval", "5"],
 }
 TINY: dict[str, list[str]] = {
     "processor": ["--events", "5000", "--naive-sample", "0", "--batch-size", "1000"],
