@@ -268,7 +268,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Runtime
             runtime.queue.forget(key)
             return
         runtime.reconciler.observe_pipeline(key, event["object"])
-        runtime.queue.add(key)
+        if not runtime.reconciler.own_status_echo(key, event["object"]):
+            runtime.queue.add(key)
 
     @kopf.timer(group=group, version=version, plural=plural, interval=config.drift_interval,
                 initial_delay=config.drift_interval, registry=registry)

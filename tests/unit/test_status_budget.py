@@ -118,3 +118,18 @@ def test_one_pipeline_still_writes_its_progress_every_interval(clock: Clock) -> 
     assert write(rec, "p", status, progress(1)) == (False, pytest.approx(1.0))
     clock.now += 1.0
     assert write(rec, "p", status, progress(1)) == (True, None)
+
+
+def test_only_the_exact_echo_of_our_own_status_write_is_let_go(clock: Clock) -> None:
+    kube = StatusKube()
+    rec = Reconciler(kube, lambda key: {}, status_interval=2.0)  # type: ignore[arg-type]
+    key = ("ns", "p")
+    assert not rec.own_status_echo(key, body("p", None, rv=5))  # nothing written yet
+    assert write(rec, "p", None, progress(0)) == (True, None)
+    status, rv, _ = rec._statuses[key]
+    assert rv == 101
+    assert rec.own_status_echo(key, body("p", status, rv=101))  # what our write left: no pass needed
+    assert not rec.own_status_echo(key, body("p", status, rv=102))  # something changed after it (spec, labels)
+    assert not rec.own_status_echo(key, body("p", {**status, "phase": "Ready"}, rv=101))
+    rec.observe_pipeline(key, None)  # deleted: forgotten
+    assert not rec.own_status_echo(key, body("p", status, rv=101))
