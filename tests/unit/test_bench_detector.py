@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+import adnomaly.detection
 from adnomaly.bench import detector
 from adnomaly.features.record import DECODER
 
@@ -21,3 +22,6 @@ def test_run_reports_the_rate_its_ceiling_and_their_ratio() -> None:
     assert 0 < out["records_per_second"] <= out["ceiling_records_per_second"] * 1.5
     assert out["ratio"] == round(out["records_per_second"] / out["ceiling_records_per_second"], 3)
     assert out["nproc"] >= 1
+    # which code judged: mypyc's extensions, or the sources (make compiled not run, or ADNOMALY_PURE_PYTHON=1)
+    assert out["detector_code"] in ("compiled", "sources", "stale")
+    assert out["detector_code"] == adnomaly.detection.RUNNING

@@ -5,4 +5,5 @@ sure an import here never runs an extension older than its source."""
 
 from adnomaly.compiled import GROUPS, use_current
 
-use_current(__name__, GROUPS[__name__])
+# What runs the hot path: `compiled`, or `sources` / `stale` (adnomaly.compiled.verdict); benchmarks report it.
+RUNNING = use_current(__name__, GROUPS[__name__])
