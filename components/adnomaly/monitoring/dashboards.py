@@ -199,6 +199,8 @@ OPERATOR = (
     p("API writes (per second) by verb", "ops",
       ("sum by (verb) (rate(adnomaly_operator_api_writes_total[5m]))", "{{verb}}")),
     p("Work queue depth", "short", ("max(adnomaly_operator_queue_depth)", "pipelines waiting")),
+    p("Owned objects' watch events (per second): queued a pass, or only a new resourceVersion", "ops",
+      ("sum by (queued) (rate(adnomaly_operator_owned_events_total[5m]))", "queued={{queued}}")),
 )
 
 # fmt: on
