@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 TRANSIENT_STATUSES = {408, 409, 429, 500, 502, 503, 504}
 
 
+def _encode(body: Any) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+
+
 def _resource(path: str) -> str:
     """The resource (plural, and subresource) a request path addresses, e.g. `pipelines/status`."""
     parts = path.strip("/").split("/")
@@ -80,7 +84,7 @@ class KubeClient:
         """`body` is encoded as JSON; `data` is sent as it is (JSON already)."""
         session = self._ensure_session()
         if body is not None:
-            data = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+            data = _encode(body)
         headers = {"Content-Type": content_type} if data is not None else {}
         if method != "GET":
             metrics.API_WRITES.labels(method.lower()).inc()
@@ -129,18 +133,17 @@ class KubeClient:
             raise
 
     async def apply(self, obj: Mapping[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
-        kind = kind_of(obj["kind"])
         meta = obj["metadata"]
-        return await self.request(
-            "PATCH", kind.path(meta.get("namespace"), meta["name"]),
-            params={"fieldManager": field_manager, "force": "true"},
-            body=obj, content_type="application/apply-patch+yaml",
-        )
+        return await self.apply_json(kind_of(obj["kind"]), meta.get("namespace"), meta["name"], _encode(obj),
+                                     field_manager=field_manager)
 
-    async def apply_json(self, kind: Kind, namespace: str | None, name: str, data: bytes) -> dict[str, Any]:
-        """`apply` of an object that is JSON already (a `Desired`'s own bytes: nothing to decode and encode)."""
+    async def apply_json(
+        self, kind: Kind, namespace: str | None, name: str, data: bytes, *, field_manager: str = FIELD_MANAGER,
+    ) -> dict[str, Any]:
+        """Server-side apply of an object that is JSON already (a `Desired`'s own bytes: nothing to decode
+        and encode again)."""
         return await self.request(
-            "PATCH", kind.path(namespace, name), params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            "PATCH", kind.path(namespace, name), params={"fieldManager": field_manager, "force": "true"},
             data=data, content_type="application/apply-patch+yaml",
         )
 
